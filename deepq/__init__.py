@@ -1,0 +1,16 @@
+"""deepq: Deep Q-Learning for Gymnasium environments.
+
+    import deepq
+    agent = deepq.train(deepq.preset("cartpole", seed=0))
+    deepq.evaluate(agent, episodes=10).mean
+"""
+
+from deepq.agent import Agent, load
+from deepq.config import PRESETS, Config, preset
+from deepq.errors import CheckpointError, ConfigError, DeepQError, NonFiniteLossError
+from deepq.evaluate import EvalResult, evaluate
+from deepq.train import train
+
+__version__ = "0.1.0"
+__all__ = ["Agent", "CheckpointError", "Config", "ConfigError", "DeepQError", "EvalResult", "NonFiniteLossError",
+           "PRESETS", "evaluate", "load", "preset", "train"]

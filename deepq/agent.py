@@ -1,0 +1,179 @@
+"""Agent: the online Q-network, its target copy, the optimizer, and the TD update."""
+
+from __future__ import annotations
+
+import copy
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from deepq.config import Config
+from deepq.errors import CheckpointError, NonFiniteLossError
+from deepq.loss import td_loss, td_target
+from deepq.networks import build_network
+from deepq.replay import Batch
+
+AGENT_FORMAT = "deepq-agent"
+FORMAT_VERSION = 1
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+class Agent:
+    """Q(s, .) for every action in one forward pass; greedy acting; one TD update per call."""
+
+    def __init__(self, obs_shape: tuple[int, ...], n_actions: int, cfg: Config,
+                 device: torch.device | str | None = None) -> None:
+        self.cfg = cfg
+        self.obs_shape = tuple(obs_shape)
+        self.n_actions = n_actions
+        self.device = resolve_device(cfg.device) if device is None else torch.device(device)
+        self.online = build_network(self.obs_shape, n_actions, cfg).to(self.device)
+        # target="none": the online net computes its own target (the instability the target net prevents).
+        self.target: nn.Module | None = None
+        if cfg.target != "none":
+            self.target = copy.deepcopy(self.online).requires_grad_(False)
+        self.optimizer = torch.optim.Adam(self.online.parameters(), lr=cfg.lr)
+        self._params = list(self.online.parameters())
+        self._target_params = list(self.target.parameters()) if self.target is not None else []
+
+    # ---- acting -------------------------------------------------------------------------
+    def _as_batch(self, obs: Any) -> tuple[torch.Tensor, bool]:
+        x = torch.as_tensor(np.asarray(obs, dtype=np.float32), device=self.device)
+        single = x.dim() == len(self.obs_shape)
+        return (x.unsqueeze(0) if single else x), single
+
+    @torch.inference_mode()
+    def q_values(self, obs: Any) -> np.ndarray:
+        """Q values: [A] for one observation, [B, A] for a batch."""
+        x, single = self._as_batch(obs)
+        q = self.online(x).float().cpu().numpy()  # (B, A)
+        return q[0] if single else q
+
+    @torch.inference_mode()
+    def act(self, obs: Any) -> Any:
+        """Greedy action: an int for one observation, an int64 array for a batch."""
+        x, single = self._as_batch(obs)
+        a = self.online(x).argmax(dim=1).cpu().numpy()  # (B,)
+        return int(a[0]) if single else a
+
+    # ---- learning -----------------------------------------------------------------------
+    def update(self, batch: Batch) -> torch.Tensor:
+        """One gradient step on the TD loss; returns the loss (detached, not synced to host)."""
+        cfg = self.cfg
+        with torch.no_grad():
+            target_net = self.target if self.target is not None else self.online
+            next_q = target_net(batch.next_obs)  # (B, A)
+            next_q_online = self.online(batch.next_obs) if cfg.double and self.target is not None else None
+            y = td_target(batch.rewards, batch.terminated, next_q, cfg.gamma, next_q_online)  # (B,)
+        q = self.online(batch.obs).gather(1, batch.actions.unsqueeze(1)).squeeze(1)  # (B,)
+        loss = td_loss(q, y, cfg.loss)
+        if not torch.isfinite(loss):
+            raise NonFiniteLossError(f"TD loss is {loss.item()}")
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.max_grad_norm > 0:
+            nn.utils.clip_grad_norm_(self._params, cfg.max_grad_norm)
+        self.optimizer.step()
+        if cfg.target == "polyak":
+            torch._foreach_lerp_(self._target_params, self._params, cfg.tau)  # θ⁻ ← θ⁻ + τ(θ − θ⁻)
+        return loss.detach()
+
+    def sync_target(self) -> None:
+        """Hard sync θ⁻ ← θ."""
+        if self.target is not None:
+            self.target.load_state_dict(self.online.state_dict())
+
+    def params_finite(self) -> bool:
+        return all(bool(torch.isfinite(p).all()) for p in self._params)
+
+    # ---- persistence --------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """Everything a checkpoint needs to continue training bit-for-bit."""
+        return {"online": self.online.state_dict(),
+                "target": self.target.state_dict() if self.target is not None else None,
+                "optimizer": self.optimizer.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.online.load_state_dict(state["online"])
+        if self.target is not None and state["target"] is not None:
+            self.target.load_state_dict(state["target"])
+        self.optimizer.load_state_dict(state["optimizer"])
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """One file with the config, the spaces and the online weights (no code)."""
+        atomic_save({"format": AGENT_FORMAT, "version": FORMAT_VERSION, "config": self.cfg.to_dict(),
+                     "obs_shape": list(self.obs_shape), "n_actions": self.n_actions,
+                     "custom_network": self.cfg.network is not None,
+                     "online": {k: v.cpu() for k, v in self.online.state_dict().items()}}, path)
+
+
+def load(path: str | os.PathLike[str], network: Any = None, device: str = "cpu") -> Agent:
+    """Load an agent saved by Agent.save (or a run directory's agent.pt); never executes code from the file.
+
+    A custom network is code, so it is not in the file: pass the same factory as `network`.
+    """
+    p = Path(path)
+    if p.is_dir():
+        p = p / "agent.pt"
+    data = safe_load(p, AGENT_FORMAT)
+    cfg = Config.from_dict(data["config"]).replace(network=network, device=device)
+    if data["custom_network"] and network is None:
+        raise CheckpointError(f"{p} was trained with a custom network ({data['config']['network']}); "
+                              "pass the same factory: deepq.load(path, network=factory)")
+    agent = Agent(tuple(data["obs_shape"]), int(data["n_actions"]), cfg)
+    try:
+        agent.online.load_state_dict(data["online"])
+    except RuntimeError as e:
+        raise CheckpointError(f"{p}: the weights do not fit the network this config builds: {e}") from e
+    agent.sync_target()
+    return agent
+
+
+def atomic_save(obj: Any, path: str | os.PathLike[str]) -> None:
+    """torch.save to a temp file in the same folder, fsync, then rename: never a half-written file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def safe_load(path: Path, expected_format: str) -> dict[str, Any]:
+    """torch.load with weights_only=True, turning every failure into one clear CheckpointError."""
+    if not path.is_file():
+        raise CheckpointError(f"{path} does not exist (expected a deepq {expected_format.split('-')[1]} file)")
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises several types for truncated/corrupt/unsafe files
+        text = str(e).splitlines()[0] if str(e) else type(e).__name__
+        if "weights_only" in str(e) or "Unsupported global" in str(e):
+            why = "it contains Python objects that deepq never writes, and loading them could run code"
+        else:
+            why = f"it is corrupt or truncated ({type(e).__name__}: {text[:200]})"
+        raise CheckpointError(f"cannot load {path}: {why}. Use a file written by deepq, "
+                              "or train again to produce one.") from None
+    if not isinstance(data, dict) or data.get("format") != expected_format:
+        found = data.get("format") if isinstance(data, dict) else type(data).__name__
+        raise CheckpointError(f"{path} is not a {expected_format} file (found format {found!r}); "
+                              f"it was not written by deepq or is a different kind of deepq file")
+    if data.get("version") != FORMAT_VERSION:
+        raise CheckpointError(f"{path} has {expected_format} version {data.get('version')}; this deepq "
+                              f"reads version {FORMAT_VERSION}")
+    return data

@@ -1,0 +1,246 @@
+"""One typed dataclass holds every setting of a run; named presets are Configs with tuned values.
+
+Units are stated per field. "env steps" count transitions collected, summed over all
+vector envs, so a setting means the same thing whatever `num_envs` is.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from deepq.errors import ConfigError
+
+EnvSpec = str | Callable[[], Any]  # a Gymnasium id, or a zero-argument factory returning a gym.Env
+NetworkFactory = Callable[[tuple[int, ...], int], Any]  # (obs_shape, n_actions) -> nn.Module
+
+
+@dataclass
+class Config:
+    """Every setting of a DQN run. Field docs are the CLI's --help."""
+
+    env: EnvSpec = "CartPole-v1"
+    """Gymnasium environment id, or a zero-argument callable returning a gym.Env."""
+    seed: int = 0
+    """Seed for torch, numpy, environment resets and action sampling."""
+    total_steps: int = 100_000
+    """Training length in env steps (summed over all vector envs)."""
+    num_envs: int = 1
+    """Environments stepped together; one batched forward pass acts for all of them."""
+    name: str = ""
+    """Run name used for the run directory (defaults to the preset or env id)."""
+
+    # Q-network
+    hidden_sizes: tuple[int, ...] = (120, 84)
+    """Widths of the default MLP's hidden layers."""
+    network: NetworkFactory | None = None
+    """Optional factory (obs_shape, n_actions) -> nn.Module mapping [B, *obs] to [B, A] (Python API only)."""
+
+    # TD learning
+    gamma: float = 0.99
+    """Discount factor per env step, in [0, 1]."""
+    lr: float = 2.5e-4
+    """Adam learning rate."""
+    batch_size: int = 128
+    """Transitions per minibatch."""
+    buffer_size: int = 10_000
+    """Replay memory capacity in transitions."""
+    learning_starts: int = 1_000
+    """Env steps collected before the first gradient step."""
+    train_freq: int = 10
+    """Env steps between updates (k)."""
+    gradient_steps: int = 1
+    """Gradient steps per update (g)."""
+    loss: str = "mse"
+    """TD loss: 'mse' (squared TD error) or 'huber'."""
+    double: bool = False
+    """Double DQN: the online net selects the next action, the target net evaluates it."""
+    max_grad_norm: float = 0.0
+    """Clip the gradient's global L2 norm to this value; 0 disables clipping."""
+
+    # target network
+    target: str = "hard"
+    """How the TD target is computed: 'hard' (copy every C steps), 'polyak' (tau), or 'none'."""
+    target_update_interval: int = 500
+    """C: env steps between hard target syncs."""
+    tau: float = 0.005
+    """Polyak coefficient applied after each gradient step, in (0, 1]."""
+
+    # exploration
+    eps_schedule: str = "linear"
+    """Exploration schedule: 'linear' or 'exponential'."""
+    eps_start: float = 1.0
+    """Initial epsilon, in [0, 1]."""
+    eps_end: float = 0.05
+    """Final epsilon, in [0, 1]."""
+    eps_decay_steps: int = 10_000
+    """Env steps for the linear decay, or the e-folding time of the exponential one."""
+    eval_eps: float = 0.0
+    """Epsilon during evaluation episodes, in [0, 1]."""
+
+    # evaluation, logging, checkpoints
+    eval_interval: int = 10_000
+    """Env steps between greedy evaluations; 0 disables periodic evaluation."""
+    eval_episodes: int = 10
+    """Episodes per evaluation."""
+    stop_at_return: float | None = None
+    """Stop training once an evaluation's mean return reaches this (the task is solved)."""
+    checkpoint_interval: int = 10_000
+    """Env steps between checkpoints written for --resume; 0 disables periodic checkpoints."""
+    run_dir: str = ""
+    """Run directory; default runs/<name>-<seed>-<timestamp>/."""
+    device: str = "auto"
+    """Torch device: 'auto' (CUDA when available), 'cpu', 'cuda' or 'cuda:N'."""
+    threads: int = 1
+    """CPU threads for torch; 1 is fastest for small networks."""
+    progress: bool = True
+    """Show a progress bar (plain periodic lines when stdout is not a terminal)."""
+
+    def validate(self) -> Config:
+        """Raise ConfigError naming the first field whose value cannot work; return self."""
+        for name in ("total_steps", "num_envs", "batch_size", "buffer_size", "train_freq",
+                     "gradient_steps", "target_update_interval", "eval_episodes", "threads"):
+            _check(name, getattr(self, name), "a positive integer", lambda v: _is_int(v) and v > 0)
+        for name in ("learning_starts", "eps_decay_steps", "eval_interval", "checkpoint_interval"):
+            _check(name, getattr(self, name), "an integer >= 0", lambda v: _is_int(v) and v >= 0)
+        _check("seed", self.seed, "an integer >= 0", lambda v: _is_int(v) and v >= 0)
+        _check("lr", self.lr, "a positive number", lambda v: _is_num(v) and v > 0)
+        _check("max_grad_norm", self.max_grad_norm, "a number >= 0 (0 disables clipping)",
+               lambda v: _is_num(v) and v >= 0)
+        _check("gamma", self.gamma, "a number in [0, 1]", lambda v: _is_num(v) and 0 <= v <= 1)
+        _check("tau", self.tau, "a number in (0, 1]", lambda v: _is_num(v) and 0 < v <= 1)
+        for name in ("eps_start", "eps_end", "eval_eps"):
+            _check(name, getattr(self, name), "a number in [0, 1]", lambda v: _is_num(v) and 0 <= v <= 1)
+        _choice("loss", self.loss, ("mse", "huber"))
+        _choice("target", self.target, ("hard", "polyak", "none"))
+        _choice("eps_schedule", self.eps_schedule, ("linear", "exponential"))
+        _check("device", self.device, "'auto', 'cpu', 'cuda' or 'cuda:N'",
+               lambda v: isinstance(v, str) and (v in ("auto", "cpu", "cuda")
+                                                 or (v.startswith("cuda:") and v[5:].isdigit())))
+        _check("hidden_sizes", self.hidden_sizes, "a non-empty list of positive integers",
+               lambda v: isinstance(v, tuple | list) and len(v) > 0 and all(_is_int(h) and h > 0 for h in v))
+        if self.batch_size > self.buffer_size:
+            raise ConfigError(f"batch_size={self.batch_size} is larger than buffer_size={self.buffer_size}: "
+                              "a minibatch is drawn from the replay memory, so use batch_size <= buffer_size")
+        if self.stop_at_return is not None and not _is_num(self.stop_at_return):
+            raise ConfigError(f"stop_at_return={self.stop_at_return!r} is not valid: use a number or None")
+        if self.stop_at_return is not None and self.eval_interval == 0:
+            raise ConfigError("stop_at_return needs periodic evaluation: set eval_interval > 0")
+        if not (isinstance(self.env, str) and self.env) and not callable(self.env):
+            raise ConfigError(f"env={self.env!r} is not valid: use a Gymnasium id such as 'CartPole-v1' "
+                              "or a zero-argument callable returning a gym.Env")
+        return self
+
+    @property
+    def run_name(self) -> str:
+        """The name a run directory starts with."""
+        if self.name:
+            return self.name
+        return self.env if isinstance(self.env, str) else getattr(self.env, "__name__", "custom")
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-safe dict; callables (env factory, network) are recorded by name only."""
+        out = dataclasses.asdict(self)
+        out["hidden_sizes"] = list(self.hidden_sizes)
+        if callable(self.env):
+            out["env"] = f"<callable {getattr(self.env, '__qualname__', repr(self.env))}>"
+        if self.network is not None:
+            out["network"] = f"<callable {getattr(self.network, '__qualname__', repr(self.network))}>"
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Config:
+        """Inverse of to_dict for string envs; callables must be passed again by the caller."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(f"unknown config field(s) {unknown}; valid fields are {sorted(known)}")
+        data = dict(data)
+        if isinstance(data.get("network"), str):
+            data["network"] = None  # a custom network is code; the caller must pass it again
+        if "hidden_sizes" in data:
+            data["hidden_sizes"] = tuple(data["hidden_sizes"])
+        return cls(**data)
+
+    def replace(self, **overrides: Any) -> Config:
+        """A copy with some fields changed; unknown fields are a ConfigError."""
+        known = {f.name for f in dataclasses.fields(self)}
+        unknown = sorted(set(overrides) - known)
+        if unknown:
+            close = {u: difflib.get_close_matches(u, known, n=1) for u in unknown}
+            hints = ", ".join(f"{u!r}" + (f" (did you mean {c[0]!r}?)" if c else "") for u, c in close.items())
+            raise ConfigError(f"unknown config field(s) {hints}; run `deepq train --help` for the list")
+        if "hidden_sizes" in overrides:
+            overrides["hidden_sizes"] = tuple(overrides["hidden_sizes"])
+        return dataclasses.replace(self, **overrides)
+
+
+def _is_int(v: object) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_num(v: object) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _check(name: str, value: object, valid: str, ok: Callable[[Any], bool]) -> None:
+    if not ok(value):
+        raise ConfigError(f"{name}={value!r} is not valid: {name} must be {valid}")
+
+
+def _choice(name: str, value: object, options: tuple[str, ...]) -> None:
+    _check(name, value, "one of " + ", ".join(repr(o) for o in options), lambda v: v in options)
+
+
+# Named presets: the settings each task was tuned with (see README for the measured results).
+PRESETS: dict[str, Config] = {
+    "cartpole": Config(
+        env="CartPole-v1", name="cartpole", total_steps=50_000, hidden_sizes=(128, 128),
+        lr=1e-3, batch_size=64, buffer_size=50_000, learning_starts=1_000, train_freq=1,
+        gradient_steps=1, target="hard", target_update_interval=500, double=True,
+        eps_end=0.05, eps_decay_steps=10_000, eval_interval=1_000, eval_episodes=10,
+        stop_at_return=475.0, checkpoint_interval=10_000,
+    ),
+    "acrobot": Config(
+        env="Acrobot-v1", name="acrobot", total_steps=100_000, hidden_sizes=(128, 128),
+        lr=6.3e-4, batch_size=128, buffer_size=50_000, learning_starts=1_000, train_freq=4,
+        gradient_steps=2, target="hard", target_update_interval=250, double=True, loss="huber",
+        eps_end=0.1, eps_decay_steps=12_000, eval_interval=5_000, eval_episodes=10,
+        stop_at_return=-100.0,
+    ),
+    "mountaincar": Config(
+        env="MountainCar-v0", name="mountaincar", total_steps=150_000, hidden_sizes=(256, 256),
+        lr=4e-3, batch_size=128, buffer_size=10_000, learning_starts=1_000, train_freq=16,
+        gradient_steps=8, target="hard", target_update_interval=600, double=True, loss="huber",
+        eps_end=0.07, eps_decay_steps=30_000, gamma=0.98, eval_interval=5_000, eval_episodes=10,
+        stop_at_return=-110.0,
+    ),
+    "lunarlander": Config(
+        env="LunarLander-v3", name="lunarlander", total_steps=300_000, hidden_sizes=(256, 256),
+        lr=6.3e-4, batch_size=128, buffer_size=50_000, learning_starts=1_000, train_freq=4,
+        gradient_steps=1, target="hard", target_update_interval=250, double=True, loss="huber",
+        eps_end=0.1, eps_decay_steps=36_000, eval_interval=10_000, eval_episodes=10,
+        stop_at_return=200.0, checkpoint_interval=50_000,
+    ),
+}
+
+
+def preset(name: str, **overrides: Any) -> Config:
+    """A named preset with some fields overridden: preset("cartpole", seed=3)."""
+    key = name.lower()
+    if key not in PRESETS:
+        close = difflib.get_close_matches(key, PRESETS, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ConfigError(f"unknown preset {name!r}{hint}; presets are: {', '.join(PRESETS)}")
+    return PRESETS[key].replace(**overrides)
+
+
+def describe_presets() -> list[dict[str, Any]]:
+    """Key settings of each preset, for `deepq presets`."""
+    return [{"preset": n, "env": c.env, "total_steps": c.total_steps, "hidden": list(c.hidden_sizes),
+             "lr": c.lr, "target": c.target, "solved_at": c.stop_at_return} for n, c in PRESETS.items()]
+

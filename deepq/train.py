@@ -1,0 +1,236 @@
+"""The training loop. It reads like the algorithm:
+
+    initialise replay D and Q-network θ (and target θ⁻)
+    for each step:
+        a  = ε-greedy(Q(s; θ))
+        s', r, terminated, truncated = env.step(a)
+        D.add(s, a, r, s', terminated)
+        every k steps: sample a minibatch from D, g gradient steps on the TD loss
+        every C steps: θ⁻ ← θ
+        s = reset() if the episode ended else s'
+
+Progress, logging and checkpoints are side channels called from here; the core
+(agent, loss, replay, networks) never imports them.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from deepq.agent import Agent, atomic_save, safe_load
+from deepq.config import Config
+from deepq.envs import VecEnv, make_vec_env
+from deepq.errors import CheckpointError, ConfigError, NonFiniteLossError
+from deepq.evaluate import evaluate
+from deepq.explore import EpsilonSchedule, epsilon_greedy
+from deepq.progress import Progress
+from deepq.replay import ReplayMemory
+from deepq.runlog import RunLog, new_run_dir, plot_learning_curve, write_config
+
+CHECKPOINT_FORMAT = "deepq-checkpoint"
+# Fields a resumed run must share with its checkpoint (others, e.g. total_steps or lr, may change).
+RESUME_FIXED = ("env", "seed", "num_envs", "buffer_size", "hidden_sizes", "target", "network")
+
+
+@dataclass
+class LoopState:
+    """Counters and episode bookkeeping, saved in every checkpoint."""
+
+    step: int = 0  # env steps collected, summed over envs
+    updates: int = 0  # gradient steps taken
+    episodes: int = 0  # episodes finished
+    evals: int = 0  # evaluations run
+    ep_return: list[float] = field(default_factory=list)  # per env: return of the episode in progress
+    ep_length: list[int] = field(default_factory=list)
+    recent: list[float] = field(default_factory=list)  # returns of the last 20 finished episodes
+    last_eval: float | None = None
+    solved_at: int | None = None  # env step of the first evaluation reaching cfg.stop_at_return
+    loss_sum: float = 0.0  # TD loss summed since the last finished episode (for metrics.csv)
+    loss_count: int = 0
+
+
+def crossings(prev: int, now: int, every: int) -> int:
+    """How many multiples of `every` lie in (prev, now]; 0 when every == 0 (disabled)."""
+    return now // every - prev // every if every > 0 else 0
+
+
+def checkpoint_path(run_dir: Path) -> Path:
+    return run_dir / "checkpoint" / "checkpoint.pt"
+
+
+def train(cfg: Config, resume: str | Path | None = None) -> Agent:
+    """Train a DQN agent; writes a run directory and returns the trained Agent.
+
+    With `resume=RUN_DIR`, continue from that run's last checkpoint; on CPU the result is
+    identical to a run that never stopped.
+    """
+    cfg.validate()
+    torch.manual_seed(cfg.seed)
+    torch.set_num_threads(cfg.threads)
+    rng = np.random.default_rng(cfg.seed)  # ε-greedy draws and minibatch indices
+
+    envs = make_vec_env(cfg.env, cfg.num_envs, cfg.seed)
+    agent = Agent(envs.obs_shape, envs.n_actions, cfg)
+    memory = ReplayMemory(cfg.buffer_size, envs.obs_shape, device=agent.device)
+    eps_at = EpsilonSchedule.from_config(cfg)
+    state = LoopState(ep_return=[0.0] * cfg.num_envs, ep_length=[0] * cfg.num_envs)
+
+    if resume is None:
+        run_dir = new_run_dir(cfg)
+        obs = envs.reset()
+    else:
+        run_dir = Path(resume)
+        obs = _restore(checkpoint_path(run_dir), cfg, agent, memory, envs, rng, state)
+    write_config(run_dir, cfg)
+    log = RunLog(run_dir, resume_step=state.step if resume is not None else None)
+    bar = Progress(cfg.total_steps, state.step, enabled=cfg.progress, title=cfg.run_name)
+
+    def save_checkpoint() -> None:
+        atomic_save({"format": CHECKPOINT_FORMAT, "version": 1, "config": cfg.to_dict(),
+                     "agent": agent.state_dict(), "memory": memory.state_dict(), "envs": envs.state_dict(),
+                     "rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
+                     "loop": vars(state).copy()}, checkpoint_path(run_dir))
+
+    interrupted = _DeferredInterrupt()
+    try:
+        with interrupted:
+            while state.step < cfg.total_steps and state.solved_at is None and not interrupted.requested:
+                prev = state.step
+                eps = eps_at(prev)
+                actions = epsilon_greedy(agent.act, obs, eps, envs.n_actions, rng)  # (N,)
+                out = envs.step(actions)
+                # s' is the true final observation where an episode ended (terminated or truncated);
+                # only `terminated` stops the bootstrap.
+                memory.add(obs, actions, out.rewards, out.final_obs, out.terminated)
+                obs = out.obs
+                state.step += envs.num_envs
+                _track_episodes(state, out.rewards, out.terminated | out.truncated, eps, log)
+
+                if state.step >= cfg.learning_starts and len(memory) >= cfg.batch_size:
+                    for _ in range(cfg.gradient_steps * crossings(prev, state.step, cfg.train_freq)):
+                        loss = agent.update(memory.sample(cfg.batch_size, rng))
+                        state.loss_sum += float(loss)
+                        state.loss_count += 1
+                        state.updates += 1
+                if cfg.target == "hard" and crossings(prev, state.step, cfg.target_update_interval):
+                    agent.sync_target()
+                if crossings(prev, state.step, cfg.eval_interval):
+                    _evaluate(agent, cfg, state, log, bar)
+                if crossings(prev, state.step, cfg.checkpoint_interval):
+                    save_checkpoint()
+                    log.speed(state.step, bar.steps_per_sec(state.step))
+                    log.flush()
+                if state.step % 256 < envs.num_envs:
+                    bar.update(state.step, eps, _mean(state.recent), state.last_eval)
+        bar.update(state.step, eps_at(state.step), _mean(state.recent), state.last_eval)
+        if interrupted.requested:
+            save_checkpoint()
+            bar.message(f"interrupted at step {state.step:,}: checkpoint saved; continue with "
+                        f"`deepq train --resume {run_dir}`")
+            raise KeyboardInterrupt
+    except NonFiniteLossError as e:
+        good = agent.params_finite()
+        if good:
+            save_checkpoint()  # the weights before the bad update: the last good state
+        where = checkpoint_path(run_dir)
+        raise NonFiniteLossError(
+            f"{e} at env step {state.step:,} (update {state.updates:,}); the run stopped. "
+            + (f"The last good state is saved in {where}. " if good or where.exists() else "")
+            + f"Lower lr (now {cfg.lr}), use loss='huber' or max_grad_norm > 0, then continue with "
+            f"`deepq train --resume {run_dir} --lr ...`") from None
+    finally:
+        bar.close()
+        log.close()
+        envs.close()
+
+    agent.save(run_dir / "agent.pt")
+    save_checkpoint()  # lets `--resume` extend a finished run with a larger total_steps
+    plot_learning_curve(run_dir, title=f"{cfg.run_name} (seed {cfg.seed})")
+    if cfg.progress:
+        solved = f"; solved at step {state.solved_at:,}" if state.solved_at is not None else ""
+        print(f"done: {state.step:,} env steps, {state.episodes:,} episodes{solved}; run directory {run_dir}")
+    agent.run_dir = run_dir  # type: ignore[attr-defined]
+    return agent
+
+
+def _track_episodes(state: LoopState, rewards: np.ndarray, done: np.ndarray, eps: float, log: RunLog) -> None:
+    for i in range(len(rewards)):
+        state.ep_return[i] += float(rewards[i])
+        state.ep_length[i] += 1
+        if done[i]:
+            state.episodes += 1
+            loss = state.loss_sum / state.loss_count if state.loss_count else None
+            log.episode(state.step, state.episodes, state.ep_return[i], state.ep_length[i], eps, loss)
+            state.recent = (state.recent + [state.ep_return[i]])[-20:]
+            state.ep_return[i], state.ep_length[i] = 0.0, 0
+            state.loss_sum, state.loss_count = 0.0, 0
+
+
+def _evaluate(agent: Agent, cfg: Config, state: LoopState, log: RunLog, bar: Progress) -> None:
+    # Each evaluation gets fresh reset seeds, distinct from training's, so it is an honest sample.
+    state.evals += 1
+    seed = int(np.random.SeedSequence([cfg.seed, 0xE7A1, state.evals]).generate_state(1)[0])
+    result = evaluate(agent, cfg.env, episodes=cfg.eval_episodes, eps=cfg.eval_eps, seed=seed)
+    log.evaluation(state.step, result)
+    state.last_eval = result.mean
+    if cfg.stop_at_return is not None and result.mean >= cfg.stop_at_return:
+        state.solved_at = state.step
+        bar.message(f"solved at step {state.step:,}: evaluation {result}")
+
+
+def _mean(xs: list[float]) -> float | None:
+    return sum(xs) / len(xs) if xs else None
+
+
+def _restore(path: Path, cfg: Config, agent: Agent, memory: ReplayMemory, envs: VecEnv,
+             rng: np.random.Generator, state: LoopState) -> np.ndarray:
+    """Load a checkpoint into the freshly built objects; return the observation to act on."""
+    data = safe_load(path, CHECKPOINT_FORMAT)
+    saved = data["config"]
+    now = cfg.to_dict()
+    for name in RESUME_FIXED:
+        if saved.get(name) != now.get(name):
+            raise ConfigError(f"cannot resume {path.parent.parent}: {name} was {saved.get(name)!r} in that run "
+                              f"and is {now.get(name)!r} now; {name} cannot change on resume")
+    try:
+        agent.load_state_dict(data["agent"])
+        for group in agent.optimizer.param_groups:
+            group["lr"] = cfg.lr  # a resumed run may lower lr (e.g. after a NaN loss)
+        memory.load_state_dict(data["memory"])
+        rng.bit_generator.state = data["rng"]
+        torch.set_rng_state(data["torch_rng"])
+        for k, v in data["loop"].items():
+            setattr(state, k, v)
+        return envs.load_state_dict(data["envs"])
+    except (KeyError, ValueError, RuntimeError) as e:
+        raise CheckpointError(f"cannot resume from {path}: {e}") from e
+
+
+class _DeferredInterrupt:
+    """The first Ctrl-C sets a flag the loop checks between steps (so the checkpoint is consistent);
+    a second one interrupts at once."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._old: Any = None
+
+    def __enter__(self) -> _DeferredInterrupt:
+        if threading.current_thread() is threading.main_thread():
+            self._old = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.requested = True
+        signal.signal(signal.SIGINT, self._old)
+
+    def __exit__(self, *exc: object) -> None:
+        if self._old is not None:
+            signal.signal(signal.SIGINT, self._old)
+
