@@ -12,5 +12,17 @@ from deepq.evaluate import EvalResult, evaluate
 from deepq.train import train
 
 __version__ = "0.1.0"
-__all__ = ["Agent", "CheckpointError", "Config", "ConfigError", "DeepQError", "EvalResult", "NonFiniteLossError",
-           "PRESETS", "evaluate", "load", "preset", "train"]
+__all__ = [
+           "PRESETS",
+           "Agent",
+           "CheckpointError",
+           "Config",
+           "ConfigError",
+           "DeepQError",
+           "EvalResult",
+           "NonFiniteLossError",
+           "evaluate",
+           "load",
+           "preset",
+           "train",
+]

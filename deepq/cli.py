@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import ast
 import dataclasses
+import itertools
 import sys
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ def _field_docs() -> dict[str, str]:
     tree = ast.parse(inspect.getsource(Config))
     body = tree.body[0].body  # type: ignore[attr-defined]
     docs = {}
-    for node, nxt in zip(body, body[1:], strict=False):
+    for node, nxt in itertools.pairwise(body):
         if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and isinstance(nxt, ast.Expr) \
                 and isinstance(nxt.value, ast.Constant) and isinstance(nxt.value.value, str):
             docs[node.target.id] = nxt.value.value
@@ -104,12 +105,22 @@ def config_from_args(args: argparse.Namespace) -> tuple[Config, Path | None]:
         return Config.from_dict(saved).replace(**overrides), run_dir
     if not args.preset_or_env:
         raise ConfigError("deepq train needs a preset or env id (e.g. `deepq train cartpole`), or --resume RUN_DIR")
-    if args.preset_or_env.lower() in PRESETS:
-        return preset(args.preset_or_env, **overrides), None
+    name = args.preset_or_env
+    if name.lower() in PRESETS:
+        return preset(name, **overrides), None
+    import difflib
+
+    import gymnasium as gym
+
     from deepq.envs import make_env
 
-    make_env(args.preset_or_env).close()  # an unknown id fails here, with suggestions
-    return Config(env=args.preset_or_env).replace(**overrides), None
+    looks_like_env = bool(difflib.get_close_matches(name, list(gym.registry), n=1))
+    if name not in gym.registry and not looks_like_env \
+            and (close := difflib.get_close_matches(name.lower(), PRESETS, n=1)):
+        raise ConfigError(f"unknown preset or environment {name!r}; did you mean the preset {close[0]!r}? "
+                          f"Presets: {', '.join(PRESETS)}; or pass a Gymnasium id such as CartPole-v1")
+    make_env(name).close()  # an unknown id fails here, with suggestions
+    return Config(env=name).replace(**overrides), None
 
 
 def _cmd_train(args: argparse.Namespace) -> int:

@@ -38,8 +38,12 @@ def make_env(spec: EnvSpec, render_mode: str | None = None) -> gym.Env:
         raise ConfigError(f"environment {spec!r} needs an extra package: {e}") from e
 
 
-def check_spaces(env: gym.Env) -> tuple[tuple[int, ...], int]:
-    """(obs_shape as the network sees it, number of actions); a clear error for what deepq can't take."""
+def check_spaces(env: gym.Env, custom_network: bool = False) -> tuple[tuple[int, ...], int]:
+    """(obs_shape as the network sees it, number of actions); a clear error for what deepq can't take.
+
+    Observations must be arrays (Box) or integers (Discrete, one-hot encoded); pixel arrays need
+    a custom network, since the default MLP does not take them.
+    """
     act, obs = env.action_space, env.observation_space
     name = env.spec.id if env.spec else type(env.unwrapped).__name__
     if not isinstance(act, gym.spaces.Discrete):
@@ -48,10 +52,9 @@ def check_spaces(env: gym.Env) -> tuple[tuple[int, ...], int]:
     if isinstance(obs, gym.spaces.Discrete):
         return (int(obs.n),), int(act.n)  # one-hot encoded
     if not isinstance(obs, gym.spaces.Box):
-        raise ConfigError(f"{name} has observation space {obs}; the default network takes a Box or Discrete "
-                          "observation. Flatten it with gymnasium.wrappers.FlattenObservation, or pass "
-                          "Config(network=...) with a module that takes it.")
-    if obs.dtype == np.uint8 and len(obs.shape) >= 2:
+        raise ConfigError(f"{name} has observation space {obs}; deepq takes Box or Discrete observations. "
+                          "Wrap the env with gymnasium.wrappers.FlattenObservation to make it a Box.")
+    if obs.dtype == np.uint8 and len(obs.shape) >= 2 and not custom_network:
         raise ConfigError(f"{name} has image observations {obs.shape} (uint8); the default MLP does not take "
                           "pixels. Pass Config(network=...) with a convolutional module.")
     return tuple(int(d) for d in obs.shape), int(act.n)
@@ -73,9 +76,9 @@ def episode_seed(seed: int, env_index: int, episode: int) -> int:
 class VecEnv:
     """N Gymnasium envs stepped in lockstep, reset on the step an episode ends (see module doc)."""
 
-    def __init__(self, factories: Sequence[Callable[[], gym.Env]], seed: int) -> None:
+    def __init__(self, factories: Sequence[Callable[[], gym.Env]], seed: int, custom_network: bool = False) -> None:
         self.envs = [f() for f in factories]
-        self.obs_shape, self.n_actions = check_spaces(self.envs[0])
+        self.obs_shape, self.n_actions = check_spaces(self.envs[0], custom_network)
         self.seed = seed
         obs_space = self.envs[0].observation_space
         self._one_hot = int(obs_space.n) if isinstance(obs_space, gym.spaces.Discrete) else 0
@@ -147,5 +150,5 @@ class VecEnv:
             env.close()
 
 
-def make_vec_env(spec: EnvSpec, num_envs: int, seed: int) -> VecEnv:
-    return VecEnv([lambda: make_env(spec) for _ in range(num_envs)], seed)
+def make_vec_env(spec: EnvSpec, num_envs: int, seed: int, custom_network: bool = False) -> VecEnv:
+    return VecEnv([lambda: make_env(spec) for _ in range(num_envs)], seed, custom_network)

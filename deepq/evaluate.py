@@ -48,7 +48,7 @@ def evaluate(agent: Agent, env: EnvSpec | None = None, episodes: int = 10, eps: 
     eps = agent.cfg.eval_eps if eps is None else eps
     seed = agent.cfg.seed + EVAL_SEED_OFFSET if seed is None else seed
     rng = np.random.default_rng(seed)
-    vec = VecEnv([lambda: make_env(spec)], seed)
+    vec = VecEnv([lambda: make_env(spec)], seed, custom_network=agent.cfg.network is not None)
     if (vec.obs_shape, vec.n_actions) != (agent.obs_shape, agent.n_actions):
         raise ConfigError(f"env {spec!r} has observations {vec.obs_shape} and {vec.n_actions} actions; the "
                           f"agent was trained on {agent.obs_shape} and {agent.n_actions}")

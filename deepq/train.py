@@ -16,6 +16,7 @@ Progress, logging and checkpoints are side channels called from here; the core
 from __future__ import annotations
 
 import signal
+import sys
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -76,7 +77,7 @@ def train(cfg: Config, resume: str | Path | None = None) -> Agent:
     torch.set_num_threads(cfg.threads)
     rng = np.random.default_rng(cfg.seed)  # ε-greedy draws and minibatch indices
 
-    envs = make_vec_env(cfg.env, cfg.num_envs, cfg.seed)
+    envs = make_vec_env(cfg.env, cfg.num_envs, cfg.seed, custom_network=cfg.network is not None)
     agent = Agent(envs.obs_shape, envs.n_actions, cfg)
     memory = ReplayMemory(cfg.buffer_size, envs.obs_shape, device=agent.device)
     eps_at = EpsilonSchedule.from_config(cfg)
@@ -132,8 +133,8 @@ def train(cfg: Config, resume: str | Path | None = None) -> Agent:
         bar.update(state.step, eps_at(state.step), _mean(state.recent), state.last_eval)
         if interrupted.requested:
             save_checkpoint()
-            bar.message(f"interrupted at step {state.step:,}: checkpoint saved; continue with "
-                        f"`deepq train --resume {run_dir}`")
+            print(f"interrupted at step {state.step:,}: checkpoint saved; continue with "
+                  f"`deepq train --resume {run_dir}`", file=sys.stderr, flush=True)
             raise KeyboardInterrupt
     except NonFiniteLossError as e:
         good = agent.params_finite()
@@ -168,7 +169,7 @@ def _track_episodes(state: LoopState, rewards: np.ndarray, done: np.ndarray, eps
             state.episodes += 1
             loss = state.loss_sum / state.loss_count if state.loss_count else None
             log.episode(state.step, state.episodes, state.ep_return[i], state.ep_length[i], eps, loss)
-            state.recent = (state.recent + [state.ep_return[i]])[-20:]
+            state.recent = ([*state.recent, state.ep_return[i]])[-20:]
             state.ep_return[i], state.ep_length[i] = 0.0, 0
             state.loss_sum, state.loss_count = 0.0, 0
 

@@ -1,0 +1,77 @@
+"""Env steps until the greedy evaluation mean reaches the preset's threshold, over several seeds.
+
+    python benchmarks/steps_to_solve.py cartpole --seeds 10 --budget 30000
+    python benchmarks/steps_to_solve.py cartpole --seeds 10 --set lr=5e-4 --set double=false
+
+Each seed trains the preset (stopping once solved) in its own process; the table shows the
+first env step at which a periodic evaluation (eval_episodes greedy episodes, fresh seeds)
+reached `stop_at_return`, and how many seeds did so within the budget.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import csv
+import statistics
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import deepq
+
+
+def run_seed(preset: str, seed: int, budget: int, overrides: dict[str, Any], root: str) -> dict[str, Any]:
+    cfg = deepq.preset(preset, seed=seed, total_steps=budget, progress=False, checkpoint_interval=0,
+                       run_dir=str(Path(root) / f"{preset}-{seed}"), **overrides)
+    start = time.perf_counter()
+    agent = deepq.train(cfg)
+    wall = time.perf_counter() - start
+    with (Path(cfg.run_dir) / "metrics.csv").open(newline="") as f:
+        evals = [(int(r["step"]), float(r["eval_return"])) for r in csv.DictReader(f) if r["eval_return"]]
+    solved = next((s for s, m in evals if cfg.stop_at_return is not None and m >= cfg.stop_at_return), None)
+    final = deepq.evaluate(agent, episodes=10, seed=10_000 + seed).mean  # fresh episodes, never seen in training
+    return {"seed": seed, "solved_at": solved, "final_eval": final, "wall_s": wall,
+            "best_eval": max((m for _, m in evals), default=float("nan"))}
+
+
+def parse_value(text: str) -> Any:
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        low = text.lower()
+        return {"true": True, "false": False, "none": None}.get(low, text)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("preset")
+    ap.add_argument("--seeds", type=int, default=10)
+    ap.add_argument("--first-seed", type=int, default=0)
+    ap.add_argument("--budget", type=int, default=None, help="env steps per seed (default: the preset's)")
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="config override")
+    args = ap.parse_args()
+    overrides = {k: parse_value(v) for k, v in (s.split("=", 1) for s in args.set)}
+    budget = args.budget or deepq.preset(args.preset).total_steps
+    seeds = range(args.first_seed, args.first_seed + args.seeds)
+    with tempfile.TemporaryDirectory() as root, ProcessPoolExecutor(args.workers) as pool:
+        rows = list(pool.map(run_seed, [args.preset] * len(seeds), seeds, [budget] * len(seeds),
+                             [overrides] * len(seeds), [root] * len(seeds)))
+    print(f"preset {args.preset}, overrides {overrides or '{}'}, budget {budget:,} env steps")
+    print(f"{'seed':>4}  {'solved at step':>14}  {'best eval':>9}  {'final eval':>10}  {'wall s':>6}")
+    for r in rows:
+        at = f"{r['solved_at']:,}" if r["solved_at"] is not None else "not solved"
+        print(f"{r['seed']:>4}  {at:>14}  {r['best_eval']:>9.1f}  {r['final_eval']:>10.1f}  {r['wall_s']:>6.1f}")
+    solved = [r["solved_at"] for r in rows if r["solved_at"] is not None]
+    print(f"solved within budget: {len(solved)}/{len(rows)} seeds"
+          + (f"; steps to solve median {statistics.median(solved):,.0f}, max {max(solved):,}" if solved else ""))
+    finals = [r["final_eval"] for r in rows]
+    print(f"final agent, 10 fresh greedy episodes: mean over seeds {statistics.mean(finals):.1f}, "
+          f"min {min(finals):.1f}")
+
+
+if __name__ == "__main__":
+    main()
