@@ -199,10 +199,10 @@ def _choice(name: str, value: object, options: tuple[str, ...]) -> None:
 # Named presets: the settings each task was tuned with (see README for the measured results).
 PRESETS: dict[str, Config] = {
     "cartpole": Config(
-        env="CartPole-v1", name="cartpole", total_steps=50_000, hidden_sizes=(128, 128),
+        env="CartPole-v1", name="cartpole", total_steps=50_000, hidden_sizes=(64, 64),
         lr=1e-3, batch_size=64, buffer_size=50_000, learning_starts=1_000, train_freq=1,
-        gradient_steps=1, target="hard", target_update_interval=500, double=True,
-        eps_end=0.05, eps_decay_steps=10_000, eval_interval=1_000, eval_episodes=10,
+        gradient_steps=1, target="hard", target_update_interval=100, double=True, loss="huber",
+        eps_end=0.02, eps_decay_steps=5_000, eval_interval=1_000, eval_episodes=20,
         stop_at_return=475.0, checkpoint_interval=10_000,
     ),
     "acrobot": Config(

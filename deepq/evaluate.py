@@ -85,6 +85,7 @@ def _recorder(spec: EnvSpec, video_dir: str) -> gym.Env:
             from None
     if callable(spec):
         raise ConfigError("video needs an env id so it can be made with render_mode='rgb_array'")
+    os.environ.setdefault("SDL_AUDIODRIVER", "dummy")  # rendering needs no sound device
     env = make_env(spec, render_mode="rgb_array")
     return gym.wrappers.RecordVideo(env, video_dir, episode_trigger=lambda ep: ep == 0, disable_logger=True)
 

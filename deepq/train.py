@@ -209,6 +209,8 @@ def _restore(path: Path, cfg: Config, agent: Agent, memory: ReplayMemory, envs: 
         torch.set_rng_state(data["torch_rng"])
         for k, v in data["loop"].items():
             setattr(state, k, v)
+        if saved.get("stop_at_return") != cfg.stop_at_return:
+            state.solved_at = None  # solved under the old threshold; the new one decides when to stop
         return envs.load_state_dict(data["envs"])
     except (KeyError, ValueError, RuntimeError) as e:
         raise CheckpointError(f"cannot resume from {path}: {e}") from e

@@ -152,3 +152,11 @@ def test_eval_prints_a_mean(trained_run: Path, capsys: pytest.CaptureFixture[str
     returns = [float(x) for x in re.search(r"returns: (.*)", out).group(1).split()]  # type: ignore[union-attr]
     assert len(returns) == 2
     assert float(m.group(1)) == pytest.approx(sum(returns) / 2, abs=0.01)
+
+
+def test_eval_video_records_an_mp4(trained_run: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("moviepy")
+    assert main(["eval", str(trained_run / "agent.pt"), "--episodes", "1", "--video"]) == 0
+    videos = list((trained_run / "videos").glob("*.mp4"))
+    assert videos and videos[0].stat().st_size > 1_000
+    assert "video:" in capsys.readouterr().out

@@ -219,3 +219,13 @@ def test_cartpole_preset_solves(tmp_path: Path) -> None:
     result = deepq.evaluate(agent, episodes=10, seed=12_345)
     assert result.mean >= 475, result
 
+
+
+def test_resume_a_solved_run_with_a_new_threshold_keeps_training(tmp_path: Path) -> None:
+    first = deepq.train(small(tmp_path, "s", total_steps=2_000, stop_at_return=0.0))  # "solved" at 1st eval
+    ckpt = safe_load(checkpoint_path(tmp_path / "s"), CHECKPOINT_FORMAT)["loop"]
+    assert ckpt["solved_at"] == ckpt["step"] == 1_000
+    again = deepq.train(small(tmp_path, "s", total_steps=2_000, stop_at_return=0.0), resume=tmp_path / "s")
+    assert_same_weights(weights(first), weights(again))  # still solved: nothing more to do
+    deepq.train(small(tmp_path, "s", total_steps=2_000, stop_at_return=None), resume=tmp_path / "s")
+    assert safe_load(checkpoint_path(tmp_path / "s"), CHECKPOINT_FORMAT)["loop"]["step"] == 2_000
