@@ -216,14 +216,14 @@ PRESETS: dict[str, Config] = {
         env="MountainCar-v0", name="mountaincar", total_steps=150_000, hidden_sizes=(256, 256),
         lr=4e-3, batch_size=128, buffer_size=10_000, learning_starts=1_000, train_freq=16,
         gradient_steps=8, target="hard", target_update_interval=600, double=True, loss="huber",
-        eps_end=0.07, eps_decay_steps=30_000, gamma=0.98, eval_interval=5_000, eval_episodes=10,
+        eps_end=0.07, eps_decay_steps=30_000, gamma=0.98, eval_interval=5_000, eval_episodes=20,
         stop_at_return=-110.0,
     ),
     "lunarlander": Config(
         env="LunarLander-v3", name="lunarlander", total_steps=300_000, hidden_sizes=(256, 256),
         lr=6.3e-4, batch_size=128, buffer_size=50_000, learning_starts=1_000, train_freq=4,
         gradient_steps=1, target="hard", target_update_interval=250, double=True, loss="huber",
-        eps_end=0.1, eps_decay_steps=36_000, eval_interval=10_000, eval_episodes=10,
+        eps_end=0.1, eps_decay_steps=36_000, eval_interval=10_000, eval_episodes=20,
         stop_at_return=200.0, checkpoint_interval=50_000,
     ),
 }

@@ -68,6 +68,20 @@ class Step(NamedTuple):
     final_obs: np.ndarray  # (N, *obs_shape): the true s' of this step (the final obs where one ended)
 
 
+def obs_converter(space: gym.Space) -> Callable[[Any], np.ndarray]:
+    """Observation -> float32 array the network takes (Discrete observations become one-hot)."""
+    if isinstance(space, gym.spaces.Discrete):
+        n, start = int(space.n), int(space.start)
+
+        def one_hot(obs: Any) -> np.ndarray:
+            out = np.zeros(n, dtype=np.float32)
+            out[int(obs) - start] = 1.0
+            return out
+
+        return one_hot
+    return lambda obs: np.asarray(obs, dtype=np.float32)
+
+
 def episode_seed(seed: int, env_index: int, episode: int) -> int:
     """The reset seed of one episode of one env: independent streams from one run seed."""
     return int(np.random.SeedSequence([seed, env_index, episode]).generate_state(1)[0])
@@ -80,8 +94,7 @@ class VecEnv:
         self.envs = [f() for f in factories]
         self.obs_shape, self.n_actions = check_spaces(self.envs[0], custom_network)
         self.seed = seed
-        obs_space = self.envs[0].observation_space
-        self._one_hot = int(obs_space.n) if isinstance(obs_space, gym.spaces.Discrete) else 0
+        self._convert = obs_converter(self.envs[0].observation_space)
         self._action_offset = int(self.envs[0].action_space.start)  # type: ignore[attr-defined]
         self.episodes = [0] * len(self.envs)  # episodes started per env
         self.actions_since_reset: list[list[int]] = [[] for _ in self.envs]
@@ -90,13 +103,6 @@ class VecEnv:
     @property
     def num_envs(self) -> int:
         return len(self.envs)
-
-    def _convert(self, obs: Any) -> np.ndarray:
-        if self._one_hot:
-            out = np.zeros(self._one_hot, dtype=np.float32)
-            out[int(obs)] = 1.0
-            return out
-        return np.asarray(obs, dtype=np.float32)
 
     def _reset_one(self, i: int) -> np.ndarray:
         obs, _ = self.envs[i].reset(seed=episode_seed(self.seed, i, self.episodes[i]))

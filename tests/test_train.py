@@ -229,3 +229,21 @@ def test_resume_a_solved_run_with_a_new_threshold_keeps_training(tmp_path: Path)
     assert_same_weights(weights(first), weights(again))  # still solved: nothing more to do
     deepq.train(small(tmp_path, "s", total_steps=2_000, stop_at_return=None), resume=tmp_path / "s")
     assert safe_load(checkpoint_path(tmp_path / "s"), CHECKPOINT_FORMAT)["loop"]["step"] == 2_000
+
+
+def test_evaluation_episodes_do_not_depend_on_batching(tmp_path: Path) -> None:
+    agent = deepq.train(small(tmp_path, "e", total_steps=1_500))
+    ten = deepq.evaluate(agent, episodes=10, seed=7)
+    forty = deepq.evaluate(agent, episodes=40, seed=7)  # two batches of side-by-side episodes
+    assert forty.returns[:10] == ten.returns
+    assert len(set(forty.returns)) > 1  # different reset seeds give different episodes
+    noisy = deepq.evaluate(agent, episodes=10, seed=7, eps=1.0)
+    assert noisy.returns != ten.returns and noisy.returns == deepq.evaluate(agent, episodes=10, seed=7, eps=1.0).returns
+
+
+def test_discrete_observations_are_one_hot_encoded(tmp_path: Path) -> None:
+    cfg = small(tmp_path, "fl", env="FrozenLake-v1", total_steps=600, learning_starts=100, eval_interval=300)
+    agent = deepq.train(cfg)
+    assert agent.obs_shape == (16,)
+    one_hot = np.eye(16, dtype=np.float32)
+    assert agent.q_values(one_hot).shape == (16, 4)
