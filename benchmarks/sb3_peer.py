@@ -44,7 +44,7 @@ def train(env_fn: Callable[[], gym.Env], total_steps: int, num_envs: int, seed: 
         train_freq=(freq, "step"), gradient_steps=grad_steps,
         target_update_interval=settings["target_update_interval"], tau=1.0, max_grad_norm=math.inf,
         exploration_initial_eps=settings["eps_start"], exploration_final_eps=settings["eps_end"],
-        exploration_fraction=min(settings["eps_decay_steps"] / total_steps, 1.0),
+        exploration_fraction=settings["eps_decay_steps"] / total_steps,  # may exceed 1: SB3 handles it
     )
     model.learn(total_timesteps=total_steps)
     env.close()

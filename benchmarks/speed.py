@@ -290,7 +290,8 @@ def profile_table(loops: list[str], workloads: list[str], prof: dict[tuple[str, 
     return rows
 
 
-def machine_line(v: dict[str, str], threads: int, load: float) -> str:
+def machine_line(cmd: str, v: dict[str, str], threads: int, loads: tuple[float, float], seconds: float) -> str:
+    """One line: the command, the machine and the versions."""
     cpu = platform.machine()
     try:
         with open("/proc/cpuinfo") as f:
@@ -298,8 +299,9 @@ def machine_line(v: dict[str, str], threads: int, load: float) -> str:
     except OSError:
         pass
     vs = ", ".join(f"{k} {v[k]}" for k in ("torch", "gymnasium", "numpy", "stable-baselines3", "deepq") if k in v)
-    return (f"Machine: {cpu}, nproc {os.cpu_count()}, load average {load:.2f} at start; Python {v['python']}, "
-            f"{vs}; {threads} torch thread(s) per run, CPU.")
+    return (f"`{cmd}` on {cpu}, nproc {os.cpu_count()} (1-min load average {loads[0]:.2f} at start, "
+            f"{loads[1]:.2f} at end), Python {v['python']}, {vs}; {threads} torch thread(s) per run, CPU; "
+            f"took {seconds:.0f} s.")
 
 
 def main() -> None:
@@ -308,7 +310,7 @@ def main() -> None:
                     help="env steps per run; the rate is measured over the second half (default 20000)")
     ap.add_argument("--repeats", type=int, default=3, help="runs per loop and workload, seeds 0.. (default 3)")
     ap.add_argument("--workloads", default="a,b,c", help="comma-separated subset of a,b,c (default a,b,c)")
-    ap.add_argument("--peers", default="sb3,textbook", help="comma-separated subset of sb3,textbook")
+    ap.add_argument("--peers", default="sb3,textbook", help="comma-separated subset of sb3,textbook, or none")
     ap.add_argument("--no-profile", action="store_true", help="skip the profile runs")
     ap.add_argument("--threads", type=int, default=1, help="torch threads in every run (default 1)")
     ap.add_argument("--python", default=sys.executable,
@@ -320,7 +322,7 @@ def main() -> None:
         return
 
     workloads = [w.strip() for w in args.workloads.split(",") if w.strip()]
-    peers = [p.strip() for p in args.peers.split(",") if p.strip()]
+    peers = [p.strip() for p in args.peers.split(",") if p.strip() and p.strip() != "none"]
     bad = [w for w in workloads if w not in WORKLOADS] + [p for p in peers if p not in PEERS]
     if bad or not workloads or args.steps < 2 or args.repeats < 1:
         ap.error(f"unknown or empty choice {bad}: workloads are a,b,c; peers are sb3,textbook; "
@@ -356,9 +358,8 @@ def main() -> None:
                 prof[wk, loop] = run_worker(args.python, spec)
                 print(f"  profiled {WORKLOADS[wk].title:<28} {LOOP_NAMES[loop]}", file=sys.stderr, flush=True)
 
-    cmd = "python benchmarks/speed.py " + " ".join(sys.argv[1:])
-    print(f"\nCommand: `{cmd.strip()}` ({time.perf_counter() - start:.0f} s)")
-    print(machine_line(v, args.threads, load))
+    cmd = " ".join(["python benchmarks/speed.py", *sys.argv[1:]])
+    print("\n" + machine_line(cmd, v, args.threads, (load, os.getloadavg()[0]), time.perf_counter() - start))
     print(f"\nEnv steps/s over the second half of {args.steps:,}-step runs (rounded up per workload to whole "
           f"update periods), median (min–max) of {args.repeats} repeat(s); ratio = median of per-repeat "
           "deepq/peer, > 1 means deepq is faster.\n")

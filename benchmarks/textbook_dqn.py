@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -81,13 +82,12 @@ def train(env_fn: Callable[[], gym.Env], total_steps: int, num_envs: int = 1, se
     """Train for total_steps env steps (over all envs); returns the finished episodes' returns."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    if num_envs == 1:
-        env = env_fn()
-    else:  # SAME_STEP: a finished env is reset in the same step and its final obs is in info
-        env = gym.vector.SyncVectorEnv([env_fn] * num_envs, autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
     vec = num_envs > 1
-    obs_dim = int(np.prod((env.single_observation_space if vec else env.observation_space).shape))  # type: ignore
-    n_actions = int((env.single_action_space if vec else env.action_space).n)  # type: ignore
+    # SAME_STEP: an env whose episode ended is reset within the same step(); its final obs is in info
+    env: Any = (gym.vector.SyncVectorEnv([env_fn] * num_envs, autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
+                if vec else env_fn())
+    obs_dim = int(np.prod((env.single_observation_space if vec else env.observation_space).shape))
+    n_actions = int((env.single_action_space if vec else env.action_space).n)
     q_network = q_net(obs_dim, n_actions, hidden)
     target_network = q_net(obs_dim, n_actions, hidden).requires_grad_(False)
     target_network.load_state_dict(q_network.state_dict())
@@ -103,7 +103,7 @@ def train(env_fn: Callable[[], gym.Env], total_steps: int, num_envs: int = 1, se
             actions = rng.integers(n_actions, size=num_envs)
         else:
             actions = greedy_action(q_network, np.asarray(obs, np.float32).reshape(num_envs, obs_dim))
-        if num_envs == 1:
+        if not vec:
             next_obs, reward, terminated, truncated, _ = env.step(int(actions[0]))
             rb.add(obs, int(actions[0]), float(reward), next_obs, bool(terminated))
             ep_return[0] += float(reward)
