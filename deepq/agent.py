@@ -14,6 +14,7 @@ from torch import nn
 
 from deepq.config import Config
 from deepq.errors import CheckpointError, NonFiniteLossError
+from deepq.fused import FusedMLPUpdate, NumpyPolicy
 from deepq.loss import td_loss, td_target
 from deepq.networks import build_network
 from deepq.replay import Batch
@@ -46,6 +47,10 @@ class Agent:
         self.optimizer = torch.optim.Adam(self.online.parameters(), lr=cfg.lr, fused=True)
         self._params: list[torch.Tensor] = list(self.online.parameters())
         self._target_params: list[torch.Tensor] = list(self.target.parameters()) if self.target is not None else []
+        # The fast path for deepq's own MLP (deepq/fused.py): same update, same actions, less overhead.
+        own_mlp = cfg.fused and cfg.network is None
+        self._fused = FusedMLPUpdate(self.online, self.target, self.optimizer, cfg) if own_mlp else None
+        self._numpy = NumpyPolicy(self.online) if own_mlp and self.device.type == "cpu" else None
 
     # ---- acting -------------------------------------------------------------------------
     def _as_batch(self, obs: Any) -> tuple[torch.Tensor, bool]:
@@ -56,20 +61,29 @@ class Agent:
     @torch.inference_mode()
     def q_values(self, obs: Any) -> np.ndarray:
         """Q values: [A] for one observation, [B, A] for a batch."""
-        x, single = self._as_batch(obs)
-        q = self.online(x).float().cpu().numpy()  # (B, A)
+        if self._numpy is not None:
+            x = np.asarray(obs, dtype=np.float32)
+            single = x.ndim == len(self.obs_shape)
+            q = self._numpy.q_values(x[None] if single else x)  # (B, A)
+        else:
+            t, single = self._as_batch(obs)
+            q = self.online(t).float().cpu().numpy()  # (B, A)
         return q[0] if single else q
 
-    @torch.inference_mode()
     def act(self, obs: Any) -> Any:
         """Greedy action: an int for one observation, an int64 array for a batch."""
-        x, single = self._as_batch(obs)
-        a = self.online(x).argmax(dim=1).cpu().numpy()  # (B,)
-        return int(a[0]) if single else a
+        a = self.q_values(obs).argmax(axis=-1)
+        return int(a) if a.ndim == 0 else a
 
     # ---- learning -----------------------------------------------------------------------
     def update(self, batch: Batch) -> torch.Tensor:
-        """One gradient step on the TD loss; returns the loss (detached, not synced to host)."""
+        """One gradient step on the TD loss; returns the loss (detached)."""
+        if self._fused is not None:
+            return self._fused(batch)
+        return self.autograd_update(batch)
+
+    def autograd_update(self, batch: Batch) -> torch.Tensor:
+        """The reference TD update, as the algorithm states it; FusedMLPUpdate must match it bit for bit."""
         cfg = self.cfg
         double = cfg.double and self.target is not None
         if double:

@@ -97,6 +97,8 @@ class Config:
     """Torch device: 'auto' (CUDA when available), 'cpu', 'cuda' or 'cuda:N'."""
     threads: int = 1
     """CPU threads for torch; 1 is fastest for small networks."""
+    fused: bool = True
+    """For the default MLP: hand-written update (bit-identical to autograd) and NumPy acting on CPU."""
     progress: bool = True
     """Show a progress bar (plain periodic lines when stdout is not a terminal)."""
 

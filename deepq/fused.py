@@ -1,0 +1,137 @@
+"""The fast path for deepq's own MLP: the same TD update with the backward pass written out, and NumPy acting.
+
+Agent.update (autograd) is the reference. For the default MLP the work is a few small
+matrix products, and autograd's graph, the module calls and Optimizer.step's Python
+wrapper cost about as much as the arithmetic. FusedMLPUpdate does the same arithmetic
+with no graph: forward, dL/dQ, a hand-written backward into persistent gradient buffers,
+then the fused Adam kernel on the optimizer's own state tensors (so checkpoints are
+unchanged). tests/test_fused.py checks that it gives bit-identical weights to the
+autograd update for every loss/target/double/clipping combination.
+
+NumpyPolicy acts with NumPy on zero-copy views of the online weights: the optimizer
+updates them in place, so the views are always current and nothing is copied per step.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from deepq.config import Config
+from deepq.errors import NonFiniteLossError
+from deepq.loss import td_target
+from deepq.replay import Batch
+
+Layers = list[tuple[torch.Tensor, torch.Tensor]]  # (weight (out, in), bias (out,)) per Linear
+
+
+def linear_layers(net: nn.Module) -> Layers:
+    return [(m.weight, m.bias) for m in net.modules() if isinstance(m, nn.Linear)]
+
+
+def mlp_forward(layers: Layers, x: torch.Tensor, keep: list[torch.Tensor] | None = None) -> torch.Tensor:
+    """ReLU MLP forward; with `keep`, appends each layer's input (what the backward pass needs)."""
+    h = x.reshape(len(x), -1)  # (B, D)
+    last = len(layers) - 1
+    for i, (w, b) in enumerate(layers):
+        if keep is not None:
+            keep.append(h)
+        h = torch.addmm(b, h, w.t())  # (B, out)
+        if i < last:
+            h = h.relu_()
+    return h  # (B, A)
+
+
+class FusedMLPUpdate:
+    """Agent.update's TD step for an MLP, without autograd (see module doc)."""
+
+    def __init__(self, online: nn.Module, target: nn.Module | None, optimizer: torch.optim.Optimizer,
+                 cfg: Config) -> None:
+        self.cfg = cfg
+        self.layers = linear_layers(online)
+        self.target_layers = linear_layers(target) if target is not None else self.layers
+        self.params = [p for wb in self.layers for p in wb]  # the order of online.parameters()
+        self.target_params = [p for wb in linear_layers(target) for p in wb] if target is not None else []
+        self.optimizer = optimizer
+        # Persistent gradient buffers, attached as .grad so clip_grad_norm_ and state_dict see them.
+        for p in self.params:
+            p.grad = torch.zeros_like(p)
+        self.grads = [p.grad for p in self.params]
+
+    def _adam_state(self) -> tuple[list[torch.Tensor], list[torch.Tensor], list[torch.Tensor]]:
+        """The optimizer's own state tensors (created as torch.optim.Adam(fused=True) creates them)."""
+        state = self.optimizer.state
+        for p in self.params:
+            if not state[p]:
+                state[p].update(step=torch.zeros((), dtype=torch.float32, device=p.device),
+                                exp_avg=torch.zeros_like(p), exp_avg_sq=torch.zeros_like(p))
+        return ([state[p]["exp_avg"] for p in self.params], [state[p]["exp_avg_sq"] for p in self.params],
+                [state[p]["step"] for p in self.params])
+
+    @torch.no_grad()
+    def __call__(self, batch: Batch) -> torch.Tensor:
+        cfg = self.cfg
+        n = len(batch.obs)
+        double = cfg.double and self.target_layers is not self.layers
+        hidden: list[torch.Tensor] = []
+        if double:  # one online pass over [s; s'], as Agent.update does
+            q_both = mlp_forward(self.layers, torch.cat([batch.obs, batch.next_obs]), hidden)  # (2B, A)
+            q_all, next_q_online = q_both[:n], q_both[n:]
+            hidden = [h[:n] for h in hidden]
+        else:
+            q_all, next_q_online = mlp_forward(self.layers, batch.obs, hidden), None  # (B, A)
+        next_q = mlp_forward(self.target_layers, batch.next_obs)  # (B, A)
+        y = td_target(batch.rewards, batch.terminated, next_q, cfg.gamma, next_q_online)  # (B,)
+        idx = batch.actions.unsqueeze(1)  # (B, 1)
+        q = q_all.gather(1, idx).squeeze(1)  # (B,)
+        if cfg.loss == "mse":
+            loss = F.mse_loss(q, y)
+            dq = (q - y).mul_(2.0 / n)  # dL/dQ(s,a) of mean((Q - y)^2)
+        else:
+            loss = F.smooth_l1_loss(q, y)
+            dq = (q - y).clamp_(-1.0, 1.0).div_(n)  # Huber (delta 1): the error, clipped to [-1, 1]
+        if not torch.isfinite(loss):
+            raise NonFiniteLossError(f"TD loss is {loss.item()}")
+        g = torch.zeros_like(q_all).scatter_(1, idx, dq.unsqueeze(1))  # (B, A): only the taken action
+        for i in range(len(self.layers) - 1, -1, -1):
+            w, _ = self.layers[i]
+            h_in = hidden[i]  # (B, in): the layer's input (a ReLU output for i > 0)
+            torch.mm(g.t(), h_in, out=self.grads[2 * i])  # dL/dW (out, in)
+            torch.sum(g, 0, out=self.grads[2 * i + 1])  # dL/db (out,)
+            if i > 0:
+                g = torch.mm(g, w).mul_(h_in > 0)  # (B, in): back through the ReLU
+        if cfg.max_grad_norm > 0:
+            nn.utils.clip_grad_norm_(self.params, cfg.max_grad_norm)
+        exp_avgs, exp_avg_sqs, steps = self._adam_state()
+        group: dict[str, Any] = self.optimizer.param_groups[0]
+        torch._foreach_add_(steps, 1)
+        beta1, beta2 = group["betas"]
+        torch.ops.aten._fused_adam_(self.params, self.grads, exp_avgs, exp_avg_sqs, [], steps, lr=group["lr"],
+                                    beta1=beta1, beta2=beta2, weight_decay=group["weight_decay"], eps=group["eps"],
+                                    amsgrad=False, maximize=False)
+        if cfg.target == "polyak":
+            torch._foreach_lerp_(self.target_params, self.params, cfg.tau)
+        return loss
+
+
+class NumpyPolicy:
+    """Greedy actions of a ReLU MLP computed with NumPy on views of its (CPU) weights."""
+
+    def __init__(self, net: nn.Module) -> None:
+        self.layers = [(w.detach().numpy(), b.detach().numpy()) for w, b in linear_layers(net)]
+
+    def q_values(self, obs: np.ndarray) -> np.ndarray:
+        h = obs.reshape(len(obs), -1)  # (B, D)
+        last = len(self.layers) - 1
+        for i, (w, b) in enumerate(self.layers):
+            h = h @ w.T + b  # (B, out)
+            if i < last:
+                np.maximum(h, 0.0, out=h)
+        return h  # (B, A)
+
+    def act(self, obs: np.ndarray) -> np.ndarray:
+        return self.q_values(obs).argmax(axis=1)  # (B,)
