@@ -1,6 +1,6 @@
 """Env steps per second of deepq side by side with Stable-Baselines3's DQN and a textbook PyTorch loop.
 
-    python benchmarks/speed.py                                  # everything (about 10 minutes on 2 cores)
+    python benchmarks/speed.py                                  # everything (about 7 minutes on 2 cores)
     python benchmarks/speed.py --steps 4000 --repeats 1         # a quick check
     python benchmarks/speed.py --workloads b --peers textbook   # one workload, one peer
 
@@ -10,9 +10,9 @@ steps, learning_starts 1000, Adam lr 2.5e-4, gamma 0.99, ε linear 1 → 0.05 ov
 steps, one torch thread, CPU. Workloads: (a) 1 env, one gradient step every 10 env steps;
 (b) 1 env, one every env step; (c) 8 envs, one every 10 env steps counted over all envs
 (SB3: train_freq=5 vector steps with gradient_steps=4; see sb3_peer.py).
-Loops: deepq via `deepq.train(deepq.Config(...))` (eval, checkpoints, progress off);
-textbook_dqn.py (plain env for 1 env, gymnasium's SyncVectorEnv for 8); SB3's DQN with
-make_vec_env (DummyVecEnv).
+Loops: deepq via `deepq.train(deepq.Config(...))` (eval, checkpoints, progress off; every
+other field at its default, so deepq runs as users get it); textbook_dqn.py (plain env for
+1 env, gymnasium's SyncVectorEnv for 8); SB3's DQN with make_vec_env (DummyVecEnv).
 
 How the rate is measured (the same for all three): each run is a fresh Python process
 (same interpreter) training for N env steps. Every env is gym.make("CartPole-v1") inside a
@@ -31,8 +31,10 @@ env = inside the Gymnasium env's step/reset; act = the greedy forward pass (deep
 Agent.act, textbook greedy_action, SB3 policy.predict; ε-exploring steps skip it);
 learn = minibatch sampling plus the TD update (deepq ReplayMemory.sample + Agent.update,
 textbook ReplayBuffer.sample + update, SB3 DQN.train); other = the rest of the wall time
-(replay add, vector-env plumbing, ε, episode bookkeeping and logging, target syncs). The
-timers add roughly 1 µs per call.
+(replay add, vector-env plumbing, ε draws, episode bookkeeping and logging, target syncs).
+The timers add well under 1 µs per call. A profile is a single run, so it is noisier than
+the rates; `acts` counts greedy forward passes (deepq draws ε per env and skips the pass
+only when all envs explore; the textbook loop and SB3 draw one ε for all envs).
 """
 
 from __future__ import annotations
@@ -69,6 +71,8 @@ LOOP_NAMES = {"deepq": "deepq", "textbook": "textbook", "sb3": "SB3"}
 
 @dataclass(frozen=True)
 class Workload:
+    """What varies between workloads; everything else is SETTINGS."""
+
     title: str
     num_envs: int
     train_freq: int  # env steps (summed over envs) per gradient step
@@ -150,6 +154,7 @@ class ProfiledEnv(ClockedEnv):
 
 def run_deepq(env_fn: Callable[[], gym.Env], steps: int, w: Workload, seed: int, threads: int,
               clock: Clock | None) -> None:
+    """deepq.train on the benchmark settings; with a clock, time Agent.act, Agent.update and ReplayMemory.sample."""
     import deepq
     from deepq.agent import Agent
     from deepq.replay import ReplayMemory
@@ -167,6 +172,7 @@ def run_deepq(env_fn: Callable[[], gym.Env], steps: int, w: Workload, seed: int,
 
 
 def run_textbook(env_fn: Callable[[], gym.Env], steps: int, w: Workload, seed: int, clock: Clock | None) -> None:
+    """textbook_dqn.train on the benchmark settings; with a clock, time its greedy_action, update and sample."""
     import textbook_dqn as tb
 
     if clock is not None:
@@ -181,6 +187,7 @@ def run_textbook(env_fn: Callable[[], gym.Env], steps: int, w: Workload, seed: i
 
 
 def run_sb3(env_fn: Callable[[], gym.Env], steps: int, w: Workload, seed: int, clock: Clock | None) -> None:
+    """SB3's DQN (sb3_peer.train); with a clock, time DQNPolicy.predict and DQN.train (sampling included)."""
     import sb3_peer
     from stable_baselines3 import DQN
     from stable_baselines3.dqn.policies import DQNPolicy
@@ -234,6 +241,7 @@ def worker(spec: dict[str, Any]) -> dict[str, Any]:
 
 # ---- the parent process ------------------------------------------------------------------
 def run_worker(python: str, spec: dict[str, Any]) -> dict[str, Any]:
+    """Run `worker(spec)` in a fresh process of `python`; exit with its stderr if it fails."""
     proc = subprocess.run([python, str(Path(__file__).resolve()), "--worker", json.dumps(spec)],
                           capture_output=True, text=True, check=False)
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
