@@ -41,6 +41,9 @@ def epsilon_greedy(greedy: Callable[[np.ndarray], np.ndarray], obs: np.ndarray, 
     pass is skipped when every env explores (always, before learning starts with eps=1).
     """
     n = len(obs)
+    if n == 1:  # the common single-env case, with scalar draws: the same random stream, less overhead
+        explore_one, random_one = rng.random() < eps, rng.integers(n_actions)
+        return np.array([random_one]) if explore_one else np.asarray(greedy(obs))
     explore = rng.random(n) < eps  # (N,)
     random_actions = rng.integers(n_actions, size=n)  # (N,)
     if explore.all():

@@ -33,14 +33,16 @@ def linear_layers(net: nn.Module) -> Layers:
     return [(m.weight, m.bias) for m in net.modules() if isinstance(m, nn.Linear)]
 
 
-def mlp_forward(layers: Layers, x: torch.Tensor, keep: list[torch.Tensor] | None = None) -> torch.Tensor:
-    """ReLU MLP forward; with `keep`, appends each layer's input (what the backward pass needs)."""
+def mlp_forward(layers: Layers, x: torch.Tensor, keep: list[torch.Tensor] | None = None,
+                out: list[torch.Tensor] | None = None) -> torch.Tensor:
+    """ReLU MLP forward; with `keep`, appends each layer's input (what the backward pass needs);
+    with `out`, writes layer i's output into out[i] (preallocated, so nothing is allocated)."""
     h = x.reshape(len(x), -1)  # (B, D)
     last = len(layers) - 1
     for i, (w, b) in enumerate(layers):
         if keep is not None:
             keep.append(h)
-        h = torch.addmm(b, h, w.t())  # (B, out)
+        h = torch.addmm(b, h, w.t(), out=out[i]) if out is not None else torch.addmm(b, h, w.t())  # (B, out)
         if i < last:
             h = h.relu_()
     return h  # (B, A)
@@ -61,6 +63,18 @@ class FusedMLPUpdate:
         for p in self.params:
             p.grad = torch.zeros_like(p)
         self.grads = [p.grad for p in self.params]
+        self._buffers: dict[tuple[str, int], list[torch.Tensor]] = {}
+
+    def _buf(self, kind: str, rows: int) -> list[torch.Tensor]:
+        """Per-layer scratch tensors for `rows` rows, reused by every update (warm in cache, no allocation).
+        'out'/'target': each layer's output; 'grad': dL/d(layer input) for layers 1.., 'mask': their ReLU masks."""
+        key = (kind, rows)
+        if key not in self._buffers:
+            w0 = self.layers[0][0]
+            widths = [w.shape[0] for w, _ in self.layers] if kind in ("out", "target") else [w.shape[1] for w, _ in self.layers]
+            dtype = torch.bool if kind == "mask" else w0.dtype
+            self._buffers[key] = [torch.empty((rows, d), dtype=dtype, device=w0.device) for d in widths]
+        return self._buffers[key]
 
     def _adam_state(self) -> tuple[list[torch.Tensor], list[torch.Tensor], list[torch.Tensor]]:
         """The optimizer's own state tensors (created as torch.optim.Adam(fused=True) creates them)."""
@@ -79,12 +93,13 @@ class FusedMLPUpdate:
         double = cfg.double and self.target_layers is not self.layers
         hidden: list[torch.Tensor] = []
         if double:  # one online pass over [s; s'], as Agent.update does
-            q_both = mlp_forward(self.layers, torch.cat([batch.obs, batch.next_obs]), hidden)  # (2B, A)
+            x = torch.cat([batch.obs, batch.next_obs])
+            q_both = mlp_forward(self.layers, x, hidden, self._buf("out", 2 * n))  # (2B, A)
             q_all, next_q_online = q_both[:n], q_both[n:]
             hidden = [h[:n] for h in hidden]
         else:
-            q_all, next_q_online = mlp_forward(self.layers, batch.obs, hidden), None  # (B, A)
-        next_q = mlp_forward(self.target_layers, batch.next_obs)  # (B, A)
+            q_all, next_q_online = mlp_forward(self.layers, batch.obs, hidden, self._buf("out", n)), None  # (B, A)
+        next_q = mlp_forward(self.target_layers, batch.next_obs, out=self._buf("target", n))  # (B, A)
         y = td_target(batch.rewards, batch.terminated, next_q, cfg.gamma, next_q_online)  # (B,)
         idx = batch.actions.unsqueeze(1)  # (B, 1)
         q = q_all.gather(1, idx).squeeze(1)  # (B,)
@@ -97,13 +112,14 @@ class FusedMLPUpdate:
         if not torch.isfinite(loss):
             raise NonFiniteLossError(f"TD loss is {loss.item()}")
         g = torch.zeros_like(q_all).scatter_(1, idx, dq.unsqueeze(1))  # (B, A): only the taken action
+        g_in, masks = self._buf("grad", n), self._buf("mask", n)
         for i in range(len(self.layers) - 1, -1, -1):
             w, _ = self.layers[i]
             h_in = hidden[i]  # (B, in): the layer's input (a ReLU output for i > 0)
             torch.mm(g.t(), h_in, out=self.grads[2 * i])  # dL/dW (out, in)
             torch.sum(g, 0, out=self.grads[2 * i + 1])  # dL/db (out,)
-            if i > 0:
-                g = torch.mm(g, w).mul_(h_in > 0)  # (B, in): back through the ReLU
+            if i > 0:  # (B, in): back through the ReLU
+                g = torch.mm(g, w, out=g_in[i]).mul_(torch.gt(h_in, 0, out=masks[i]))
         if cfg.max_grad_norm > 0:
             nn.utils.clip_grad_norm_(self.params, cfg.max_grad_norm)
         exp_avgs, exp_avg_sqs, steps = self._adam_state()
