@@ -71,7 +71,8 @@ class FusedMLPUpdate:
         key = (kind, rows)
         if key not in self._buffers:
             w0 = self.layers[0][0]
-            widths = [w.shape[0] for w, _ in self.layers] if kind in ("out", "target") else [w.shape[1] for w, _ in self.layers]
+            dim = 0 if kind in ("out", "target") else 1  # a layer's output width, or its input width
+            widths = [w.shape[dim] for w, _ in self.layers]
             dtype = torch.bool if kind == "mask" else w0.dtype
             self._buffers[key] = [torch.empty((rows, d), dtype=dtype, device=w0.device) for d in widths]
         return self._buffers[key]
