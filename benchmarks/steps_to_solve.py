@@ -23,7 +23,8 @@ from typing import Any
 import deepq
 
 
-def run_seed(preset: str, seed: int, budget: int, overrides: dict[str, Any], root: str) -> dict[str, Any]:
+def run_seed(preset: str, seed: int, budget: int, overrides: dict[str, Any], root: str,
+             final_episodes: int = 10) -> dict[str, Any]:
     cfg = deepq.preset(preset, seed=seed, total_steps=budget, progress=False, checkpoint_interval=0,
                        run_dir=str(Path(root) / f"{preset}-{seed}"), **overrides)
     start = time.perf_counter()
@@ -32,7 +33,7 @@ def run_seed(preset: str, seed: int, budget: int, overrides: dict[str, Any], roo
     with (Path(cfg.run_dir) / "metrics.csv").open(newline="") as f:
         evals = [(int(r["step"]), float(r["eval_return"])) for r in csv.DictReader(f) if r["eval_return"]]
     solved = next((s for s, m in evals if cfg.stop_at_return is not None and m >= cfg.stop_at_return), None)
-    final = deepq.evaluate(agent, episodes=10, seed=10_000 + seed).mean  # fresh episodes, never seen in training
+    final = deepq.evaluate(agent, episodes=final_episodes, seed=10_000 + seed).mean  # fresh, never seen in training
     return {"seed": seed, "solved_at": solved, "final_eval": final, "wall_s": wall,
             "best_eval": max((m for _, m in evals), default=float("nan"))}
 
@@ -52,6 +53,7 @@ def main() -> None:
     ap.add_argument("--first-seed", type=int, default=0)
     ap.add_argument("--budget", type=int, default=None, help="env steps per seed (default: the preset's)")
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--final-episodes", type=int, default=10, help="fresh greedy episodes to score each final agent")
     ap.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="config override")
     args = ap.parse_args()
     overrides = {k: parse_value(v) for k, v in (s.split("=", 1) for s in args.set)}
@@ -59,7 +61,7 @@ def main() -> None:
     seeds = range(args.first_seed, args.first_seed + args.seeds)
     with tempfile.TemporaryDirectory() as root, ProcessPoolExecutor(args.workers) as pool:
         rows = list(pool.map(run_seed, [args.preset] * len(seeds), seeds, [budget] * len(seeds),
-                             [overrides] * len(seeds), [root] * len(seeds)))
+                             [overrides] * len(seeds), [root] * len(seeds), [args.final_episodes] * len(seeds)))
     print(f"preset {args.preset}, overrides {overrides or '{}'}, budget {budget:,} env steps")
     print(f"{'seed':>4}  {'solved at step':>14}  {'best eval':>9}  {'final eval':>10}  {'wall s':>6}")
     for r in rows:
@@ -69,7 +71,7 @@ def main() -> None:
     print(f"solved within budget: {len(solved)}/{len(rows)} seeds"
           + (f"; steps to solve median {statistics.median(solved):,.0f}, max {max(solved):,}" if solved else ""))
     finals = [r["final_eval"] for r in rows]
-    print(f"final agent, 10 fresh greedy episodes: mean over seeds {statistics.mean(finals):.1f}, "
+    print(f"final agent, {args.final_episodes} fresh greedy episodes: mean over seeds {statistics.mean(finals):.1f}, "
           f"min {min(finals):.1f}")
 
 

@@ -211,7 +211,7 @@ PRESETS: dict[str, Config] = {
         env="Acrobot-v1", name="acrobot", total_steps=100_000, hidden_sizes=(128, 128),
         lr=6.3e-4, batch_size=128, buffer_size=50_000, learning_starts=1_000, train_freq=4,
         gradient_steps=2, target="hard", target_update_interval=250, double=True, loss="huber",
-        eps_end=0.1, eps_decay_steps=12_000, eval_interval=5_000, eval_episodes=20,
+        eps_end=0.1, eps_decay_steps=12_000, eval_interval=5_000, eval_episodes=50,
         stop_at_return=-100.0,
     ),
     "mountaincar": Config(
