@@ -58,7 +58,6 @@ class Agent:
         single = x.dim() == len(self.obs_shape)
         return (x.unsqueeze(0) if single else x), single
 
-    @torch.inference_mode()
     def q_values(self, obs: Any) -> np.ndarray:
         """Q values: [A] for one observation, [B, A] for a batch."""
         if self._numpy is not None:
@@ -66,8 +65,9 @@ class Agent:
             single = x.ndim == len(self.obs_shape)
             q = self._numpy.q_values(x[None] if single else x)  # (B, A)
         else:
-            t, single = self._as_batch(obs)
-            q = self.online(t).float().cpu().numpy()  # (B, A)
+            with torch.inference_mode():  # only the torch path needs it; the NumPy path skips the overhead
+                t, single = self._as_batch(obs)
+                q = self.online(t).float().cpu().numpy()  # (B, A)
         return q[0] if single else q
 
     def act(self, obs: Any) -> Any:
