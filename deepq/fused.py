@@ -14,6 +14,7 @@ updates them in place, so the views are always current and nothing is copied per
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -26,6 +27,7 @@ from deepq.errors import NonFiniteLossError
 from deepq.loss import td_target
 from deepq.replay import Batch
 
+_relu_backward = torch.ops.aten.threshold_backward.grad_input  # what autograd runs for ReLU's backward
 Layers = list[tuple[torch.Tensor, torch.Tensor]]  # (weight (out, in), bias (out,)) per Linear
 
 
@@ -64,28 +66,39 @@ class FusedMLPUpdate:
             p.grad = torch.zeros_like(p)
         self.grads = [p.grad for p in self.params]
         self._buffers: dict[tuple[str, int], list[torch.Tensor]] = {}
+        self._adam: tuple[list[torch.Tensor], list[torch.Tensor], list[torch.Tensor], torch.Tensor] | None = None
 
     def _buf(self, kind: str, rows: int) -> list[torch.Tensor]:
         """Per-layer scratch tensors for `rows` rows, reused by every update (warm in cache, no allocation).
-        'out'/'target': each layer's output; 'grad': dL/d(layer input) for layers 1.., 'mask': their ReLU masks."""
+        'out'/'target': each layer's output; 'grad': dL/d(layer input); 'dq': [0] is dL/dQ(s, .)."""
         key = (kind, rows)
         if key not in self._buffers:
             w0 = self.layers[0][0]
-            dim = 0 if kind in ("out", "target") else 1  # a layer's output width, or its input width
-            widths = [w.shape[dim] for w, _ in self.layers]
-            dtype = torch.bool if kind == "mask" else w0.dtype
-            self._buffers[key] = [torch.empty((rows, d), dtype=dtype, device=w0.device) for d in widths]
+            dim = 1 if kind == "grad" else 0  # a layer's input width, or its output width
+            widths = [w.shape[dim] for w, _ in self.layers] if kind != "dq" else [self.layers[-1][0].shape[0]]
+            self._buffers[key] = [torch.empty((rows, d), dtype=w0.dtype, device=w0.device) for d in widths]
         return self._buffers[key]
 
-    def _adam_state(self) -> tuple[list[torch.Tensor], list[torch.Tensor], list[torch.Tensor]]:
-        """The optimizer's own state tensors (created as torch.optim.Adam(fused=True) creates them)."""
+    def _adam_state(self) -> tuple[list[torch.Tensor], list[torch.Tensor], list[torch.Tensor], torch.Tensor]:
+        """The optimizer's own state tensors (as torch.optim.Adam(fused=True) creates them), cached.
+
+        Each parameter's step count is a 0-d view into one shared tensor, so one add_ advances them
+        all. The cache is rebuilt when the optimizer's state was replaced (optimizer.load_state_dict).
+        """
         state = self.optimizer.state
+        first = state.get(self.params[0])
+        if self._adam is not None and first is not None and first.get("exp_avg") is self._adam[0][0]:
+            return self._adam
         for p in self.params:
             if not state[p]:
                 state[p].update(step=torch.zeros((), dtype=torch.float32, device=p.device),
                                 exp_avg=torch.zeros_like(p), exp_avg_sq=torch.zeros_like(p))
-        return ([state[p]["exp_avg"] for p in self.params], [state[p]["exp_avg_sq"] for p in self.params],
-                [state[p]["step"] for p in self.params])
+        all_steps = torch.stack([state[p]["step"] for p in self.params])  # (n_params,)
+        for i, p in enumerate(self.params):
+            state[p]["step"] = all_steps[i]
+        self._adam = ([state[p]["exp_avg"] for p in self.params], [state[p]["exp_avg_sq"] for p in self.params],
+                      [state[p]["step"] for p in self.params], all_steps)
+        return self._adam
 
     @torch.no_grad()
     def __call__(self, batch: Batch) -> torch.Tensor:
@@ -110,22 +123,22 @@ class FusedMLPUpdate:
         else:
             loss = F.smooth_l1_loss(q, y)
             dq = (q - y).clamp_(-1.0, 1.0).div_(n)  # Huber (delta 1): the error, clipped to [-1, 1]
-        if not torch.isfinite(loss):
+        if not math.isfinite(loss.item()):
             raise NonFiniteLossError(f"TD loss is {loss.item()}")
-        g = torch.zeros_like(q_all).scatter_(1, idx, dq.unsqueeze(1))  # (B, A): only the taken action
-        g_in, masks = self._buf("grad", n), self._buf("mask", n)
+        g = self._buf("dq", n)[0].zero_().scatter_(1, idx, dq.unsqueeze(1))  # (B, A): only the taken action
+        g_in = self._buf("grad", n)
         for i in range(len(self.layers) - 1, -1, -1):
             w, _ = self.layers[i]
             h_in = hidden[i]  # (B, in): the layer's input (a ReLU output for i > 0)
             torch.mm(g.t(), h_in, out=self.grads[2 * i])  # dL/dW (out, in)
             torch.sum(g, 0, out=self.grads[2 * i + 1])  # dL/db (out,)
-            if i > 0:  # (B, in): back through the ReLU
-                g = torch.mm(g, w, out=g_in[i]).mul_(torch.gt(h_in, 0, out=masks[i]))
+            if i > 0:  # (B, in): back through the ReLU, as autograd does it (0 where the output was 0)
+                g = _relu_backward(torch.mm(g, w, out=g_in[i]), h_in, 0, grad_input=g_in[i])
         if cfg.max_grad_norm > 0:
             nn.utils.clip_grad_norm_(self.params, cfg.max_grad_norm)
-        exp_avgs, exp_avg_sqs, steps = self._adam_state()
+        exp_avgs, exp_avg_sqs, steps, all_steps = self._adam_state()
         group: dict[str, Any] = self.optimizer.param_groups[0]
-        torch._foreach_add_(steps, 1)
+        all_steps.add_(1)  # every parameter's step count, in one op
         beta1, beta2 = group["betas"]
         torch.ops.aten._fused_adam_(self.params, self.grads, exp_avgs, exp_avg_sqs, [], steps, lr=group["lr"],
                                     beta1=beta1, beta2=beta2, weight_decay=group["weight_decay"], eps=group["eps"],

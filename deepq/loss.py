@@ -19,7 +19,7 @@ def td_target(
     A truncated (time-limit) s' is not terminal: its true final observation is bootstrapped.
     """
     if next_q_online is None:
-        next_v = next_q_target.max(dim=1).values  # (B,)
+        next_v = next_q_target.amax(dim=1)  # (B,)
     else:
         best = next_q_online.argmax(dim=1, keepdim=True)  # (B, 1)
         next_v = next_q_target.gather(1, best).squeeze(1)  # (B,)
