@@ -6,9 +6,10 @@
 """
 
 from deepq.agent import Agent, load
-from deepq.config import PRESETS, Config, preset
+from deepq.config import Config
 from deepq.errors import CheckpointError, ConfigError, DeepQError, NonFiniteLossError
 from deepq.evaluate import EvalResult, evaluate
+from deepq.presets import PRESETS, preset
 from deepq.train import train
 
 __version__ = "0.1.0"

@@ -10,8 +10,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from deepq.config import PRESETS, Config, describe_presets, preset
+from deepq.config import Config
 from deepq.errors import ConfigError, DeepQError
+from deepq.presets import PRESETS, describe_presets, preset
 
 # Fields that are Python-only (code) or given positionally.
 _NOT_ON_CLI = {"env", "network"}

@@ -39,12 +39,41 @@ class Config:
     """Widths of the default MLP's hidden layers."""
     network: NetworkFactory | None = None
     """Optional factory (obs_shape, n_actions) -> nn.Module mapping [B, *obs] to [B, A] (Python API only)."""
+    arch: str = "auto"
+    """Default network: 'auto' (Nature CNN for images of side >= 36, a small CNN for smaller grids such
+    as MinAtar, an MLP otherwise), 'mlp', 'nature_cnn' or 'small_cnn'."""
+
+    # pixels and Atari (ALE ids such as 'ALE/Pong-v5'; other envs ignore the Atari-only fields)
+    frame_stack: int = 1
+    """History: the network sees the last k observations (frames) stacked; 1 means no history."""
+    backend: str = "gymnasium"
+    """Env backend: 'gymnasium' (Atari through ale-py) or 'envpool' (EnvPool's C++ Atari, vectorized)."""
+    noop_max: int = 30
+    """Atari: up to this many no-op actions after each reset (random start states); 0 disables."""
+    frame_skip: int = 4
+    """Atari: emulator frames per agent step (the action repeats; the max of the last two frames is seen)."""
+    screen_size: int = 84
+    """Atari: frames are resized to screen_size x screen_size."""
+    grayscale: bool = True
+    """Atari: grayscale frames (False: RGB)."""
+    sticky_actions: bool = False
+    """Atari: repeat the previous action with probability 0.25 at each emulator frame (Machado et al. 2018)."""
+    fire_reset: bool = True
+    """Atari: press FIRE after a reset and after a life loss, in games that need it to start (e.g. Breakout)."""
+    episodic_life: bool = False
+    """Atari training: a lost life is a terminal transition (no bootstrap); the game goes on (no reset)."""
+    clip_rewards: bool = False
+    """Train on sign(reward); logged and evaluated returns stay the raw score."""
+    max_episode_frames: int = 108_000
+    """Atari: an episode is truncated after this many emulator frames (108,000 = 30 minutes)."""
 
     # TD learning
     gamma: float = 0.99
     """Discount factor per env step, in [0, 1]."""
     lr: float = 2.5e-4
-    """Adam learning rate."""
+    """Learning rate of the optimizer."""
+    optimizer: str = "adam"
+    """'adam', or 'rmsprop': centered RMSProp as in Nature DQN and the MinAtar paper (0.95 momenta, eps 0.01)."""
     batch_size: int = 128
     """Transitions per minibatch."""
     buffer_size: int = 10_000
@@ -105,9 +134,10 @@ class Config:
     def validate(self) -> Config:
         """Raise ConfigError naming the first field whose value cannot work; return self."""
         for name in ("total_steps", "num_envs", "batch_size", "buffer_size", "train_freq",
-                     "gradient_steps", "target_update_interval", "eval_episodes", "threads"):
+                     "gradient_steps", "target_update_interval", "eval_episodes", "threads",
+                     "frame_stack", "frame_skip", "screen_size", "max_episode_frames"):
             _check(name, getattr(self, name), "a positive integer", lambda v: _is_int(v) and v > 0)
-        for name in ("learning_starts", "eps_decay_steps", "eval_interval", "checkpoint_interval"):
+        for name in ("learning_starts", "eps_decay_steps", "eval_interval", "checkpoint_interval", "noop_max"):
             _check(name, getattr(self, name), "an integer >= 0", lambda v: _is_int(v) and v >= 0)
         _check("seed", self.seed, "an integer >= 0", lambda v: _is_int(v) and v >= 0)
         _check("lr", self.lr, "a positive number", lambda v: _is_num(v) and v > 0)
@@ -120,6 +150,9 @@ class Config:
         _choice("loss", self.loss, ("mse", "huber"))
         _choice("target", self.target, ("hard", "polyak", "none"))
         _choice("eps_schedule", self.eps_schedule, ("linear", "exponential"))
+        _choice("arch", self.arch, ("auto", "mlp", "nature_cnn", "small_cnn"))
+        _choice("backend", self.backend, ("gymnasium", "envpool"))
+        _choice("optimizer", self.optimizer, ("adam", "rmsprop"))
         _check("device", self.device, "'auto', 'cpu', 'cuda' or 'cuda:N'",
                lambda v: isinstance(v, str) and (v in ("auto", "cpu", "cuda")
                                                  or (v.startswith("cuda:") and v[5:].isdigit())))
@@ -196,53 +229,3 @@ def _check(name: str, value: object, valid: str, ok: Callable[[Any], bool]) -> N
 
 def _choice(name: str, value: object, options: tuple[str, ...]) -> None:
     _check(name, value, "one of " + ", ".join(repr(o) for o in options), lambda v: v in options)
-
-
-# Named presets: the settings each task was tuned with (see README for the measured results).
-PRESETS: dict[str, Config] = {
-    "cartpole": Config(
-        env="CartPole-v1", name="cartpole", total_steps=50_000, hidden_sizes=(64, 64),
-        lr=1e-3, batch_size=64, buffer_size=50_000, learning_starts=1_000, train_freq=1,
-        gradient_steps=1, target="hard", target_update_interval=100, double=True, loss="huber",
-        eps_end=0.02, eps_decay_steps=5_000, eval_interval=1_000, eval_episodes=20,
-        stop_at_return=475.0, checkpoint_interval=10_000,
-    ),
-    "acrobot": Config(
-        env="Acrobot-v1", name="acrobot", total_steps=100_000, hidden_sizes=(128, 128),
-        lr=6.3e-4, batch_size=128, buffer_size=50_000, learning_starts=1_000, train_freq=4,
-        gradient_steps=2, target="hard", target_update_interval=250, double=True, loss="huber",
-        eps_end=0.1, eps_decay_steps=12_000, eval_interval=5_000, eval_episodes=50,
-        stop_at_return=-100.0,
-    ),
-    "mountaincar": Config(
-        env="MountainCar-v0", name="mountaincar", total_steps=150_000, hidden_sizes=(256, 256),
-        lr=4e-3, batch_size=128, buffer_size=10_000, learning_starts=1_000, train_freq=16,
-        gradient_steps=8, target="hard", target_update_interval=600, double=True, loss="huber",
-        eps_end=0.07, eps_decay_steps=30_000, gamma=0.98, eval_interval=5_000, eval_episodes=20,
-        stop_at_return=-110.0,
-    ),
-    "lunarlander": Config(
-        env="LunarLander-v3", name="lunarlander", total_steps=300_000, hidden_sizes=(256, 256),
-        lr=6.3e-4, batch_size=128, buffer_size=50_000, learning_starts=1_000, train_freq=4,
-        gradient_steps=1, target="hard", target_update_interval=250, double=True, loss="huber",
-        eps_end=0.1, eps_decay_steps=36_000, eval_interval=10_000, eval_episodes=20,
-        stop_at_return=200.0, checkpoint_interval=50_000,
-    ),
-}
-
-
-def preset(name: str, **overrides: Any) -> Config:
-    """A named preset with some fields overridden: preset("cartpole", seed=3)."""
-    key = name.lower()
-    if key not in PRESETS:
-        close = difflib.get_close_matches(key, PRESETS, n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise ConfigError(f"unknown preset {name!r}{hint}; presets are: {', '.join(PRESETS)}")
-    return PRESETS[key].replace(**overrides)
-
-
-def describe_presets() -> list[dict[str, Any]]:
-    """Key settings of each preset, for `deepq presets`."""
-    return [{"preset": n, "env": c.env, "total_steps": c.total_steps, "hidden": list(c.hidden_sizes),
-             "lr": c.lr, "target": c.target, "solved_at": c.stop_at_return} for n, c in PRESETS.items()]
-

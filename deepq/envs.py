@@ -10,39 +10,92 @@ resumed run rebuilds each env's exact state by replaying them, without pickling 
 from __future__ import annotations
 
 import difflib
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 import gymnasium as gym
 import numpy as np
 
-from deepq.config import EnvSpec
+from deepq.config import Config, EnvSpec
 from deepq.errors import ConfigError
 
 
-def make_env(spec: EnvSpec, render_mode: str | None = None) -> gym.Env:
-    """A Gymnasium env from an id ('CartPole-v1') or a zero-argument factory."""
+def make_env(spec: EnvSpec, render_mode: str | None = None, cfg: Config | None = None) -> gym.Env:
+    """A Gymnasium env from an id ('CartPole-v1', 'ALE/Pong-v5', 'MinAtar/Breakout-v1') or a factory.
+
+    Atari ids get the standard DQN preprocessing (deepq/atari.py) set by `cfg`; MinAtar grids become
+    channels-first uint8; with cfg.frame_stack > 1 other envs get their last k observations stacked.
+    """
+    cfg = cfg if cfg is not None else Config()
     if callable(spec):
         env = spec()
         if not isinstance(env, gym.Env):
             raise ConfigError(f"env factory {spec!r} returned {type(env).__name__}, not a gymnasium.Env")
-        return env
+        return _stack(env, cfg.frame_stack)
+    _register_namespace(spec)
     if spec not in gym.registry:
         close = difflib.get_close_matches(spec, list(gym.registry), n=3)
         hint = f" Did you mean {', '.join(close)}?" if close else ""
         raise ConfigError(f"unknown environment id {spec!r}: it is neither a deepq preset nor a "
                           f"registered Gymnasium id.{hint} Run `deepq presets` for the presets.")
+    if "ale_py" in str(gym.registry[spec].entry_point):  # an Atari game: the standard DQN preprocessing
+        from deepq.atari import make_atari_env
+
+        return make_atari_env(spec, cfg, render_mode=render_mode)
     try:
-        return gym.make(spec, render_mode=render_mode)
+        with warnings.catch_warnings():  # MinAtar's -v0 (the paper's full action set) is not out of date
+            warnings.filterwarnings("ignore", message=".*is out of date.*")
+            env = gym.make(spec, render_mode=render_mode)
     except gym.error.DependencyNotInstalled as e:
         raise ConfigError(f"environment {spec!r} needs an extra package: {e}") from e
+    if spec.startswith("MinAtar/"):
+        env = ChannelsFirst(env)
+    return _stack(env, cfg.frame_stack)
+
+
+def _register_namespace(spec: str) -> None:
+    """Atari and MinAtar ids are registered by their packages on import; import them when named."""
+    try:
+        if spec.startswith("ALE/") or "NoFrameskip" in spec:
+            import ale_py
+
+            gym.register_envs(ale_py)
+        elif spec.startswith("MinAtar/") and spec not in gym.registry:
+            import logging
+
+            logging.getLogger().setLevel(logging.ERROR)  # MinAtar warns that seaborn (for rendering) is missing
+            from minatar.gym import register_envs
+
+            register_envs()
+    except ImportError as e:
+        extra = "atari" if spec.startswith("ALE/") or "NoFrameskip" in spec else "minatar"
+        raise ConfigError(f"environment {spec!r} needs the package {e.name!r}: pip install 'deepq[{extra}]'") \
+            from None
+
+
+def _stack(env: gym.Env, k: int) -> gym.Env:
+    # "reset" padding ([o0] * k at reset) is the convention deepq's frame replay rebuilds stacks with.
+    return gym.wrappers.FrameStackObservation(env, k, padding_type="reset") if k > 1 else env
+
+
+class ChannelsFirst(gym.ObservationWrapper):  # type: ignore[type-arg]
+    """MinAtar's (H, W, C) bool grids as (C, H, W) uint8, the layout torch convolutions take."""
+
+    def __init__(self, env: gym.Env) -> None:
+        super().__init__(env)
+        h, w, c = env.observation_space.shape  # type: ignore[misc]
+        self.observation_space = gym.spaces.Box(0, 1, (c, h, w), np.uint8)
+
+    def observation(self, obs: Any) -> np.ndarray:
+        return np.ascontiguousarray(np.moveaxis(obs, -1, 0), dtype=np.uint8)  # (C, H, W)
 
 
 def check_spaces(env: gym.Env, custom_network: bool = False) -> tuple[tuple[int, ...], int]:
     """(obs_shape as the network sees it, number of actions); a clear error for what deepq can't take.
 
-    Observations must be arrays (Box) or integers (Discrete, one-hot encoded); pixel arrays need
-    a custom network, since the default MLP does not take them.
+    Observations must be arrays (Box) or integers (Discrete, one-hot encoded). Images (>= 3 dims,
+    e.g. (C, H, W) or a stack of frames) get a CNN by default (see networks.resolve_arch).
     """
     act, obs = env.action_space, env.observation_space
     name = env.spec.id if env.spec else type(env.unwrapped).__name__
@@ -54,10 +107,12 @@ def check_spaces(env: gym.Env, custom_network: bool = False) -> tuple[tuple[int,
     if not isinstance(obs, gym.spaces.Box):
         raise ConfigError(f"{name} has observation space {obs}; deepq takes Box or Discrete observations. "
                           "Wrap the env with gymnasium.wrappers.FlattenObservation to make it a Box.")
-    if obs.dtype == np.uint8 and len(obs.shape) >= 2 and not custom_network:
-        raise ConfigError(f"{name} has image observations {obs.shape} (uint8); the default MLP does not take "
-                          "pixels. Pass Config(network=...) with a convolutional module.")
-    return tuple(int(d) for d in obs.shape), int(act.n)
+    shape = tuple(int(d) for d in obs.shape)
+    if len(shape) == 3 and shape[-1] in (1, 3, 4) and shape[0] > 4 and not custom_network:
+        raise ConfigError(f"{name} has channels-last image observations {shape} (H, W, C); deepq's CNNs take "
+                          "channels-first (C, H, W) images. Wrap the env to move the channel axis first, "
+                          "or pass Config(network=...) with a module that takes (H, W, C).")
+    return shape, int(act.n)
 
 
 class Step(NamedTuple):
@@ -66,10 +121,12 @@ class Step(NamedTuple):
     terminated: np.ndarray  # (N,) bool
     truncated: np.ndarray  # (N,) bool
     final_obs: np.ndarray  # (N, *obs_shape): the true s' of this step (the final obs where one ended)
+    ended: np.ndarray  # (N,) bool: the env was reset after this step (game over or time limit)
 
 
 def obs_converter(space: gym.Space) -> Callable[[Any], np.ndarray]:
-    """Observation -> float32 array the network takes (Discrete observations become one-hot)."""
+    """Observation -> the array the network takes: uint8 stays uint8 (pixels, stored compactly), bool
+    becomes uint8, other Boxes float32, and Discrete observations become one-hot float32."""
     if isinstance(space, gym.spaces.Discrete):
         n, start = int(space.n), int(space.start)
 
@@ -79,7 +136,13 @@ def obs_converter(space: gym.Space) -> Callable[[Any], np.ndarray]:
             return out
 
         return one_hot
-    return lambda obs: np.asarray(obs, dtype=np.float32)
+    dtype = obs_dtype(space)
+    return lambda obs: np.asarray(obs, dtype=dtype)
+
+
+def obs_dtype(space: gym.Space) -> Any:
+    """The dtype observations are stored and fed in: uint8 for uint8/bool Boxes, float32 otherwise."""
+    return np.uint8 if isinstance(space, gym.spaces.Box) and space.dtype in (np.uint8, np.bool_) else np.float32
 
 
 def episode_seed(seed: int, env_index: int, episode: int) -> int:
@@ -88,26 +151,37 @@ def episode_seed(seed: int, env_index: int, episode: int) -> int:
 
 
 class VecEnv:
-    """N Gymnasium envs stepped in lockstep, reset on the step an episode ends (see module doc)."""
+    """N Gymnasium envs stepped in lockstep, reset on the step an episode ends (see module doc).
 
-    def __init__(self, factories: Sequence[Callable[[], gym.Env]], seed: int, custom_network: bool = False) -> None:
+    With `episodic_life` (Atari training), a lost life is reported as terminated, so its value is not
+    bootstrapped, but the game goes on: no reset, `ended` stays False, the frame history continues.
+    """
+
+    def __init__(self, factories: Sequence[Callable[[], gym.Env]], seed: int, custom_network: bool = False,
+                 episodic_life: bool = False) -> None:
         self.envs = [f() for f in factories]
         self.obs_shape, self.n_actions = check_spaces(self.envs[0], custom_network)
+        self.obs_dtype = obs_dtype(self.envs[0].observation_space)
         self.seed = seed
+        self.episodic_life = episodic_life
         self._convert = obs_converter(self.envs[0].observation_space)
         self._action_offset = int(self.envs[0].action_space.start)  # type: ignore[attr-defined]
         self.episodes = [0] * len(self.envs)  # episodes started per env
         self.actions_since_reset: list[list[int]] = [[] for _ in self.envs]
+        self.lives = [0] * len(self.envs)  # info["lives"] where the env reports it (Atari)
         self._obs: np.ndarray | None = None
+
+    exact_resume = True  # load_state_dict rebuilds every env's exact state
 
     @property
     def num_envs(self) -> int:
         return len(self.envs)
 
     def _reset_one(self, i: int) -> np.ndarray:
-        obs, _ = self.envs[i].reset(seed=episode_seed(self.seed, i, self.episodes[i]))
+        obs, info = self.envs[i].reset(seed=episode_seed(self.seed, i, self.episodes[i]))
         self.episodes[i] += 1
         self.actions_since_reset[i] = []
+        self.lives[i] = int(info.get("lives", 0))
         return self._convert(obs)
 
     def reset(self) -> np.ndarray:
@@ -116,18 +190,21 @@ class VecEnv:
 
     def step(self, actions: np.ndarray) -> Step:
         n = self.num_envs
-        obs, final_obs = np.empty((n, *self.obs_shape), np.float32), np.empty((n, *self.obs_shape), np.float32)
+        obs, final_obs = np.empty((n, *self.obs_shape), self.obs_dtype), np.empty((n, *self.obs_shape), self.obs_dtype)
         rewards = np.empty(n, np.float32)
-        terminated, truncated = np.empty(n, bool), np.empty(n, bool)
+        terminated, truncated, ended = np.empty(n, bool), np.empty(n, bool), np.empty(n, bool)
         for i, env in enumerate(self.envs):
             a = int(actions[i])
-            o, r, term, trunc, _ = env.step(a + self._action_offset)
+            o, r, term, trunc, info = env.step(a + self._action_offset)
             self.actions_since_reset[i].append(a)
             final_obs[i] = self._convert(o)
-            rewards[i], terminated[i], truncated[i] = r, term, trunc
-            obs[i] = self._reset_one(i) if (term or trunc) else final_obs[i]
+            rewards[i], truncated[i], ended[i] = r, trunc, term or trunc
+            lives = int(info.get("lives", 0))
+            terminated[i] = term or (self.episodic_life and lives < self.lives[i])
+            self.lives[i] = lives
+            obs[i] = self._reset_one(i) if ended[i] else final_obs[i]
         self._obs = obs
-        return Step(obs, rewards, terminated, truncated, final_obs)
+        return Step(obs, rewards, terminated, truncated, final_obs, ended)
 
     def state_dict(self) -> dict[str, Any]:
         """Integers only: episode counters and the actions of each episode in progress."""
@@ -137,13 +214,14 @@ class VecEnv:
 
     def load_state_dict(self, state: dict[str, Any]) -> np.ndarray:
         """Rebuild each env's state by reseeding its current episode and replaying its actions."""
-        obs = np.empty((self.num_envs, *self.obs_shape), np.float32)
+        obs = np.empty((self.num_envs, *self.obs_shape), self.obs_dtype)
         for i, env in enumerate(self.envs):
             self.episodes[i] = state["episodes"][i] - 1
             obs[i] = self._reset_one(i)
             for a in state["actions"][i]:
-                o, *_ = env.step(int(a) + self._action_offset)
+                o, _, _, _, info = env.step(int(a) + self._action_offset)
                 self.actions_since_reset[i].append(int(a))
+                self.lives[i] = int(info.get("lives", 0))
                 obs[i] = self._convert(o)
         if not np.isclose(float(obs.sum()), state["obs_sum"], rtol=1e-6, atol=1e-6):
             raise ValueError("replaying the recorded actions did not reproduce the checkpointed observation: "
@@ -156,5 +234,14 @@ class VecEnv:
             env.close()
 
 
-def make_vec_env(spec: EnvSpec, num_envs: int, seed: int, custom_network: bool = False) -> VecEnv:
-    return VecEnv([lambda: make_env(spec) for _ in range(num_envs)], seed, custom_network)
+def make_vec_env(cfg: Config) -> Any:
+    """The training envs: VecEnv over Gymnasium envs, or EnvPool's vectorized Atari (backend='envpool')."""
+    if cfg.backend == "envpool":
+        if not isinstance(cfg.env, str):
+            raise ConfigError("backend='envpool' needs an Atari env id such as 'ALE/Pong-v5', not a factory")
+        from deepq.atari import EnvPoolVecEnv
+
+        return EnvPoolVecEnv(cfg.env, cfg.num_envs, cfg.seed, cfg)
+    spec = cfg.env
+    return VecEnv([lambda: make_env(spec, cfg=cfg) for _ in range(cfg.num_envs)], cfg.seed,
+                  custom_network=cfg.network is not None, episodic_life=cfg.episodic_life)

@@ -9,7 +9,7 @@ import gymnasium as gym
 import numpy as np
 
 from deepq.agent import Agent
-from deepq.config import EnvSpec
+from deepq.config import Config, EnvSpec
 from deepq.envs import check_spaces, episode_seed, make_env, obs_converter
 from deepq.errors import ConfigError
 
@@ -18,8 +18,9 @@ EVAL_SEED_OFFSET = 1_000_003  # evaluation episodes never share reset seeds with
 
 @dataclass
 class EvalResult:
-    returns: list[float]
-    lengths: list[int] = field(default_factory=list)
+    returns: list[float]  # raw scores (never clipped)
+    lengths: list[int] = field(default_factory=list)  # agent steps
+    protocol: str = ""  # how the episodes were played, e.g. "eps=0.05, up to 30 no-op starts, ..."
 
     @property
     def mean(self) -> float:
@@ -30,7 +31,8 @@ class EvalResult:
         return float(np.std(self.returns))
 
     def __str__(self) -> str:
-        return f"mean {self.mean:.2f} ± {self.std:.2f} over {len(self.returns)} episodes"
+        how = f" ({self.protocol})" if self.protocol else ""
+        return f"mean {self.mean:.2f} ± {self.std:.2f} over {len(self.returns)} episodes{how}"
 
 
 def evaluate(agent: Agent, env: EnvSpec | None = None, episodes: int = 10, eps: float | None = None,
@@ -52,11 +54,21 @@ def evaluate(agent: Agent, env: EnvSpec | None = None, episodes: int = 10, eps: 
     returns, lengths = np.zeros(episodes), np.zeros(episodes, dtype=np.int64)
     for first in range(0, episodes, EVAL_BATCH):
         ids = range(first, min(first + EVAL_BATCH, episodes))
-        envs = [_recorder(spec, str(video_dir)) if i == 0 and video_dir is not None else make_env(spec)
-                for i in ids]
+        envs = [_recorder(spec, str(video_dir), agent.cfg) if i == 0 and video_dir is not None
+                else make_env(spec, cfg=agent.cfg) for i in ids]
         _run_episodes(agent, envs, [episode_seed(seed, 0, i) for i in ids], eps, rng,
                       returns[first:], lengths[first:])
-    return EvalResult([float(r) for r in returns], [int(n) for n in lengths])
+    return EvalResult([float(r) for r in returns], [int(n) for n in lengths], protocol(agent.cfg, spec, eps))
+
+
+def protocol(cfg: Config, spec: EnvSpec, eps: float) -> str:
+    """The evaluation protocol in words; for Atari, the settings results are compared by."""
+    text = f"eps={eps:g}, raw score"
+    if isinstance(spec, str) and spec.startswith("ALE/"):
+        start = f"up to {cfg.noop_max} no-op starts" if cfg.noop_max else "no no-op starts"
+        sticky = "sticky actions p=0.25" if cfg.sticky_actions else "no sticky actions"
+        text += f", {start}, {sticky}, full games (no life loss ends), {cfg.max_episode_frames:,}-frame cap"
+    return text
 
 
 EVAL_BATCH = 32
@@ -90,7 +102,7 @@ def _run_episodes(agent: Agent, envs: list[gym.Env], seeds: list[int], eps: floa
                 obs[i] = convert(o)
 
 
-def _recorder(spec: EnvSpec, video_dir: str) -> gym.Env:
+def _recorder(spec: EnvSpec, video_dir: str, cfg: Config) -> gym.Env:
     try:
         import moviepy  # noqa: F401
     except ImportError:
@@ -99,6 +111,6 @@ def _recorder(spec: EnvSpec, video_dir: str) -> gym.Env:
     if callable(spec):
         raise ConfigError("video needs an env id so it can be made with render_mode='rgb_array'")
     os.environ.setdefault("SDL_AUDIODRIVER", "dummy")  # rendering needs no sound device
-    env = make_env(spec, render_mode="rgb_array")
+    env = make_env(spec, render_mode="rgb_array", cfg=cfg)
     return gym.wrappers.RecordVideo(env, video_dir, episode_trigger=lambda ep: ep == 0, disable_logger=True)
 

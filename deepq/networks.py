@@ -1,4 +1,8 @@
-"""Q-networks: any nn.Module mapping observations [B, *obs_shape] to Q values [B, A]."""
+"""Q-networks: any nn.Module mapping observations [B, *obs_shape] to Q values [B, A].
+
+Built in: an MLP for vector observations, the Nature CNN (Mnih et al. 2015) for Atari-sized
+frames, and the small CNN of the MinAtar paper (Young & Tian 2019) for small grids.
+"""
 
 from __future__ import annotations
 
@@ -27,12 +31,80 @@ class MLP(nn.Module):
         self.net = nn.Sequential(*layers)
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        return self.net(obs)  # (B, A)
+        return self.net(obs.float())  # (B, A)
+
+
+def _channels(obs_shape: Sequence[int]) -> int:
+    """Input channels of an image observation: (C, H, W) -> C; a stack (k, C, H, W) -> k*C."""
+    c = 1
+    for d in obs_shape[:-2]:
+        c *= int(d)
+    return c
+
+
+class NatureCNN(nn.Module):
+    """Mnih et al. (2015): 32 8x8/4, 64 4x4/2, 64 3x3/1 convolutions, 512 units, one Q per action.
+
+    Takes uint8 pixels in [0, 255] (a stack of frames is stacked as channels) and scales them to [0, 1].
+    """
+
+    def __init__(self, obs_shape: Sequence[int], n_actions: int) -> None:
+        super().__init__()
+        self.conv = nn.Sequential(
+            nn.Conv2d(_channels(obs_shape), 32, 8, stride=4), nn.ReLU(),
+            nn.Conv2d(32, 64, 4, stride=2), nn.ReLU(),
+            nn.Conv2d(64, 64, 3, stride=1), nn.ReLU(), nn.Flatten())
+        with torch.no_grad():
+            n_flat = self.conv(torch.zeros(1, _channels(obs_shape), *obs_shape[-2:])).shape[1]
+        self.head = nn.Sequential(nn.Linear(n_flat, 512), nn.ReLU(), nn.Linear(512, n_actions))
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        x = obs.reshape(len(obs), -1, *obs.shape[-2:]).float() / 255.0  # (B, C, H, W) in [0, 1]
+        return self.head(self.conv(x))  # (B, A)
+
+
+class SmallCNN(nn.Module):
+    """The MinAtar paper's network: one 16-channel 3x3 convolution, 128 units, one Q per action.
+
+    Takes binary grids (C, H, W) as they are (MinAtar observations are 0/1 per object channel).
+    """
+
+    def __init__(self, obs_shape: Sequence[int], n_actions: int) -> None:
+        super().__init__()
+        h, w = int(obs_shape[-2]), int(obs_shape[-1])
+        self.net = nn.Sequential(
+            nn.Conv2d(_channels(obs_shape), 16, 3, stride=1), nn.ReLU(), nn.Flatten(),
+            nn.Linear(16 * (h - 2) * (w - 2), 128), nn.ReLU(), nn.Linear(128, n_actions))
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.net(obs.reshape(len(obs), -1, *obs.shape[-2:]).float())  # (B, A)
+
+
+NATURE_MIN_SIDE = 36  # the Nature CNN's three convolutions need frames at least this large
+
+
+def resolve_arch(obs_shape: tuple[int, ...], cfg: Config) -> str:
+    """The built-in network a config gets: 'auto' picks by observation shape (images have >= 3 dims)."""
+    if cfg.arch != "auto":
+        return cfg.arch
+    if len(obs_shape) >= 3:
+        return "nature_cnn" if min(obs_shape[-2:]) >= NATURE_MIN_SIDE else "small_cnn"
+    return "mlp"
 
 
 def build_network(obs_shape: tuple[int, ...], n_actions: int, cfg: Config) -> nn.Module:
-    """The config's custom factory if given (checked for the right output shape), else an MLP."""
+    """The config's custom factory if given (checked for the right output shape), else a built-in network."""
     if cfg.network is None:
+        arch = resolve_arch(obs_shape, cfg)
+        if arch != "mlp" and len(obs_shape) < 2:
+            raise ConfigError(f"arch={arch!r} needs image observations (C, H, W); this env's are {obs_shape}")
+        if arch == "nature_cnn" and min(obs_shape[-2:]) < NATURE_MIN_SIDE:
+            raise ConfigError(f"arch='nature_cnn' needs frames of at least {NATURE_MIN_SIDE}x{NATURE_MIN_SIDE}; "
+                              f"this env's are {obs_shape[-2:]}: use arch='small_cnn'")
+        if arch == "nature_cnn":
+            return NatureCNN(obs_shape, n_actions)
+        if arch == "small_cnn":
+            return SmallCNN(obs_shape, n_actions)
         return MLP(obs_shape, n_actions, cfg.hidden_sizes)
     net = cfg.network(obs_shape, n_actions)
     if not isinstance(net, nn.Module):

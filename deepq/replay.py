@@ -39,8 +39,11 @@ class ReplayMemory:
         return self.size
 
     def add(self, obs: np.ndarray, actions: np.ndarray, rewards: np.ndarray,
-            next_obs: np.ndarray, terminated: np.ndarray) -> None:
-        """Add a batch of N transitions (one per vector env), wrapping around the end."""
+            next_obs: np.ndarray, terminated: np.ndarray, ended: np.ndarray | None = None) -> None:
+        """Add a batch of N transitions (one per vector env), wrapping around the end.
+
+        `ended` (the env was reset after this step) matters only to FrameReplay; it is accepted here
+        so both memories take the same arguments."""
         n = len(actions)
         idx = (self.pos + np.arange(n)) % self.capacity if self.pos + n > self.capacity \
             else slice(self.pos, self.pos + n)

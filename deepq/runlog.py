@@ -117,7 +117,8 @@ def plot_learning_curve(run_dir: Path, title: str = "") -> Path:
     ax.set_ylabel("return")
     ax.set_title(title or run_dir.name)
     ax.grid(alpha=0.3)
-    ax.legend(loc="best")
+    if ep or ev:
+        ax.legend(loc="best")
     out = run_dir / "learning_curve.png"
     fig.tight_layout()
     fig.savefig(out)

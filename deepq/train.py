@@ -31,13 +31,17 @@ from deepq.envs import VecEnv, make_vec_env
 from deepq.errors import CheckpointError, ConfigError, NonFiniteLossError
 from deepq.evaluate import evaluate
 from deepq.explore import EpsilonSchedule, epsilon_greedy
+from deepq.frame_replay import FrameReplay
 from deepq.progress import Progress
 from deepq.replay import ReplayMemory
 from deepq.runlog import RunLog, new_run_dir, plot_learning_curve, write_config
 
+Replay = ReplayMemory | FrameReplay
 CHECKPOINT_FORMAT = "deepq-checkpoint"
 # Fields a resumed run must share with its checkpoint (others, e.g. total_steps or lr, may change).
-RESUME_FIXED = ("env", "seed", "num_envs", "buffer_size", "hidden_sizes", "target", "network")
+RESUME_FIXED = ("env", "seed", "num_envs", "buffer_size", "hidden_sizes", "target", "network", "arch",
+                "frame_stack", "backend", "noop_max", "frame_skip", "screen_size", "grayscale", "sticky_actions",
+                "fire_reset", "max_episode_frames")
 
 
 @dataclass
@@ -62,6 +66,13 @@ def crossings(prev: int, now: int, every: int) -> int:
     return now // every - prev // every if every > 0 else 0
 
 
+def make_replay(cfg: Config, obs_shape: tuple[int, ...], obs_dtype: Any, device: torch.device) -> Replay:
+    """Frame histories (frame_stack > 1) store each frame once; anything else is stored as is."""
+    if cfg.frame_stack > 1:
+        return FrameReplay(cfg.buffer_size, obs_shape, cfg.num_envs, obs_dtype=obs_dtype, device=device)
+    return ReplayMemory(cfg.buffer_size, obs_shape, obs_dtype=obs_dtype, device=device)
+
+
 def checkpoint_path(run_dir: Path) -> Path:
     return run_dir / "checkpoint" / "checkpoint.pt"
 
@@ -77,9 +88,9 @@ def train(cfg: Config, resume: str | Path | None = None) -> Agent:
     torch.set_num_threads(cfg.threads)
     rng = np.random.default_rng(cfg.seed)  # ε-greedy draws and minibatch indices
 
-    envs = make_vec_env(cfg.env, cfg.num_envs, cfg.seed, custom_network=cfg.network is not None)
+    envs = make_vec_env(cfg)
     agent = Agent(envs.obs_shape, envs.n_actions, cfg)
-    memory = ReplayMemory(cfg.buffer_size, envs.obs_shape, device=agent.device)
+    memory = make_replay(cfg, envs.obs_shape, envs.obs_dtype, agent.device)
     eps_at = EpsilonSchedule.from_config(cfg)
     state = LoopState(ep_return=[0.0] * cfg.num_envs, ep_length=[0] * cfg.num_envs)
 
@@ -108,11 +119,12 @@ def train(cfg: Config, resume: str | Path | None = None) -> Agent:
                 actions = epsilon_greedy(agent.act, obs, eps, envs.n_actions, rng)  # (N,)
                 out = envs.step(actions)
                 # s' is the true final observation where an episode ended (terminated or truncated);
-                # only `terminated` stops the bootstrap.
-                memory.add(obs, actions, out.rewards, out.final_obs, out.terminated)
+                # only `terminated` stops the bootstrap. Clipped rewards train; raw rewards are logged.
+                rewards = np.sign(out.rewards) if cfg.clip_rewards else out.rewards
+                memory.add(obs, actions, rewards, out.final_obs, out.terminated, out.ended)
                 obs = out.obs
                 state.step += envs.num_envs
-                _track_episodes(state, out.rewards, out.terminated | out.truncated, eps, log)
+                _track_episodes(state, out.rewards, out.ended, eps, log)
 
                 if state.step >= cfg.learning_starts and len(memory) >= cfg.batch_size:
                     for _ in range(cfg.gradient_steps * crossings(prev, state.step, cfg.train_freq)):
@@ -190,7 +202,7 @@ def _mean(xs: list[float]) -> float | None:
     return sum(xs) / len(xs) if xs else None
 
 
-def _restore(path: Path, cfg: Config, agent: Agent, memory: ReplayMemory, envs: VecEnv,
+def _restore(path: Path, cfg: Config, agent: Agent, memory: Replay, envs: VecEnv,
              rng: np.random.Generator, state: LoopState) -> np.ndarray:
     """Load a checkpoint into the freshly built objects; return the observation to act on."""
     data = safe_load(path, CHECKPOINT_FORMAT)
@@ -211,7 +223,13 @@ def _restore(path: Path, cfg: Config, agent: Agent, memory: ReplayMemory, envs: 
             setattr(state, k, v)
         if saved.get("stop_at_return") != cfg.stop_at_return:
             state.solved_at = None  # solved under the old threshold; the new one decides when to stop
-        return envs.load_state_dict(data["envs"])
+        obs = envs.load_state_dict(data["envs"])
+        if not envs.exact_resume:  # EnvPool: the episodes in progress were restarted, not restored
+            print("resume: this backend cannot restore the episodes in progress; they restart (new episodes)",
+                  file=sys.stderr)
+            if isinstance(memory, FrameReplay):
+                memory.mark_reset()
+        return obs
     except (KeyError, ValueError, RuntimeError) as e:
         raise CheckpointError(f"cannot resume from {path}: {e}") from e
 

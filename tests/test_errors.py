@@ -85,11 +85,11 @@ def test_dict_observations(tmp_path: Path) -> None:
     assert_no_training(tmp_path)
 
 
-def test_image_observations_need_a_network(tmp_path: Path) -> None:
+def test_channels_last_images_need_a_transpose_or_a_network(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as err:
         deepq.train(tiny_config(tmp_path, env=PixelEnv))
     msg = str(err.value)
-    assert "image observations" in msg and "network=" in msg
+    assert "channels-last image observations (12, 12, 3)" in msg and "network=" in msg
     assert_no_training(tmp_path)
 
 

@@ -1,0 +1,93 @@
+"""Named presets: Configs with the settings each task was tuned with (README has the measured results)."""
+
+from __future__ import annotations
+
+import difflib
+from typing import Any
+
+from deepq.config import Config
+from deepq.errors import ConfigError
+
+PRESETS: dict[str, Config] = {
+    "cartpole": Config(
+        env="CartPole-v1", name="cartpole", total_steps=50_000, hidden_sizes=(64, 64),
+        lr=1e-3, batch_size=64, buffer_size=50_000, learning_starts=1_000, train_freq=1,
+        gradient_steps=1, target="hard", target_update_interval=100, double=True, loss="huber",
+        eps_end=0.02, eps_decay_steps=5_000, eval_interval=1_000, eval_episodes=20,
+        stop_at_return=475.0, checkpoint_interval=10_000,
+    ),
+    "acrobot": Config(
+        env="Acrobot-v1", name="acrobot", total_steps=100_000, hidden_sizes=(128, 128),
+        lr=6.3e-4, batch_size=128, buffer_size=50_000, learning_starts=1_000, train_freq=4,
+        gradient_steps=2, target="hard", target_update_interval=250, double=True, loss="huber",
+        eps_end=0.1, eps_decay_steps=12_000, eval_interval=5_000, eval_episodes=50,
+        stop_at_return=-100.0,
+    ),
+    "mountaincar": Config(
+        env="MountainCar-v0", name="mountaincar", total_steps=150_000, hidden_sizes=(256, 256),
+        lr=4e-3, batch_size=128, buffer_size=10_000, learning_starts=1_000, train_freq=16,
+        gradient_steps=8, target="hard", target_update_interval=600, double=True, loss="huber",
+        eps_end=0.07, eps_decay_steps=30_000, gamma=0.98, eval_interval=5_000, eval_episodes=20,
+        stop_at_return=-110.0,
+    ),
+    "lunarlander": Config(
+        env="LunarLander-v3", name="lunarlander", total_steps=300_000, hidden_sizes=(256, 256),
+        lr=6.3e-4, batch_size=128, buffer_size=50_000, learning_starts=1_000, train_freq=4,
+        gradient_steps=1, target="hard", target_update_interval=250, double=True, loss="huber",
+        eps_end=0.1, eps_decay_steps=36_000, eval_interval=10_000, eval_episodes=20,
+        stop_at_return=200.0, checkpoint_interval=50_000,
+    ),
+}
+
+# Atari from pixels. Units: env steps are agent steps; each is `frame_skip` (4) emulator frames.
+# Both presets: 30 no-op starts, frame skip 4 with max-pooling, 84x84 grayscale, 4-frame history
+# (Nature CNN), rewards clipped to their sign for training, life loss as terminal, FIRE on reset.
+_ATARI = dict(frame_stack=4, noop_max=30, frame_skip=4, screen_size=84, grayscale=True, clip_rewards=True,
+              episodic_life=True, fire_reset=True, sticky_actions=False, batch_size=32, buffer_size=1_000_000,
+              train_freq=4, gamma=0.99, eval_interval=250_000, eval_episodes=10, checkpoint_interval=1_000_000)
+PRESETS.update({
+    # Mnih et al. 2015, Extended Data Table 1: RMSProp 2.5e-4, replay 1M, 50k random steps first,
+    # eps 1 -> 0.1 over 1M steps, target copied every 10,000 updates (= 40,000 agent steps at one update
+    # per 4), error clipped to [-1, 1] (= Huber), 50M frames; evaluated with eps = 0.05.
+    "atari-nature": Config(
+        env="ALE/Pong-v5", name="atari-nature", total_steps=12_500_000, optimizer="rmsprop", lr=2.5e-4,
+        learning_starts=50_000, target_update_interval=40_000, loss="huber", eps_end=0.1,
+        eps_decay_steps=1_000_000, eval_eps=0.05, **_ATARI),  # type: ignore[arg-type]
+    # The modern defaults (CleanRL's dqn_atari): Adam 1e-4, target every 1,000 steps, eps -> 0.01 over
+    # the first 10% of 10M steps, MSE loss; evaluated with eps = 0.001 (Dopamine's protocol).
+    "atari": Config(
+        env="ALE/Pong-v5", name="atari", total_steps=10_000_000, lr=1e-4, learning_starts=80_000,
+        target_update_interval=1_000, loss="mse", eps_end=0.01, eps_decay_steps=1_000_000, eval_eps=0.001,
+        **_ATARI),  # type: ignore[arg-type]
+})
+PRESETS["pong"] = PRESETS["atari"].replace(name="pong", env="ALE/Pong-v5", stop_at_return=18.0)
+PRESETS["breakout"] = PRESETS["atari"].replace(name="breakout", env="ALE/Breakout-v5")
+
+# MinAtar (Young & Tian 2019): 10x10 object grids, sticky actions 0.1 built in, no frame skip (a step
+# is a frame), the full 6-action set (the -v0 ids) as in the paper's results. The paper's DQN: its
+# small CNN, centered RMSProp 2.5e-4, replay 100k, batch 32, one update per step, target every 1,000
+# steps, 5,000 random steps then eps 1 -> 0.1 over 100k (ours: linear from step 0 to 105k, ending at
+# the same step), Huber, 5M frames.
+for _game in ("Breakout", "SpaceInvaders", "Freeway", "Asterix", "Seaquest"):
+    PRESETS[f"minatar-{_game.lower()}"] = Config(
+        env=f"MinAtar/{_game}-v0", name=f"minatar-{_game.lower()}", total_steps=5_000_000, arch="small_cnn",
+        optimizer="rmsprop", lr=2.5e-4, batch_size=32, buffer_size=100_000, learning_starts=5_000,
+        train_freq=1, target_update_interval=1_000, loss="huber", eps_end=0.1, eps_decay_steps=105_000,
+        gamma=0.99, eval_interval=100_000, eval_episodes=30, checkpoint_interval=250_000)
+
+
+def preset(name: str, **overrides: Any) -> Config:
+    """A named preset with some fields overridden: preset("cartpole", seed=3)."""
+    key = name.lower()
+    if key not in PRESETS:
+        close = difflib.get_close_matches(key, PRESETS, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ConfigError(f"unknown preset {name!r}{hint}; presets are: {', '.join(PRESETS)}")
+    return PRESETS[key].replace(**overrides)
+
+
+def describe_presets() -> list[dict[str, Any]]:
+    """Key settings of each preset, for `deepq presets`."""
+    return [{"preset": n, "env": c.env, "total_steps": c.total_steps, "hidden": list(c.hidden_sizes),
+             "lr": c.lr, "target": c.target, "solved_at": c.stop_at_return} for n, c in PRESETS.items()]
+
