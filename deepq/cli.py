@@ -131,7 +131,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     cfg, resume = config_from_args(args)
     agent = train(cfg, resume=resume)
     result = evaluate(agent, episodes=cfg.eval_episodes)
-    print(f"final greedy evaluation: {result}")
+    print(f"final evaluation: {result}")
     return 0
 
 

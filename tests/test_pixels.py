@@ -62,6 +62,13 @@ def test_minatar_observations_are_channels_first_uint8() -> None:
     env.close()
 
 
+@pytest.mark.parametrize("game", ["breakout", "spaceinvaders", "freeway", "asterix", "seaquest"])
+def test_every_minatar_preset_runs(tmp_path: Path, game: str) -> None:
+    cfg = deepq.preset(f"minatar-{game}", total_steps=120, run_dir=str(tmp_path / game), **FAST)
+    agent = deepq.train(cfg)
+    assert agent.n_actions == 6 and agent.obs_shape[1:] == (10, 10)  # the paper's full action set
+
+
 def test_minatar_preset_trains_evaluates_and_reloads(tmp_path: Path) -> None:
     cfg = deepq.preset("minatar-breakout", total_steps=600, run_dir=str(tmp_path / "r"), **FAST)
     agent = deepq.train(cfg)
