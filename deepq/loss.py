@@ -33,3 +33,28 @@ def td_loss(q_taken: torch.Tensor, target: torch.Tensor, kind: str = "mse") -> t
     if kind == "huber":
         return F.smooth_l1_loss(q_taken, target)
     raise ValueError(f"unknown loss {kind!r}: use 'mse' or 'huber'")
+
+
+def categorical_projection(next_probs: torch.Tensor,  # (B, N) p(s', a*) over the support
+                           rewards: torch.Tensor,  # (B,)
+                           discounts: torch.Tensor,  # (B,) gamma^n where s' is not terminal, else 0
+                           support: torch.Tensor,  # (N,) atoms z_0 < ... < z_{N-1}, evenly spaced
+                           ) -> torch.Tensor:
+    """C51's target distribution (Bellemare et al. 2017): the distribution of r + discount * Z(s', a*),
+    projected back onto the fixed support. Each shifted atom Tz_j = clamp(r + d z_j, z_0, z_{N-1})
+    lands between two neighbours l <= b_j <= u and splits its probability between them in
+    proportion to closeness; an atom that lands exactly on a support point gives it all its mass.
+    Returns (B, N) probabilities that sum to 1 per row.
+    """
+    n = support.numel()
+    v_min, v_max = float(support[0]), float(support[-1])
+    dz = (v_max - v_min) / (n - 1)
+    tz = (rewards[:, None] + discounts[:, None] * support[None, :]).clamp(v_min, v_max)  # (B, N)
+    b = (tz - v_min) / dz  # (B, N) fractional atom position in [0, N-1]
+    lower, upper = b.floor().long(), b.ceil().long()  # (B, N)
+    exact = (lower == upper).to(next_probs.dtype)  # landed on an atom: all mass to it
+    offset = (torch.arange(len(b), device=b.device) * n)[:, None]  # (B, 1) row starts in the flat output
+    out = torch.zeros(len(b) * n, dtype=next_probs.dtype, device=next_probs.device)
+    out.index_add_(0, (lower + offset).flatten(), (next_probs * (upper.to(b.dtype) - b + exact)).flatten())
+    out.index_add_(0, (upper + offset).flatten(), (next_probs * (b - lower.to(b.dtype))).flatten())
+    return out.view(len(b), n)

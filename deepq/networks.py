@@ -80,6 +80,88 @@ class SmallCNN(nn.Module):
         return self.net(obs.reshape(len(obs), -1, *obs.shape[-2:]).float())  # (B, A)
 
 
+class NoisyLinear(nn.Module):
+    """Linear layer with factorised Gaussian noise on its weights (Fortunato et al. 2018).
+
+    w = mu_w + sigma_w * (f(e_out) f(e_in)^T), b = mu_b + sigma_b * f(e_out), f(x) = sign(x) sqrt(|x|),
+    e ~ N(0, 1) redrawn by reset_noise(); sigma starts at sigma0 / sqrt(in_features). The noise is the
+    exploration (it replaces eps-greedy); the network learns how much of it to keep per weight.
+    """
+
+    eps_in: torch.Tensor  # (in,) buffers: the current noise, saved with the weights
+    eps_out: torch.Tensor  # (out,)
+
+    def __init__(self, in_features: int, out_features: int, sigma0: float = 0.5) -> None:
+        super().__init__()
+        bound = in_features ** -0.5
+        self.weight_mu = nn.Parameter(torch.empty(out_features, in_features).uniform_(-bound, bound))
+        self.bias_mu = nn.Parameter(torch.empty(out_features).uniform_(-bound, bound))
+        self.weight_sigma = nn.Parameter(torch.full((out_features, in_features), sigma0 * bound))
+        self.bias_sigma = nn.Parameter(torch.full((out_features,), sigma0 * bound))
+        self.register_buffer("eps_in", torch.zeros(in_features))
+        self.register_buffer("eps_out", torch.zeros(out_features))
+        self.reset_noise()
+
+    @staticmethod
+    def _scaled(n: int, device: torch.device) -> torch.Tensor:
+        x = torch.randn(n, device=device)
+        return x.sign() * x.abs().sqrt()
+
+    def reset_noise(self) -> None:
+        self.eps_in.copy_(self._scaled(len(self.eps_in), self.eps_in.device))
+        self.eps_out.copy_(self._scaled(len(self.eps_out), self.eps_out.device))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        w = self.weight_mu + self.weight_sigma * torch.outer(self.eps_out, self.eps_in)  # (out, in)
+        b = self.bias_mu + self.bias_sigma * self.eps_out  # (out,)
+        return nn.functional.linear(x, w, b)
+
+
+class QHead(nn.Module):
+    """From a body's features to Q values, optionally dueling, noisy and/or distributional.
+
+    One stream: hidden layer -> one output per action (per atom with `atoms` > 1). Dueling (Wang et
+    al. 2016): a value stream V and an advantage stream A, each with its own hidden layer, combined
+    as Q = V + A - mean_a A (the mean makes the split identifiable). With atoms > 1 (C51) the same
+    combination is applied to each atom's logit and a softmax over atoms gives p(s, a); forward()
+    returns the expected value sum_i p_i z_i, so acting is unchanged.
+    """
+
+    support: torch.Tensor  # (atoms,) buffer, with atoms > 1
+
+    def __init__(self, in_dim: int, hidden: int, n_actions: int, dueling: bool = False, noisy: bool = False,
+                 atoms: int = 1, support: torch.Tensor | None = None) -> None:
+        super().__init__()
+        linear = NoisyLinear if noisy else nn.Linear
+        self.n_actions, self.atoms, self.dueling = n_actions, atoms, dueling
+        self.advantage = nn.Sequential(linear(in_dim, hidden), nn.ReLU(), linear(hidden, n_actions * atoms))
+        self.value = nn.Sequential(linear(in_dim, hidden), nn.ReLU(), linear(hidden, atoms)) if dueling else None
+        if atoms > 1:
+            if support is None or len(support) != atoms:
+                raise ConfigError(f"a distributional head with {atoms} atoms needs a support of {atoms} values")
+            self.register_buffer("support", support.clone())
+
+    def logits(self, features: torch.Tensor) -> torch.Tensor:
+        a = self.advantage(features).view(len(features), self.n_actions, self.atoms)  # (B, A, atoms)
+        if self.value is None:
+            return a
+        v = self.value(features).view(len(features), 1, self.atoms)  # (B, 1, atoms)
+        return v + a - a.mean(dim=1, keepdim=True)  # (B, A, atoms)
+
+    def log_probs(self, features: torch.Tensor) -> torch.Tensor:
+        return self.logits(features).log_softmax(dim=2)  # (B, A, atoms)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        if self.atoms == 1:
+            return self.logits(features).squeeze(2)  # (B, A)
+        return (self.log_probs(features).exp() * self.support).sum(2)  # (B, A): E[Z(s, a)]
+
+    def reset_noise(self) -> None:
+        for m in self.modules():
+            if isinstance(m, NoisyLinear):
+                m.reset_noise()
+
+
 NATURE_MIN_SIDE = 36  # the Nature CNN's three convolutions need frames at least this large
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from deepq.loss import td_loss, td_target
+from deepq.loss import categorical_projection, td_loss, td_target
 
 
 def t(*xs: float) -> torch.Tensor:
@@ -95,3 +95,44 @@ def test_huber_mixed_regions() -> None:
 def test_unknown_loss_kind_raises() -> None:
     with pytest.raises(ValueError, match="l1"):
         td_loss(t(0.0), t(1.0), "l1")
+
+
+# ---- C51: the categorical projection (support -1, 0, 1; next-state probabilities 0.2, 0.5, 0.3) ----
+Z = torch.tensor([-1.0, 0.0, 1.0])
+P = torch.tensor([[0.2, 0.5, 0.3]])
+
+
+def project(r: float, d: float) -> list[float]:
+    return categorical_projection(P, torch.tensor([r]), torch.tensor([d]), Z)[0].tolist()
+
+
+def test_projection_terminal_puts_all_mass_on_the_reward() -> None:
+    assert project(0.0, 0.0) == pytest.approx([0.0, 1.0, 0.0])  # r = 0 is an atom
+    assert project(0.5, 0.0) == pytest.approx([0.0, 0.5, 0.5])  # halfway between 0 and 1
+    assert project(0.25, 0.0) == pytest.approx([0.0, 0.75, 0.25])
+    assert project(7.0, 0.0) == pytest.approx([0.0, 0.0, 1.0])  # clipped to v_max
+
+
+def test_projection_identity_and_exact_shift() -> None:
+    assert project(0.0, 1.0) == pytest.approx([0.2, 0.5, 0.3])  # r = 0, discount 1: unchanged
+    # r = dz = 1 shifts every atom up one; the top atom is clipped onto v_max: [0, 0.2, 0.5 + 0.3]
+    assert project(1.0, 1.0) == pytest.approx([0.0, 0.2, 0.8])
+
+
+def test_projection_splits_between_neighbours() -> None:
+    # discount 0.5: atoms land on -0.5, 0, 0.5 -> -0.5 splits 0.2 as 0.1/0.1, 0.5 splits 0.3 as 0.15/0.15
+    assert project(0.0, 0.5) == pytest.approx([0.1, 0.75, 0.15])
+
+
+def test_projection_rows_are_independent_and_sum_to_one() -> None:
+    probs = torch.softmax(torch.randn(64, 11, generator=torch.Generator().manual_seed(0)), dim=1)
+    support = torch.linspace(-10, 10, 11)
+    r, d = torch.linspace(-12, 12, 64), torch.rand(64, generator=torch.Generator().manual_seed(1))
+    out = categorical_projection(probs, r, d, support)
+    torch.testing.assert_close(out.sum(1), torch.ones(64))
+    for i in (0, 17, 63):
+        torch.testing.assert_close(out[i], categorical_projection(probs[i:i + 1], r[i:i + 1], d[i:i + 1], support)[0])
+    # where no atom is clipped (|r| + 10 d <= 10), projection keeps the mean: E[r + d Z] = r + d E[Z]
+    mid = r.abs() + 10 * d <= 10
+    assert mid.sum() >= 5
+    torch.testing.assert_close((out[mid] * support).sum(1), r[mid] + d[mid] * (probs[mid] * support).sum(1))
