@@ -104,7 +104,7 @@ class Agent:
         with torch.no_grad():
             target_net = self.target if self.target is not None else self.online
             next_q = target_net(batch.next_obs)  # (B, A)
-            y = td_target(batch.rewards, batch.terminated, next_q, cfg.gamma, next_q_online)  # (B,)
+            y = td_target(batch.rewards, batch.discounts, next_q, next_q_online)  # (B,)
         q = q_all.gather(1, batch.actions.unsqueeze(1)).squeeze(1)  # (B,) Q(s, a)
         loss = td_loss(q, y, cfg.loss)
         if not torch.isfinite(loss):

@@ -88,6 +88,8 @@ class Config:
     """TD loss: 'mse' (squared TD error) or 'huber'."""
     double: bool = False
     """Double DQN: the online net selects the next action, the target net evaluates it."""
+    n_step: int = 1
+    """n-step returns: the target sums n discounted rewards, then bootstraps with gamma^n (cut at episode ends)."""
     max_grad_norm: float = 0.0
     """Clip the gradient's global L2 norm to this value; 0 disables clipping."""
 
@@ -135,7 +137,7 @@ class Config:
         """Raise ConfigError naming the first field whose value cannot work; return self."""
         for name in ("total_steps", "num_envs", "batch_size", "buffer_size", "train_freq",
                      "gradient_steps", "target_update_interval", "eval_episodes", "threads",
-                     "frame_stack", "frame_skip", "screen_size", "max_episode_frames"):
+                     "frame_stack", "frame_skip", "screen_size", "max_episode_frames", "n_step"):
             _check(name, getattr(self, name), "a positive integer", lambda v: _is_int(v) and v > 0)
         for name in ("learning_starts", "eps_decay_steps", "eval_interval", "checkpoint_interval", "noop_max"):
             _check(name, getattr(self, name), "an integer >= 0", lambda v: _is_int(v) and v >= 0)

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from deepq.replay import Batch
+from deepq.replay import Batch, discounts, window_returns
 
 
 class FrameReplay:
@@ -40,12 +40,14 @@ class FrameReplay:
     """
 
     def __init__(self, capacity: int, obs_shape: tuple[int, ...], num_envs: int = 1,
-                 obs_dtype: Any = np.uint8, device: torch.device | str = "cpu") -> None:
+                 obs_dtype: Any = np.uint8, device: torch.device | str = "cpu", n_step: int = 1,
+                 gamma: float = 0.99) -> None:
         if capacity < num_envs or num_envs < 1:
             raise ValueError(f"capacity {capacity} must be at least num_envs {num_envs} (>= 1)")
         self.k = obs_shape[0]  # frames per observation
         self.frame_shape = tuple(obs_shape[1:])
         self.num_envs = num_envs
+        self.n_step, self.gamma = n_step, gamma  # n-step returns (see deepq.replay.window_returns)
         self.capacity = capacity
         self.device = torch.device(device)
         self.slots = capacity // num_envs  # transitions per env
@@ -166,22 +168,39 @@ class FrameReplay:
         if idx.size and (idx.min() < 0 or idx.max() >= ends[-1]):
             raise IndexError(f"FrameReplay.batch: indices must lie in [0, {int(ends[-1])})")
         env = np.searchsorted(ends, idx, side="right")  # (B,)
-        s = (self.tail[env] + idx - (ends[env] - counts[env])) % self.slots  # (B,) transition slot
-        # frame positions of the k+1 frames s and s' span, clamped to the episode's f0 (the padding)
-        pos = self.next_pos[env, s][:, None] + np.arange(-self.k, 1)  # (B, k+1)
-        pos = np.maximum(pos, self.start_pos[env, s][:, None]) % self.frame_slots
+        a = self.tail[env] + idx - (ends[env] - counts[env])  # (B,) absolute transition number in its env
+        s = a % self.slots  # (B,) transition slot
+        last = s
+        if self.n_step == 1:
+            rewards, m = self.rewards[env, s], np.ones(len(s), dtype=np.int64)
+        else:  # flat slot ids env * slots + slot, so window_returns can index the (N, slots) arrays
+            def successor(flat: np.ndarray, k: int) -> np.ndarray:  # same env, same episode, stored
+                nxt = a + k
+                ok = (nxt < self.head) & (self.start_pos[env, nxt % self.slots] == self.start_pos[env, s])
+                return np.where(ok, env * self.slots + nxt % self.slots, -1)
+            stops = self.terminated.reshape(-1)
+            rewards, last_flat, m = window_returns(env * self.slots + s, self.n_step, self.gamma, successor,
+                                                   self.rewards.reshape(-1), lambda i: stops[i])
+            last = last_flat % self.slots
+        # frame positions of s's k frames (from the first transition) and s''s k frames (from the
+        # window's last), clamped to the episode's f0 (the padding)
+        first_pos = np.maximum(self.next_pos[env, s][:, None] + np.arange(-self.k, 0),
+                               self.start_pos[env, s][:, None]) % self.frame_slots  # (B, k)
+        last_pos = np.maximum(self.next_pos[env, last][:, None] + np.arange(-self.k + 1, 1),
+                              self.start_pos[env, last][:, None]) % self.frame_slots  # (B, k)
         flat = self.frames.reshape(-1, *self.frame_shape)  # (N * frame_slots, *frame) view
-        rows = env[:, None] * self.frame_slots + pos  # (B, k+1)
+        rows = env[:, None] * self.frame_slots  # (B, 1)
         # one gather into one fresh array holding both: obs and next_obs are its two halves, so an
         # in-place op on one can't touch the other; one allocation, not two of half the size, also
         # lets malloc reuse it from call to call instead of mapping fresh (page-faulting) memory
-        both = flat[np.stack([rows[:, :-1], rows[:, 1:]])]  # (2, B, k, *frame)
+        both = flat[np.stack([rows + first_pos, rows + last_pos])]  # (2, B, k, *frame)
         obs, next_obs = both[0], both[1]  # (B, k, *frame) each, contiguous
+        terminated = self.terminated[env, last].astype(np.float32)
 
-        def t(a: np.ndarray) -> torch.Tensor:
-            return torch.from_numpy(a).to(self.device, non_blocking=True)
-        return Batch(t(obs), t(self.actions[env, s].astype(np.int64)), t(self.rewards[env, s]), t(next_obs),
-                     t(self.terminated[env, s].astype(np.float32)))
+        def t(x: np.ndarray) -> torch.Tensor:
+            return torch.from_numpy(x).to(self.device, non_blocking=True)
+        return Batch(t(obs), t(self.actions[env, s].astype(np.int64)), t(rewards), t(next_obs), t(terminated),
+                     t(discounts(self.gamma, m, terminated)))
 
     def state_dict(self) -> dict[str, Any]:
         """The filled part only, as tensors and ints (safe to load with weights_only=True).

@@ -7,15 +7,14 @@ import torch.nn.functional as F
 
 
 def td_target(
-    rewards: torch.Tensor,  # (B,)
-    terminated: torch.Tensor,  # (B,) 1.0 where s' is terminal, else 0.0
+    rewards: torch.Tensor,  # (B,) r, or the n-step reward sum
+    discounts: torch.Tensor,  # (B,) γ (γ^n for n-step returns) where s' is not terminal, else 0
     next_q_target: torch.Tensor,  # (B, A) Q_target(s', .)
-    gamma: float,
     next_q_online: torch.Tensor | None = None,  # (B, A) Q(s', .): Double DQN when given
 ) -> torch.Tensor:
-    """y = r + gamma * max_a' Q_target(s', a'), with no bootstrap where s' is terminal.
+    """y = r + γ · max_a' Q_target(s', a'), with no bootstrap where s' is terminal (discount 0).
 
-    Double DQN: a* = argmax_a' Q_online(s', a'), y = r + gamma * Q_target(s', a*).
+    Double DQN: a* = argmax_a' Q_online(s', a'), y = r + γ · Q_target(s', a*).
     A truncated (time-limit) s' is not terminal: its true final observation is bootstrapped.
     """
     if next_q_online is None:
@@ -23,7 +22,7 @@ def td_target(
     else:
         best = next_q_online.argmax(dim=1, keepdim=True)  # (B, 1)
         next_v = next_q_target.gather(1, best).squeeze(1)  # (B,)
-    return rewards + gamma * (1.0 - terminated) * next_v  # (B,)
+    return rewards + discounts * next_v  # (B,)
 
 
 def td_loss(q_taken: torch.Tensor, target: torch.Tensor, kind: str = "mse") -> torch.Tensor:

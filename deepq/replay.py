@@ -1,4 +1,4 @@
-"""A plain preallocated circular replay memory of transitions (s, a, r, s', terminated)."""
+"""A plain preallocated circular replay memory of transitions (s, a, r, s', terminated), with n-step returns."""
 
 from __future__ import annotations
 
@@ -11,27 +11,66 @@ import torch
 class Batch(NamedTuple):
     obs: torch.Tensor  # (B, *obs_shape)
     actions: torch.Tensor  # (B,) int64
-    rewards: torch.Tensor  # (B,) float32
-    next_obs: torch.Tensor  # (B, *obs_shape): the true s', also on truncation
-    terminated: torch.Tensor  # (B,) float32: 1.0 stops the bootstrap
+    rewards: torch.Tensor  # (B,) float32: r, or the n-step sum r_t + γ r_t+1 + ... over the window
+    next_obs: torch.Tensor  # (B, *obs_shape): the true state after the window, also on truncation
+    terminated: torch.Tensor  # (B,) float32: 1.0 where the window ended in a terminal state
+    discounts: torch.Tensor  # (B,) float32: the bootstrap's weight γ^m (m steps in the window), 0 if terminal
+
+
+def window_returns(first: np.ndarray, n_step: int, gamma: float, successor: Any, rewards: np.ndarray,
+                   stops: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """n-step returns over stored transitions, vectorized over a batch; shared by both memories.
+
+    From transition `first`, follow `successor(idx, k)` (the k-th later transition of the same env,
+    or -1 where none is stored yet) for up to n_step transitions, stopping after a transition where
+    `stops(idx)` is true (terminated, or the episode ended: its successor belongs to a new episode).
+    Returns (R (B,) float32 = Σ γ^k r_k over the window, last (B,) index of the window's last
+    transition, m (B,) its length); a window cut short by the newest stored transition is an m-step
+    return bootstrapped from there, as valid a target as an n-step one.
+    """
+    total = np.zeros(len(first), dtype=np.float64)
+    last, m = first.copy(), np.zeros(len(first), dtype=np.int64)
+    alive = np.ones(len(first), dtype=bool)
+    for k in range(n_step):
+        idx = first if k == 0 else successor(first, k)
+        alive &= idx >= 0
+        safe = np.where(alive, idx, first)
+        total += np.where(alive, gamma ** k * rewards[safe], 0.0)
+        last = np.where(alive, safe, last)
+        m += alive
+        alive &= ~stops(safe)
+    return total.astype(np.float32), last, m
+
+
+def discounts(gamma: float, m: np.ndarray, terminated: np.ndarray) -> np.ndarray:
+    """γ^m where the window's end is not terminal, else 0 (float32, as the TD target multiplies it)."""
+    g = np.float32(gamma) if np.all(m == 1) else (np.float64(gamma) ** m).astype(np.float32)
+    return (g * (np.float32(1.0) - terminated.astype(np.float32))).astype(np.float32)
 
 
 class ReplayMemory:
     """Fixed capacity; the oldest transitions are overwritten first; uniform random minibatches.
 
     `terminated` is stored on its own: a time-limit truncation is stored as not terminated,
-    with the true final observation as s', so the target bootstraps from it.
+    with the true final observation as s', so the target bootstraps from it. The N vector envs'
+    transitions of one step are N consecutive rows (capacity is rounded down to a multiple of N),
+    so an env's next transition is N rows later: what n-step returns follow.
     """
 
     def __init__(self, capacity: int, obs_shape: tuple[int, ...], obs_dtype: Any = np.float32,
-                 device: torch.device | str = "cpu") -> None:
-        self.capacity = capacity
+                 device: torch.device | str = "cpu", num_envs: int = 1, n_step: int = 1,
+                 gamma: float = 0.99) -> None:
+        if capacity < num_envs:
+            raise ValueError(f"capacity {capacity} must be at least num_envs {num_envs}")
+        self.capacity = capacity - capacity % num_envs
+        self.num_envs, self.n_step, self.gamma = num_envs, n_step, gamma
         self.device = torch.device(device)
-        self.obs = np.zeros((capacity, *obs_shape), dtype=obs_dtype)
-        self.next_obs = np.zeros((capacity, *obs_shape), dtype=obs_dtype)
-        self.actions = np.zeros(capacity, dtype=np.int64)
-        self.rewards = np.zeros(capacity, dtype=np.float32)
-        self.terminated = np.zeros(capacity, dtype=np.float32)
+        self.obs = np.zeros((self.capacity, *obs_shape), dtype=obs_dtype)
+        self.next_obs = np.zeros((self.capacity, *obs_shape), dtype=obs_dtype)
+        self.actions = np.zeros(self.capacity, dtype=np.int64)
+        self.rewards = np.zeros(self.capacity, dtype=np.float32)
+        self.terminated = np.zeros(self.capacity, dtype=np.float32)
+        self.ended = np.zeros(self.capacity, dtype=bool)  # the env was reset after this transition
         self.pos = 0  # next slot to write
         self.size = 0  # slots filled
 
@@ -40,18 +79,19 @@ class ReplayMemory:
 
     def add(self, obs: np.ndarray, actions: np.ndarray, rewards: np.ndarray,
             next_obs: np.ndarray, terminated: np.ndarray, ended: np.ndarray | None = None) -> None:
-        """Add a batch of N transitions (one per vector env), wrapping around the end.
-
-        `ended` (the env was reset after this step) matters only to FrameReplay; it is accepted here
-        so both memories take the same arguments."""
+        """Add transitions (one per vector env), wrapping around the end; `ended`: the env was reset
+        after this step (an n-step window stops there; default: where terminated)."""
         n = len(actions)
-        idx = (self.pos + np.arange(n)) % self.capacity if self.pos + n > self.capacity \
+        if self.n_step > 1 and n != self.num_envs:
+            raise ValueError(f"with n_step > 1, add takes one transition per env ({self.num_envs}), got {n}")
+        rows = (self.pos + np.arange(n)) % self.capacity if self.pos + n > self.capacity \
             else slice(self.pos, self.pos + n)
-        self.obs[idx] = obs
-        self.next_obs[idx] = next_obs
-        self.actions[idx] = actions
-        self.rewards[idx] = rewards
-        self.terminated[idx] = terminated
+        self.obs[rows] = obs
+        self.next_obs[rows] = next_obs
+        self.actions[rows] = actions
+        self.rewards[rows] = rewards
+        self.terminated[rows] = terminated
+        self.ended[rows] = terminated if ended is None else ended
         self.pos = (self.pos + n) % self.capacity
         self.size = min(self.size + n, self.capacity)
 
@@ -60,10 +100,23 @@ class ReplayMemory:
         idx = rng.integers(0, self.size, size=batch_size)
         return self.batch(idx)
 
+    def _successor(self, idx: np.ndarray, k: int) -> np.ndarray:
+        """Row of the k-th later transition of idx's env, or -1 where it is not stored yet."""
+        age = (self.pos - 1 - idx) % self.capacity  # 0 for the newest row
+        return np.where(age >= k * self.num_envs, (idx + k * self.num_envs) % self.capacity, -1)
+
     def batch(self, idx: np.ndarray) -> Batch:
+        if self.n_step == 1:
+            rewards, last, m = self.rewards[idx], idx, np.ones(len(idx), dtype=np.int64)
+        else:
+            rewards, last, m = window_returns(idx, self.n_step, self.gamma, self._successor, self.rewards,
+                                              lambda i: (self.terminated[i] > 0) | self.ended[i])
+        terminated = self.terminated[last]
+
         def t(a: np.ndarray) -> torch.Tensor:
-            return torch.from_numpy(a[idx]).to(self.device, non_blocking=True)
-        return Batch(t(self.obs), t(self.actions), t(self.rewards), t(self.next_obs), t(self.terminated))
+            return torch.from_numpy(a).to(self.device, non_blocking=True)
+        return Batch(t(self.obs[idx]), t(self.actions[idx]), t(rewards), t(self.next_obs[last]), t(terminated),
+                     t(discounts(self.gamma, m, terminated)))
 
     def state_dict(self) -> dict[str, Any]:
         """The filled part only, as tensors (safe to load with weights_only=True)."""
@@ -76,8 +129,9 @@ class ReplayMemory:
             raise ValueError(f"checkpoint replay capacity {state['capacity']} != buffer_size {self.capacity}")
         n = state["size"]
         for k in _ARRAYS:
-            getattr(self, k)[:n] = state[k].numpy()
+            if k in state:  # "ended" is absent from checkpoints written before n-step returns
+                getattr(self, k)[:n] = state[k].numpy()
         self.pos, self.size = state["pos"], n
 
 
-_ARRAYS = ("obs", "next_obs", "actions", "rewards", "terminated")
+_ARRAYS = ("obs", "next_obs", "actions", "rewards", "terminated", "ended")

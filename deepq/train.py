@@ -69,8 +69,10 @@ def crossings(prev: int, now: int, every: int) -> int:
 def make_replay(cfg: Config, obs_shape: tuple[int, ...], obs_dtype: Any, device: torch.device) -> Replay:
     """Frame histories (frame_stack > 1) store each frame once; anything else is stored as is."""
     if cfg.frame_stack > 1:
-        return FrameReplay(cfg.buffer_size, obs_shape, cfg.num_envs, obs_dtype=obs_dtype, device=device)
-    return ReplayMemory(cfg.buffer_size, obs_shape, obs_dtype=obs_dtype, device=device)
+        return FrameReplay(cfg.buffer_size, obs_shape, cfg.num_envs, obs_dtype=obs_dtype, device=device,
+                           n_step=cfg.n_step, gamma=cfg.gamma)
+    return ReplayMemory(cfg.buffer_size, obs_shape, obs_dtype=obs_dtype, device=device, num_envs=cfg.num_envs,
+                        n_step=cfg.n_step, gamma=cfg.gamma)
 
 
 def checkpoint_path(run_dir: Path) -> Path:

@@ -343,3 +343,41 @@ def test_random_episodes_match_a_full_reference(k: int, num_envs: int, capacity:
         assert frames(b.next_obs) == [tr[3] for tr in expected]
         assert b.terminated.tolist() == [float(tr[4]) for tr in expected]
     assert shrunk > 0  # every case runs out of frame headroom at times
+
+
+@pytest.mark.parametrize(("k", "num_envs", "capacity", "mean_len", "n"),
+                         [(4, 2, 60, 5, 3), (1, 1, 30, 3, 2), (3, 3, 90, 8, 4)])
+def test_n_step_windows_match_a_full_reference(k: int, num_envs: int, capacity: int, mean_len: float,
+                                               n: int) -> None:
+    """n-step returns: stop after a terminal or at an episode's end (truncation or game over), cut at the
+    newest stored transition; s' is the window's last s'; discount gamma^m, 0 after a terminal."""
+    gamma = 0.5
+    rng = np.random.default_rng(n * 10 + k)
+    mem = FrameReplay(capacity, (k, *FRAME), obs_dtype=np.int64, num_envs=num_envs, n_step=n, gamma=gamma)
+    env = envs_for(mem, base=100_000)
+    ends: list[list[bool]] = [[] for _ in range(num_envs)]
+    for _ in range(4 * capacity // num_envs):
+        ended = (rng.random(num_envs) < 1 / mean_len).tolist()
+        terminated = [(e and rng.random() < 0.6) or rng.random() < 0.05 for e in ended]  # incl. life losses
+        env.step(terminated, ended)
+        for i in range(num_envs):
+            ends[i].append(ended[i])
+    b = everything(mem)
+    expected_r, expected_next, expected_d = [], [], []
+    counts = mem.head - mem.tail
+    for i in range(num_envs):
+        seen = env.seen[i]
+        for j in range(len(seen) - int(counts[i]), len(seen)):
+            total, m = 0.0, 0
+            while True:
+                total += gamma ** m * seen[j + m][2]
+                m += 1
+                last = j + m - 1
+                if seen[last][4] or ends[i][last] or m == n or last == len(seen) - 1:
+                    break
+            expected_r.append(total)
+            expected_next.append(seen[last][3])
+            expected_d.append(0.0 if seen[last][4] else gamma ** m)
+    torch.testing.assert_close(b.rewards, torch.tensor(expected_r, dtype=torch.float32))
+    assert frames(b.next_obs) == expected_next
+    torch.testing.assert_close(b.discounts, torch.tensor(expected_d, dtype=torch.float32))

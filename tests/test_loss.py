@@ -12,9 +12,14 @@ def t(*xs: float) -> torch.Tensor:
     return torch.tensor(xs, dtype=torch.float32)
 
 
+def d(gamma: float, terminated: torch.Tensor) -> torch.Tensor:
+    """The discounts a replay memory gives for 1-step transitions: γ, or 0 where terminal."""
+    return gamma * (1.0 - terminated)
+
+
 def test_non_terminal_bootstraps_from_target_max() -> None:
     next_q = torch.tensor([[2.0, 5.0], [-1.0, -3.0]])  # (B=2, A=2)
-    y = td_target(t(1.0, 0.5), t(0.0, 0.0), next_q, gamma=0.9)
+    y = td_target(t(1.0, 0.5), d(0.9, t(0.0, 0.0)), next_q)
     # y0 = 1 + 0.9 * max(2, 5) = 1 + 4.5 = 5.5
     # y1 = 0.5 + 0.9 * max(-1, -3) = 0.5 - 0.9 = -0.4
     torch.testing.assert_close(y, t(5.5, -0.4))
@@ -22,7 +27,7 @@ def test_non_terminal_bootstraps_from_target_max() -> None:
 
 def test_terminal_does_not_bootstrap() -> None:
     next_q = torch.tensor([[2.0, 5.0], [2.0, 5.0]])
-    y = td_target(t(1.0, 1.0), t(1.0, 0.0), next_q, gamma=0.9)
+    y = td_target(t(1.0, 1.0), d(0.9, t(1.0, 0.0)), next_q)
     # y0 = 1 (terminal: no bootstrap);  y1 = 1 + 0.9 * 5 = 5.5
     torch.testing.assert_close(y, t(1.0, 5.5))
 
@@ -31,17 +36,17 @@ def test_truncated_transition_is_stored_as_not_terminated_and_bootstraps() -> No
     # A time-limit truncation is stored with terminated=0 and the true final observation as s',
     # so its target is the same as any non-terminal step.
     next_q = torch.tensor([[3.0, 4.0]])
-    y = td_target(t(1.0), t(0.0), next_q, gamma=0.5)
+    y = td_target(t(1.0), d(0.5, t(0.0)), next_q)
     # y = 1 + 0.5 * max(3, 4) = 3.0  (not 1.0, which a terminal would give)
     torch.testing.assert_close(y, t(3.0))
-    assert td_target(t(1.0), t(1.0), next_q, gamma=0.5).item() == pytest.approx(1.0)
+    assert td_target(t(1.0), d(0.5, t(1.0)), next_q).item() == pytest.approx(1.0)
 
 
 def test_double_dqn_uses_online_argmax_evaluated_by_target() -> None:
     next_q_target = torch.tensor([[10.0, 1.0, 4.0]])  # target max is action 0 (10)
     next_q_online = torch.tensor([[0.0, 0.0, 7.0]])  # online net prefers action 2
-    y_double = td_target(t(1.0), t(0.0), next_q_target, gamma=0.9, next_q_online=next_q_online)
-    y_plain = td_target(t(1.0), t(0.0), next_q_target, gamma=0.9)
+    y_double = td_target(t(1.0), d(0.9, t(0.0)), next_q_target, next_q_online=next_q_online)
+    y_plain = td_target(t(1.0), d(0.9, t(0.0)), next_q_target)
     # double: a* = argmax(0, 0, 7) = 2, y = 1 + 0.9 * Q_target(s', 2) = 1 + 0.9 * 4 = 4.6
     # plain:  y = 1 + 0.9 * max(10, 1, 4) = 1 + 9 = 10.0
     torch.testing.assert_close(y_double, t(4.6))
@@ -49,13 +54,13 @@ def test_double_dqn_uses_online_argmax_evaluated_by_target() -> None:
 
 
 def test_double_dqn_terminal_does_not_bootstrap() -> None:
-    y = td_target(t(2.0), t(1.0), torch.tensor([[10.0, 1.0]]), gamma=0.9, next_q_online=torch.tensor([[0.0, 1.0]]))
+    y = td_target(t(2.0), d(0.9, t(1.0)), torch.tensor([[10.0, 1.0]]), next_q_online=torch.tensor([[0.0, 1.0]]))
     # terminal: y = r = 2
     torch.testing.assert_close(y, t(2.0))
 
 
 def test_gamma_zero_target_is_reward() -> None:
-    y = td_target(t(1.5, -2.0), t(0.0, 0.0), torch.tensor([[100.0, 7.0], [3.0, 50.0]]), gamma=0.0)
+    y = td_target(t(1.5, -2.0), d(0.0, t(0.0, 0.0)), torch.tensor([[100.0, 7.0], [3.0, 50.0]]))
     # y = r + 0 * max(...) = r
     torch.testing.assert_close(y, t(1.5, -2.0))
 

@@ -123,3 +123,49 @@ def test_load_state_dict_rejects_other_capacity() -> None:
     mem.add(*transitions(0, 2))
     with pytest.raises(ValueError, match="capacity"):
         ReplayMemory(5, (2,)).load_state_dict(mem.state_dict())
+
+
+# ---- n-step returns ---------------------------------------------------------------------------
+def episode_memory(**kw: object) -> ReplayMemory:
+    """7 transitions of one env, rewards 1, 2, 4, ..., 64; obs = next_obs - 0.5 = transition number.
+    t2 is terminal; t4 is a time-limit truncation (ended, not terminated); t6 is the newest."""
+    mem = ReplayMemory(16, (1,), n_step=3, gamma=0.5, **kw)  # type: ignore[arg-type]
+    for i in range(7):
+        o = np.array([[float(i)]], np.float32)
+        mem.add(o, np.array([i]), np.array([2.0 ** i], np.float32), o + 0.5, np.array([i == 2]),
+                np.array([i in (2, 4)]))
+    return mem
+
+
+def test_n_step_returns_stop_at_terminals_truncations_and_the_newest_transition() -> None:
+    b = episode_memory().batch(np.arange(7))
+    # t0: 1 + .5*2 + .25*4 = 3, terminal at t2 -> no bootstrap;   t1: 2 + .5*4 = 4;   t2: 4
+    # t3: 8 + .5*16 = 16, cut by the truncation at t4 -> bootstrap from t4's true final obs with .5^2
+    # t4: 16 (one step, truncation) -> .5;   t5: 32 + .5*64 = 64, cut by the newest (t6) -> .25;   t6: 64 -> .5
+    torch.testing.assert_close(b.rewards, torch.tensor([3.0, 4.0, 4.0, 16.0, 16.0, 64.0, 64.0]))
+    torch.testing.assert_close(b.discounts, torch.tensor([0.0, 0.0, 0.0, 0.25, 0.5, 0.25, 0.5]))
+    torch.testing.assert_close(b.terminated, torch.tensor([1.0, 1.0, 1.0, 0.0, 0.0, 0.0, 0.0]))
+    torch.testing.assert_close(b.next_obs[:, 0], torch.tensor([2.5, 2.5, 2.5, 4.5, 4.5, 6.5, 6.5]))
+    torch.testing.assert_close(b.obs[:, 0], torch.arange(7.0))  # s and a stay the window's first
+    torch.testing.assert_close(b.actions, torch.arange(7))
+
+
+def test_n_step_follows_each_vector_env_and_the_circular_wrap() -> None:
+    mem = ReplayMemory(6, (1,), num_envs=2, n_step=2, gamma=0.5)  # 3 steps of 2 envs fill it
+    for step in range(5):  # steps 3, 4 overwrite rows 0-3; env e's reward is 10 * e + step
+        r = np.array([step, 10 + step], np.float32)
+        o = np.array([[step], [10 + step]], np.float32)
+        mem.add(o, np.zeros(2, np.int64), r, o + 0.5, np.zeros(2, bool), np.zeros(2, bool))
+    # rows now: 0,1 = step 3; 2,3 = step 4; 4,5 = step 2 (the oldest)
+    b = mem.batch(np.array([4, 5, 0, 1, 2]))
+    # step 2 -> step 3 wraps from row 4 to row 0: 2 + .5 * 3 = 3.5; env 1: 12 + .5 * 13 = 18.5
+    torch.testing.assert_close(b.rewards, torch.tensor([3.5, 18.5, 3.0 + 0.5 * 4.0, 13.0 + 0.5 * 14.0, 4.0]))
+    torch.testing.assert_close(b.next_obs[:, 0], torch.tensor([3.5, 13.5, 4.5, 14.5, 4.5]))
+    torch.testing.assert_close(b.discounts, torch.tensor([0.25, 0.25, 0.25, 0.25, 0.5]))
+
+
+def test_one_step_discounts_are_gamma_or_zero() -> None:
+    mem = ReplayMemory(4, (1,), gamma=0.9)
+    mem.add(np.zeros((2, 1), np.float32), np.zeros(2, np.int64), np.ones(2, np.float32), np.zeros((2, 1), np.float32),
+            np.array([False, True]))
+    torch.testing.assert_close(mem.batch(np.array([0, 1])).discounts, torch.tensor([0.9, 0.0]))
