@@ -15,7 +15,7 @@ from torch import nn
 from deepq.config import Config
 from deepq.errors import CheckpointError, NonFiniteLossError
 from deepq.fused import FusedMLPUpdate, NumpyPolicy
-from deepq.loss import td_loss, td_target
+from deepq.loss import categorical_projection, td_loss, td_target
 from deepq.networks import build_network, resolve_arch
 from deepq.replay import Batch
 
@@ -56,10 +56,12 @@ class Agent:
         self._params: list[torch.Tensor] = list(self.online.parameters())
         self._target_params: list[torch.Tensor] = list(self.target.parameters()) if self.target is not None else []
         # The fast path for deepq's own MLP (deepq/fused.py): same update, same actions, less overhead.
-        own_mlp = (cfg.fused and cfg.network is None and cfg.optimizer == "adam"
+        rainbow = cfg.dueling or cfg.noisy or cfg.atoms > 1 or cfg.prioritized
+        own_mlp = (cfg.fused and cfg.network is None and cfg.optimizer == "adam" and not rainbow
                    and resolve_arch(self.obs_shape, cfg) == "mlp")
         self._fused = FusedMLPUpdate(self.online, self.target, self.optimizer, cfg) if own_mlp else None
         self._numpy = NumpyPolicy(self.online) if own_mlp and self.device.type == "cpu" else None
+        self.td_errors: torch.Tensor | None = None  # (B,) of the last autograd update, for priorities
 
     # ---- acting -------------------------------------------------------------------------
     def _as_batch(self, obs: Any) -> tuple[torch.Tensor, bool]:
@@ -85,28 +87,45 @@ class Agent:
         return int(a) if a.ndim == 0 else a
 
     # ---- learning -----------------------------------------------------------------------
-    def update(self, batch: Batch) -> torch.Tensor:
-        """One gradient step on the TD loss; returns the loss (detached)."""
+    def update(self, batch: Batch, weights: torch.Tensor | None = None) -> torch.Tensor:
+        """One gradient step on the TD loss; returns the loss (detached).
+
+        `weights` (B,): prioritized replay's importance weights, applied per transition. After the
+        autograd update `self.td_errors` (B,) holds each transition's |TD error| (C51: its
+        cross-entropy), which prioritized replay turns into new priorities.
+        """
         if self._fused is not None:
             return self._fused(batch)
-        return self.autograd_update(batch)
+        return self.autograd_update(batch, weights)
 
-    def autograd_update(self, batch: Batch) -> torch.Tensor:
+    def autograd_update(self, batch: Batch, weights: torch.Tensor | None = None) -> torch.Tensor:
         """The reference TD update, as the algorithm states it; FusedMLPUpdate must match it bit for bit."""
         cfg = self.cfg
-        double = cfg.double and self.target is not None
-        if double:
-            # One online pass over [s; s']: Q(s, .) for the loss, Q(s', .) (detached) to select a*.
-            q_both = self.online(torch.cat([batch.obs, batch.next_obs]))  # (2B, A)
-            q_all, next_q_online = q_both[: len(batch.obs)], q_both[len(batch.obs):].detach()  # (B, A) each
+        target_net = self.target if self.target is not None else self.online
+        if cfg.noisy:  # fresh noise for this update's passes (the target net's independent of the online's)
+            for net in ([self.online] if target_net is self.online else [self.online, target_net]):  # fixed order
+                net.reset_noise()  # type: ignore[operator]
+        if cfg.atoms > 1:
+            per_sample = self._c51_loss(batch, target_net)  # (B,)
+            loss = per_sample.mean() if weights is None else (weights * per_sample).mean()
+            self.td_errors = per_sample.detach()
         else:
-            q_all, next_q_online = self.online(batch.obs), None  # (B, A)
-        with torch.no_grad():
-            target_net = self.target if self.target is not None else self.online
-            next_q = target_net(batch.next_obs)  # (B, A)
-            y = td_target(batch.rewards, batch.discounts, next_q, next_q_online)  # (B,)
-        q = q_all.gather(1, batch.actions.unsqueeze(1)).squeeze(1)  # (B,) Q(s, a)
-        loss = td_loss(q, y, cfg.loss)
+            double = cfg.double and self.target is not None
+            if double:
+                # One online pass over [s; s']: Q(s, .) for the loss, Q(s', .) (detached) to select a*.
+                q_both = self.online(torch.cat([batch.obs, batch.next_obs]))  # (2B, A)
+                q_all, next_q_online = q_both[: len(batch.obs)], q_both[len(batch.obs):].detach()  # (B, A) each
+            else:
+                q_all, next_q_online = self.online(batch.obs), None  # (B, A)
+            with torch.no_grad():
+                next_q = target_net(batch.next_obs)  # (B, A)
+                y = td_target(batch.rewards, batch.discounts, next_q, next_q_online)  # (B,)
+            q = q_all.gather(1, batch.actions.unsqueeze(1)).squeeze(1)  # (B,) Q(s, a)
+            if weights is None:
+                loss = td_loss(q, y, cfg.loss)
+            else:
+                loss = (weights * td_loss(q, y, cfg.loss, reduction="none")).mean()
+            self.td_errors = (y - q).detach().abs()
         if not torch.isfinite(loss):
             raise NonFiniteLossError(f"TD loss is {loss.item()}")
         self.optimizer.zero_grad(set_to_none=True)
@@ -117,6 +136,20 @@ class Agent:
         if cfg.target == "polyak":
             torch._foreach_lerp_(self._target_params, self._params, cfg.tau)  # θ⁻ ← θ⁻ + τ(θ − θ⁻)
         return loss.detach()
+
+    def _c51_loss(self, batch: Batch, target_net: nn.Module) -> torch.Tensor:
+        """C51 (Bellemare et al. 2017): cross-entropy between the projected target distribution of
+        r + γ^n Z(s', a*) and the predicted distribution of Z(s, a); (B,) per transition."""
+        rows = torch.arange(len(batch.actions), device=batch.actions.device)
+        log_p = self.online.log_probs(batch.obs)[rows, batch.actions]  # type: ignore[operator]  # (B, atoms)
+        with torch.no_grad():
+            support: torch.Tensor = target_net.head.support  # type: ignore[union-attr,assignment]  # (atoms,)
+            next_p = target_net.log_probs(batch.next_obs).exp()  # type: ignore[operator]  # (B, A, atoms)
+            chooser = self.online if self.cfg.double and self.target is not None else target_net
+            next_q = chooser(batch.next_obs) if chooser is self.online else (next_p * support).sum(2)  # (B, A)
+            best = next_q.argmax(dim=1)  # (B,) a*: online's choice (Double), else the target's
+            target = categorical_projection(next_p[rows, best], batch.rewards, batch.discounts, support)  # (B, atoms)
+        return -(target * log_p).sum(1)  # (B,)
 
     def sync_target(self) -> None:
         """Hard sync θ⁻ ← θ."""

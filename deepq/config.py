@@ -90,6 +90,25 @@ class Config:
     """Double DQN: the online net selects the next action, the target net evaluates it."""
     n_step: int = 1
     """n-step returns: the target sums n discounted rewards, then bootstraps with gamma^n (cut at episode ends)."""
+
+    # the Rainbow components (Hessel et al. 2018), each one flag; `double` and `n_step` are above
+    dueling: bool = False
+    """Dueling head: Q = V + A - mean(A), separate value and advantage streams (Wang et al. 2016)."""
+    noisy: bool = False
+    """Noisy nets: factorised Gaussian noise in the head's layers explores instead of epsilon-greedy."""
+    atoms: int = 1
+    """Distributional C51 with this many atoms on [v_min, v_max] (51 in the paper); 1 = expected values."""
+    v_min: float = -10.0
+    """C51: the lowest return on the support."""
+    v_max: float = 10.0
+    """C51: the highest return on the support."""
+    prioritized: bool = False
+    """Prioritized replay (proportional): sample transitions with probability ~ (|TD error| + eps)^alpha."""
+    per_alpha: float = 0.5
+    """Prioritized replay: the priority exponent alpha (0 = uniform)."""
+    per_beta: float = 0.4
+    """Prioritized replay: importance-weight exponent at the start, annealed linearly to 1 over total_steps
+    (so extending a finished run with a larger total_steps re-spreads the rest of the annealing)."""
     max_grad_norm: float = 0.0
     """Clip the gradient's global L2 norm to this value; 0 disables clipping."""
 
@@ -155,6 +174,12 @@ class Config:
         _choice("arch", self.arch, ("auto", "mlp", "nature_cnn", "small_cnn"))
         _choice("backend", self.backend, ("gymnasium", "envpool"))
         _choice("optimizer", self.optimizer, ("adam", "rmsprop"))
+        _check("atoms", self.atoms, "1 (off) or an integer >= 2", lambda v: _is_int(v) and v >= 1)
+        _check("per_alpha", self.per_alpha, "a number >= 0", lambda v: _is_num(v) and v >= 0)
+        _check("per_beta", self.per_beta, "a number in [0, 1]", lambda v: _is_num(v) and 0 <= v <= 1)
+        if not (_is_num(self.v_min) and _is_num(self.v_max) and self.v_min < self.v_max):
+            raise ConfigError(f"v_min={self.v_min!r}, v_max={self.v_max!r} are not valid: C51's support needs "
+                              "numbers with v_min < v_max")
         _check("device", self.device, "'auto', 'cpu', 'cuda' or 'cuda:N'",
                lambda v: isinstance(v, str) and (v in ("auto", "cpu", "cuda")
                                                  or (v.startswith("cuda:") and v[5:].isdigit())))

@@ -79,8 +79,8 @@ class FrameReplay:
                                       self.episode_start, self.new_episode, self.last_next))
 
     def add(self, obs: np.ndarray, actions: np.ndarray, rewards: np.ndarray, next_obs: np.ndarray,
-            terminated: np.ndarray, ended: np.ndarray) -> None:
-        """Add one transition per vector env: obs, next_obs (N, k, *frame); the rest (N,).
+            terminated: np.ndarray, ended: np.ndarray) -> np.ndarray:
+        """Add one transition per vector env: obs, next_obs (N, k, *frame); the rest (N,); returns their slots.
 
         ended[i]: env i was reset after this step, so its next add starts a new episode.
         Raises ValueError, storing nothing, where the stacks break the assumptions stacks are
@@ -107,6 +107,7 @@ class FrameReplay:
         self.new_episode[:] = ended
         self.last_next[:] = next_obs
         self._drop_unsampleable()
+        return self._envs * self.slots + slot  # (N,) the slot ids written
 
     def mark_reset(self, envs: np.ndarray | None = None) -> None:
         """These envs (default all) were reset outside add: their next add starts a new episode.
@@ -168,7 +169,31 @@ class FrameReplay:
         if idx.size and (idx.min() < 0 or idx.max() >= ends[-1]):
             raise IndexError(f"FrameReplay.batch: indices must lie in [0, {int(ends[-1])})")
         env = np.searchsorted(ends, idx, side="right")  # (B,)
-        a = self.tail[env] + idx - (ends[env] - counts[env])  # (B,) absolute transition number in its env
+        return self._gather(env, self.tail[env] + idx - (ends[env] - counts[env]))
+
+    # Slots: stable ids env * slots_per_env + ring slot, for prioritized replay's priorities.
+    @property
+    def num_slots(self) -> int:
+        return self.num_envs * self.slots
+
+    def _absolute(self, slots: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(env, absolute transition number) now held in each slot (the newest transition written there)."""
+        env, s = np.divmod(np.asarray(slots, dtype=np.int64), self.slots)
+        return env, self.head - 1 - (self.head - 1 - s) % self.slots
+
+    def valid_slots(self, slots: np.ndarray) -> np.ndarray:
+        """Which slots hold a sampleable transition (filled, and its frames not overwritten)."""
+        env, a = self._absolute(slots)
+        return (a >= self.tail[env]) & (a >= 0)
+
+    def batch_slots(self, slots: np.ndarray) -> Batch:
+        """Transitions by slot id (see valid_slots; an invalid slot is an IndexError)."""
+        if not self.valid_slots(slots).all():
+            raise IndexError("FrameReplay.batch_slots: some slots hold no sampleable transition")
+        return self._gather(*self._absolute(slots))
+
+    def _gather(self, env: np.ndarray, a: np.ndarray) -> Batch:
+        """The transitions numbered a (absolute, per env) of envs `env`, with n-step windows."""
         s = a % self.slots  # (B,) transition slot
         last = s
         if self.n_step == 1:

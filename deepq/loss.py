@@ -25,12 +25,13 @@ def td_target(
     return rewards + discounts * next_v  # (B,)
 
 
-def td_loss(q_taken: torch.Tensor, target: torch.Tensor, kind: str = "mse") -> torch.Tensor:
-    """Mean over the batch of (y - Q(s,a))^2 ('mse') or the Huber loss with delta 1 ('huber')."""
+def td_loss(q_taken: torch.Tensor, target: torch.Tensor, kind: str = "mse", reduction: str = "mean") -> torch.Tensor:
+    """Mean over the batch of (y - Q(s,a))^2 ('mse') or the Huber loss with delta 1 ('huber');
+    reduction='none' gives the (B,) per-transition losses (to weight them, as prioritized replay does)."""
     if kind == "mse":
-        return F.mse_loss(q_taken, target)
+        return F.mse_loss(q_taken, target, reduction=reduction)
     if kind == "huber":
-        return F.smooth_l1_loss(q_taken, target)
+        return F.smooth_l1_loss(q_taken, target, reduction=reduction)
     raise ValueError(f"unknown loss {kind!r}: use 'mse' or 'huber'")
 
 

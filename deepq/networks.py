@@ -162,6 +162,61 @@ class QHead(nn.Module):
                 m.reset_noise()
 
 
+class _Pixels(nn.Module):
+    """Images (any leading stack dims folded into channels) through a conv stack, scaled as `scale`."""
+
+    def __init__(self, conv: nn.Module, scale: float) -> None:
+        super().__init__()
+        self.conv, self.scale = conv, scale
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.conv(obs.reshape(len(obs), -1, *obs.shape[-2:]).float() * self.scale)  # (B, features)
+
+
+class QNetwork(nn.Module):
+    """A body (MLP layers or a CNN's convolutions) and a QHead: what the Rainbow flags build.
+
+    The body is the built-in network without its last hidden layer, which the head takes over (one
+    per stream when dueling): for an MLP (h1, ..., hk) the body is h1..h(k-1) and the head's hidden
+    width hk; the Nature CNN's convolutions with a 512-unit head; the small CNN's with 128 units.
+    """
+
+    def __init__(self, obs_shape: tuple[int, ...], n_actions: int, arch: str, hidden_sizes: Sequence[int],
+                 dueling: bool, noisy: bool, atoms: int, support: torch.Tensor | None) -> None:
+        super().__init__()
+        if arch == "mlp":
+            in_dim = 1
+            for d in obs_shape:
+                in_dim *= int(d)
+            layers: list[nn.Module] = [nn.Flatten()]
+            for width in hidden_sizes[:-1]:
+                layers += [nn.Linear(in_dim, width), nn.ReLU()]
+                in_dim = width
+            body: nn.Module = nn.Sequential(*layers)
+            hidden = int(hidden_sizes[-1])
+        else:
+            cnn = NatureCNN(obs_shape, n_actions) if arch == "nature_cnn" else SmallCNN(obs_shape, n_actions)
+            conv = cnn.conv if isinstance(cnn, NatureCNN) else nn.Sequential(*list(cnn.net)[:3])  # conv, ReLU, Flatten
+            body = _Pixels(conv, 1 / 255.0 if arch == "nature_cnn" else 1.0)
+            with torch.no_grad():
+                in_dim = body(torch.zeros(1, *obs_shape)).shape[1]
+            hidden = 512 if arch == "nature_cnn" else 128
+        self.body, self.pixels = body, arch != "mlp"
+        self.head = QHead(in_dim, hidden, n_actions, dueling=dueling, noisy=noisy, atoms=atoms, support=support)
+
+    def features(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.body(obs if self.pixels else obs.float())  # (B, features); pixels scale themselves
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(obs))  # (B, A)
+
+    def log_probs(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.head.log_probs(self.features(obs))  # (B, A, atoms)
+
+    def reset_noise(self) -> None:
+        self.head.reset_noise()
+
+
 NATURE_MIN_SIDE = 36  # the Nature CNN's three convolutions need frames at least this large
 
 
@@ -183,6 +238,9 @@ def build_network(obs_shape: tuple[int, ...], n_actions: int, cfg: Config) -> nn
         if arch == "nature_cnn" and min(obs_shape[-2:]) < NATURE_MIN_SIDE:
             raise ConfigError(f"arch='nature_cnn' needs frames of at least {NATURE_MIN_SIDE}x{NATURE_MIN_SIDE}; "
                               f"this env's are {obs_shape[-2:]}: use arch='small_cnn'")
+        if cfg.dueling or cfg.noisy or cfg.atoms > 1:
+            support = torch.linspace(cfg.v_min, cfg.v_max, cfg.atoms) if cfg.atoms > 1 else None
+            return QNetwork(obs_shape, n_actions, arch, cfg.hidden_sizes, cfg.dueling, cfg.noisy, cfg.atoms, support)
         if arch == "nature_cnn":
             return NatureCNN(obs_shape, n_actions)
         if arch == "small_cnn":

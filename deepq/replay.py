@@ -78,9 +78,9 @@ class ReplayMemory:
         return self.size
 
     def add(self, obs: np.ndarray, actions: np.ndarray, rewards: np.ndarray,
-            next_obs: np.ndarray, terminated: np.ndarray, ended: np.ndarray | None = None) -> None:
-        """Add transitions (one per vector env), wrapping around the end; `ended`: the env was reset
-        after this step (an n-step window stops there; default: where terminated)."""
+            next_obs: np.ndarray, terminated: np.ndarray, ended: np.ndarray | None = None) -> np.ndarray:
+        """Add transitions (one per vector env), wrapping around the end; returns the slots (rows) written.
+        `ended`: the env was reset after this step (an n-step window stops there; default: where terminated)."""
         n = len(actions)
         if self.n_step > 1 and n != self.num_envs:
             raise ValueError(f"with n_step > 1, add takes one transition per env ({self.num_envs}), got {n}")
@@ -92,13 +92,26 @@ class ReplayMemory:
         self.rewards[rows] = rewards
         self.terminated[rows] = terminated
         self.ended[rows] = terminated if ended is None else ended
+        written = np.arange(self.pos, self.pos + n) % self.capacity
         self.pos = (self.pos + n) % self.capacity
         self.size = min(self.size + n, self.capacity)
+        return written
 
     def sample(self, batch_size: int, rng: np.random.Generator) -> Batch:
         """Uniform random minibatch (with replacement) as tensors on the memory's device."""
         idx = rng.integers(0, self.size, size=batch_size)
         return self.batch(idx)
+
+    # Slots (for prioritized replay) are rows; every filled row is sampleable.
+    @property
+    def num_slots(self) -> int:
+        return self.capacity
+
+    def valid_slots(self, slots: np.ndarray) -> np.ndarray:
+        return np.asarray(slots) < self.size
+
+    def batch_slots(self, slots: np.ndarray) -> Batch:
+        return self.batch(slots)
 
     def _successor(self, idx: np.ndarray, k: int) -> np.ndarray:
         """Row of the k-th later transition of idx's env, or -1 where it is not stored yet."""

@@ -32,6 +32,7 @@ from deepq.errors import CheckpointError, ConfigError, NonFiniteLossError
 from deepq.evaluate import evaluate
 from deepq.explore import EpsilonSchedule, epsilon_greedy
 from deepq.frame_replay import FrameReplay
+from deepq.per import PrioritizedSampler, beta_schedule
 from deepq.progress import Progress
 from deepq.replay import ReplayMemory
 from deepq.runlog import RunLog, new_run_dir, plot_learning_curve, write_config
@@ -40,6 +41,7 @@ Replay = ReplayMemory | FrameReplay
 CHECKPOINT_FORMAT = "deepq-checkpoint"
 # Fields a resumed run must share with its checkpoint (others, e.g. total_steps or lr, may change).
 RESUME_FIXED = ("env", "seed", "num_envs", "buffer_size", "hidden_sizes", "target", "network", "arch",
+                "dueling", "noisy", "atoms", "prioritized", "per_alpha",
                 "frame_stack", "backend", "noop_max", "frame_skip", "screen_size", "grayscale", "sticky_actions",
                 "fire_reset", "max_episode_frames")
 
@@ -93,7 +95,8 @@ def train(cfg: Config, resume: str | Path | None = None) -> Agent:
     envs = make_vec_env(cfg)
     agent = Agent(envs.obs_shape, envs.n_actions, cfg)
     memory = make_replay(cfg, envs.obs_shape, envs.obs_dtype, agent.device)
-    eps_at = EpsilonSchedule.from_config(cfg)
+    eps_at = EpsilonSchedule.from_config(cfg) if not cfg.noisy else EpsilonSchedule("linear", 0.0, 0.0, 0)
+    per = PrioritizedSampler(memory.num_slots, cfg.per_alpha) if cfg.prioritized else None
     state = LoopState(ep_return=[0.0] * cfg.num_envs, ep_length=[0] * cfg.num_envs)
 
     if resume is None:
@@ -101,7 +104,7 @@ def train(cfg: Config, resume: str | Path | None = None) -> Agent:
         obs = envs.reset()
     else:
         run_dir = Path(resume)
-        obs = _restore(checkpoint_path(run_dir), cfg, agent, memory, envs, rng, state)
+        obs = _restore(checkpoint_path(run_dir), cfg, agent, memory, envs, rng, state, per)
     write_config(run_dir, cfg)
     log = RunLog(run_dir, resume_step=state.step if resume is not None else None)
     bar = Progress(cfg.total_steps, state.step, enabled=cfg.progress, title=cfg.run_name)
@@ -110,6 +113,7 @@ def train(cfg: Config, resume: str | Path | None = None) -> Agent:
         atomic_save({"format": CHECKPOINT_FORMAT, "version": 1, "config": cfg.to_dict(),
                      "agent": agent.state_dict(), "memory": memory.state_dict(), "envs": envs.state_dict(),
                      "rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
+                     "per": per.state_dict() if per is not None else None,
                      "loop": vars(state).copy()}, checkpoint_path(run_dir))
 
     interrupted = _DeferredInterrupt()
@@ -123,14 +127,19 @@ def train(cfg: Config, resume: str | Path | None = None) -> Agent:
                 # s' is the true final observation where an episode ended (terminated or truncated);
                 # only `terminated` stops the bootstrap. Clipped rewards train; raw rewards are logged.
                 rewards = np.sign(out.rewards) if cfg.clip_rewards else out.rewards
-                memory.add(obs, actions, rewards, out.final_obs, out.terminated, out.ended)
+                slots = memory.add(obs, actions, rewards, out.final_obs, out.terminated, out.ended)
+                if per is not None:
+                    per.add(slots)  # new transitions get the highest priority so far
                 obs = out.obs
                 state.step += envs.num_envs
                 _track_episodes(state, out.rewards, out.ended, eps, log)
 
                 if state.step >= cfg.learning_starts and len(memory) >= cfg.batch_size:
                     for _ in range(cfg.gradient_steps * crossings(prev, state.step, cfg.train_freq)):
-                        loss = agent.update(memory.sample(cfg.batch_size, rng))
+                        if per is None:
+                            loss = agent.update(memory.sample(cfg.batch_size, rng))
+                        else:
+                            loss = _prioritized_update(agent, memory, per, cfg, state.step, rng)
                         state.loss_sum += float(loss)
                         state.loss_count += 1
                         state.updates += 1
@@ -188,6 +197,21 @@ def _track_episodes(state: LoopState, rewards: np.ndarray, done: np.ndarray, eps
             state.loss_sum, state.loss_count = 0.0, 0
 
 
+def _prioritized_update(agent: Agent, memory: Replay, per: PrioritizedSampler, cfg: Config, step: int,
+                        rng: np.random.Generator) -> torch.Tensor:
+    """Sample by priority, weight the loss by importance weights (beta annealed to 1), then set the
+    sampled transitions' priorities from their new TD errors."""
+    beta = beta_schedule(step, cfg.per_beta, cfg.total_steps)
+    slots, weights = per.sample(cfg.batch_size, rng, beta)
+    while not (ok := memory.valid_slots(slots)).all():  # FrameReplay: frames overwritten since the last add
+        per.set_invalid(slots[~ok])
+        slots, weights = per.sample(cfg.batch_size, rng, beta)
+    loss = agent.update(memory.batch_slots(slots), torch.from_numpy(weights).to(agent.device))
+    assert agent.td_errors is not None
+    per.update(slots, agent.td_errors.cpu().numpy())
+    return loss
+
+
 def _evaluate(agent: Agent, cfg: Config, state: LoopState, log: RunLog, bar: Progress) -> None:
     # Each evaluation gets fresh reset seeds, distinct from training's, so it is an honest sample.
     state.evals += 1
@@ -205,7 +229,7 @@ def _mean(xs: list[float]) -> float | None:
 
 
 def _restore(path: Path, cfg: Config, agent: Agent, memory: Replay, envs: VecEnv,
-             rng: np.random.Generator, state: LoopState) -> np.ndarray:
+             rng: np.random.Generator, state: LoopState, per: PrioritizedSampler | None) -> np.ndarray:
     """Load a checkpoint into the freshly built objects; return the observation to act on."""
     data = safe_load(path, CHECKPOINT_FORMAT)
     saved = data["config"]
@@ -219,6 +243,8 @@ def _restore(path: Path, cfg: Config, agent: Agent, memory: Replay, envs: VecEnv
         for group in agent.optimizer.param_groups:
             group["lr"] = cfg.lr  # a resumed run may lower lr (e.g. after a NaN loss)
         memory.load_state_dict(data["memory"])
+        if per is not None:
+            per.load_state_dict(data["per"])
         rng.bit_generator.state = data["rng"]
         torch.set_rng_state(data["torch_rng"])
         for k, v in data["loop"].items():
