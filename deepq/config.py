@@ -96,6 +96,8 @@ class Config:
     """Dueling head: Q = V + A - mean(A), separate value and advantage streams (Wang et al. 2016)."""
     noisy: bool = False
     """Noisy nets: factorised Gaussian noise in the head's layers explores instead of epsilon-greedy."""
+    noisy_sigma: float = 0.5
+    """Noisy nets: initial noise scale sigma0 (each weight's sigma starts at sigma0 / sqrt(fan-in))."""
     atoms: int = 1
     """Distributional C51 with this many atoms on [v_min, v_max] (51 in the paper); 1 = expected values."""
     v_min: float = -10.0
@@ -175,6 +177,7 @@ class Config:
         _choice("backend", self.backend, ("gymnasium", "envpool"))
         _choice("optimizer", self.optimizer, ("adam", "rmsprop"))
         _check("atoms", self.atoms, "1 (off) or an integer >= 2", lambda v: _is_int(v) and v >= 1)
+        _check("noisy_sigma", self.noisy_sigma, "a number >= 0", lambda v: _is_num(v) and v >= 0)
         _check("per_alpha", self.per_alpha, "a number >= 0", lambda v: _is_num(v) and v >= 0)
         _check("per_beta", self.per_beta, "a number in [0, 1]", lambda v: _is_num(v) and 0 <= v <= 1)
         if not (_is_num(self.v_min) and _is_num(self.v_max) and self.v_min < self.v_max):

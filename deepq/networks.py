@@ -130,9 +130,11 @@ class QHead(nn.Module):
     support: torch.Tensor  # (atoms,) buffer, with atoms > 1
 
     def __init__(self, in_dim: int, hidden: int, n_actions: int, dueling: bool = False, noisy: bool = False,
-                 atoms: int = 1, support: torch.Tensor | None = None) -> None:
+                 atoms: int = 1, support: torch.Tensor | None = None, noisy_sigma: float = 0.5) -> None:
         super().__init__()
-        linear = NoisyLinear if noisy else nn.Linear
+
+        def linear(n_in: int, n_out: int) -> nn.Module:
+            return NoisyLinear(n_in, n_out, noisy_sigma) if noisy else nn.Linear(n_in, n_out)
         self.n_actions, self.atoms, self.dueling = n_actions, atoms, dueling
         self.advantage = nn.Sequential(linear(in_dim, hidden), nn.ReLU(), linear(hidden, n_actions * atoms))
         self.value = nn.Sequential(linear(in_dim, hidden), nn.ReLU(), linear(hidden, atoms)) if dueling else None
@@ -182,7 +184,8 @@ class QNetwork(nn.Module):
     """
 
     def __init__(self, obs_shape: tuple[int, ...], n_actions: int, arch: str, hidden_sizes: Sequence[int],
-                 dueling: bool, noisy: bool, atoms: int, support: torch.Tensor | None) -> None:
+                 dueling: bool, noisy: bool, atoms: int, support: torch.Tensor | None,
+                 noisy_sigma: float = 0.5) -> None:
         super().__init__()
         if arch == "mlp":
             in_dim = 1
@@ -202,7 +205,8 @@ class QNetwork(nn.Module):
                 in_dim = body(torch.zeros(1, *obs_shape)).shape[1]
             hidden = 512 if arch == "nature_cnn" else 128
         self.body, self.pixels = body, arch != "mlp"
-        self.head = QHead(in_dim, hidden, n_actions, dueling=dueling, noisy=noisy, atoms=atoms, support=support)
+        self.head = QHead(in_dim, hidden, n_actions, dueling=dueling, noisy=noisy, atoms=atoms, support=support,
+                          noisy_sigma=noisy_sigma)
 
     def features(self, obs: torch.Tensor) -> torch.Tensor:
         return self.body(obs if self.pixels else obs.float())  # (B, features); pixels scale themselves
@@ -240,7 +244,8 @@ def build_network(obs_shape: tuple[int, ...], n_actions: int, cfg: Config) -> nn
                               f"this env's are {obs_shape[-2:]}: use arch='small_cnn'")
         if cfg.dueling or cfg.noisy or cfg.atoms > 1:
             support = torch.linspace(cfg.v_min, cfg.v_max, cfg.atoms) if cfg.atoms > 1 else None
-            return QNetwork(obs_shape, n_actions, arch, cfg.hidden_sizes, cfg.dueling, cfg.noisy, cfg.atoms, support)
+            return QNetwork(obs_shape, n_actions, arch, cfg.hidden_sizes, cfg.dueling, cfg.noisy, cfg.atoms, support,
+                            cfg.noisy_sigma)
         if arch == "nature_cnn":
             return NatureCNN(obs_shape, n_actions)
         if arch == "small_cnn":

@@ -39,6 +39,15 @@ PRESETS: dict[str, Config] = {
     ),
 }
 
+# Rainbow (Hessel et al. 2018): every component as a flag on the same loop. On CartPole: the cartpole
+# preset plus dueling, noisy nets (no epsilon), C51 with 51 atoms on [0, 100] (returns at gamma 0.99
+# stay below 100), proportional prioritized replay (alpha 0.5, beta 0.4 -> 1) and 3-step returns, with
+# noise scale sigma0 0.25 and gradient-norm clipping at 10 (README: the seeds this was chosen on).
+_RAINBOW = dict(double=True, dueling=True, noisy=True, atoms=51, prioritized=True, per_alpha=0.5, per_beta=0.4,
+                n_step=3)
+PRESETS["rainbow"] = PRESETS["cartpole"].replace(name="rainbow", v_min=0.0, v_max=100.0, noisy_sigma=0.25,
+                                                 max_grad_norm=10.0, **_RAINBOW)
+
 # Atari from pixels. Units: env steps are agent steps; each is `frame_skip` (4) emulator frames.
 # Both presets: 30 no-op starts, frame skip 4 with max-pooling, 84x84 grayscale, 4-frame history
 # (Nature CNN), rewards clipped to their sign for training, life loss as terminal, FIRE on reset.
@@ -60,6 +69,12 @@ PRESETS.update({
         target_update_interval=1_000, loss="mse", eps_end=0.01, eps_decay_steps=1_000_000, eval_eps=0.001,
         **_ATARI),  # type: ignore[arg-type]
 })
+# Rainbow's Atari settings (Hessel et al. 2018, table 1): Adam 6.25e-5, 20k random steps first, target
+# every 8,000 steps (32k frames), atoms 51 on [-10, 10], 3-step returns, PER alpha 0.5, beta 0.4 -> 1,
+# noisy nets (sigma0 0.5) instead of epsilon; evaluated with eps = 0.001.
+PRESETS["rainbow-atari"] = PRESETS["atari"].replace(
+    name="rainbow-atari", lr=6.25e-5, learning_starts=20_000, target_update_interval=8_000, loss="huber",
+    v_min=-10.0, v_max=10.0, **_RAINBOW)
 PRESETS["pong"] = PRESETS["atari"].replace(name="pong", env="ALE/Pong-v5", stop_at_return=18.0)
 PRESETS["breakout"] = PRESETS["atari"].replace(name="breakout", env="ALE/Breakout-v5")
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -95,7 +96,10 @@ def train(cfg: Config, resume: str | Path | None = None) -> Agent:
     envs = make_vec_env(cfg)
     agent = Agent(envs.obs_shape, envs.n_actions, cfg)
     memory = make_replay(cfg, envs.obs_shape, envs.obs_dtype, agent.device)
-    eps_at = EpsilonSchedule.from_config(cfg) if not cfg.noisy else EpsilonSchedule("linear", 0.0, 0.0, 0)
+    eps_at: Callable[[int], float] = EpsilonSchedule.from_config(cfg)
+    if cfg.noisy:  # uniform actions until learning starts (one fixed noise draw would fill the replay with
+        # one action), then the noise explores: no epsilon
+        eps_at = lambda step: 1.0 if step < cfg.learning_starts else 0.0  # noqa: E731
     per = PrioritizedSampler(memory.num_slots, cfg.per_alpha) if cfg.prioritized else None
     state = LoopState(ep_return=[0.0] * cfg.num_envs, ep_length=[0] * cfg.num_envs)
 

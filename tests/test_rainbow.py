@@ -48,8 +48,10 @@ def test_pixels_compose_with_n_step_and_prioritized_replay(tmp_path: Path) -> No
 
 def test_noisy_nets_replace_epsilon(tmp_path: Path) -> None:
     deepq.train(deepq.Config(**{**SMALL, "noisy": True, "total_steps": 300, "run_dir": str(tmp_path / "n")}))
-    eps = {r.split(",")[4] for r in (tmp_path / "n" / "metrics.csv").read_text().splitlines()[1:] if r.split(",")[4]}
-    assert eps == {"0.0"}
+    rows = [r.split(",") for r in (tmp_path / "n" / "metrics.csv").read_text().splitlines()[1:]]
+    # uniform actions until learning starts (step 200), then no epsilon: the noise explores
+    assert {r[4] for r in rows if r[4] and int(r[0]) < 200} == {"1.0"}
+    assert {r[4] for r in rows if r[4] and int(r[0]) > 200} == {"0.0"}
     agent = Agent((4,), 2, deepq.Config(noisy=True))
     assert any(isinstance(m, NoisyLinear) for m in agent.online.modules())
 
@@ -90,3 +92,15 @@ def test_importance_weights_scale_each_transitions_gradient() -> None:
         assert agent.td_errors is not None and agent.td_errors.shape == (8,) and (agent.td_errors >= 0).all()
     for g1, g2 in zip(*grads, strict=True):
         torch.testing.assert_close(g2, 2 * g1)
+
+
+def test_rainbow_preset_solves_cartpole(tmp_path: Path) -> None:
+    """Learning threshold: the rainbow preset (all six components) reaches an evaluation of 475 within
+    30,000 env steps on seed 1 (measured: 8,000). Its agent is less steady on fresh episodes than the
+    cartpole preset's (README: 430-500 across seeds, 455 here), so that check is >= 400."""
+    cfg = deepq.preset("rainbow", seed=1, total_steps=30_000, progress=False, checkpoint_interval=0,
+                       run_dir=str(tmp_path / "r"))
+    agent = deepq.train(cfg)
+    rows = [r.split(",") for r in (tmp_path / "r" / "metrics.csv").read_text().splitlines()[1:]]
+    assert any(r[6] and float(r[6]) >= 475 for r in rows)
+    assert deepq.evaluate(agent, episodes=10, seed=12_345).mean >= 400
