@@ -103,6 +103,16 @@ def preset(name: str, **overrides: Any) -> Config:
 
 def describe_presets() -> list[dict[str, Any]]:
     """Key settings of each preset, for `deepq presets`."""
-    return [{"preset": n, "env": c.env, "total_steps": c.total_steps, "hidden": list(c.hidden_sizes),
-             "lr": c.lr, "target": c.target, "solved_at": c.stop_at_return} for n, c in PRESETS.items()]
+    def network(c: Config) -> str:
+        if c.arch in ("auto", "mlp") and not str(c.env).startswith(("ALE/", "MinAtar/")):
+            return "mlp " + "-".join(map(str, c.hidden_sizes))
+        return "small_cnn" if c.arch == "small_cnn" or str(c.env).startswith("MinAtar/") else "nature_cnn"
 
+    def extras(c: Config) -> str:
+        flags = [f for f in ("double", "dueling", "noisy", "prioritized") if getattr(c, f)]
+        flags += [f"n_step={c.n_step}"] * (c.n_step > 1) + [f"atoms={c.atoms}"] * (c.atoms > 1)
+        flags += [f"frame_stack={c.frame_stack}"] * (c.frame_stack > 1)
+        return ",".join(flags) or "-"
+
+    return [{"preset": n, "env": c.env, "total_steps": c.total_steps, "network": network(c), "lr": c.lr,
+             "optimizer": c.optimizer, "flags": extras(c), "solved_at": c.stop_at_return} for n, c in PRESETS.items()]
