@@ -52,13 +52,23 @@ def evaluate(agent: Agent, env: EnvSpec | None = None, episodes: int = 10, eps: 
     seed = agent.cfg.seed + EVAL_SEED_OFFSET if seed is None else seed
     rng = np.random.default_rng(seed)
     returns, lengths = np.zeros(episodes), np.zeros(episodes, dtype=np.int64)
+    was_training = agent.online.training
+    agent.online.eval()  # noisy nets act on their mean weights (no exploration noise) while evaluated
+    try:
+        _evaluate_batches(agent, spec, episodes, eps, seed, rng, video_dir, returns, lengths)
+    finally:
+        agent.online.train(was_training)
+    return EvalResult([float(r) for r in returns], [int(n) for n in lengths], protocol(agent.cfg, spec, eps))
+
+
+def _evaluate_batches(agent: Agent, spec: EnvSpec, episodes: int, eps: float, seed: int, rng: np.random.Generator,
+                      video_dir: str | os.PathLike[str] | None, returns: np.ndarray, lengths: np.ndarray) -> None:
     for first in range(0, episodes, EVAL_BATCH):
         ids = range(first, min(first + EVAL_BATCH, episodes))
         envs = [_recorder(spec, str(video_dir), agent.cfg) if i == 0 and video_dir is not None
                 else make_env(spec, cfg=agent.cfg) for i in ids]
         _run_episodes(agent, envs, [episode_seed(seed, 0, i) for i in ids], eps, rng,
                       returns[first:], lengths[first:])
-    return EvalResult([float(r) for r in returns], [int(n) for n in lengths], protocol(agent.cfg, spec, eps))
 
 
 def protocol(cfg: Config, spec: EnvSpec, eps: float) -> str:

@@ -85,7 +85,8 @@ class NoisyLinear(nn.Module):
 
     w = mu_w + sigma_w * (f(e_out) f(e_in)^T), b = mu_b + sigma_b * f(e_out), f(x) = sign(x) sqrt(|x|),
     e ~ N(0, 1) redrawn by reset_noise(); sigma starts at sigma0 / sqrt(in_features). The noise is the
-    exploration (it replaces eps-greedy); the network learns how much of it to keep per weight.
+    exploration (it replaces eps-greedy); the network learns how much of it to keep per weight. In
+    eval mode (evaluation episodes) the layer uses its mean weights, as greedy evaluation uses eps = 0.
     """
 
     eps_in: torch.Tensor  # (in,) buffers: the current noise, saved with the weights
@@ -112,6 +113,8 @@ class NoisyLinear(nn.Module):
         self.eps_out.copy_(self._scaled(len(self.eps_out), self.eps_out.device))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training:  # evaluation (module.eval()): the learned mean weights, no exploration noise
+            return nn.functional.linear(x, self.weight_mu, self.bias_mu)
         w = self.weight_mu + self.weight_sigma * torch.outer(self.eps_out, self.eps_in)  # (out, in)
         b = self.bias_mu + self.bias_sigma * self.eps_out  # (out,)
         return nn.functional.linear(x, w, b)

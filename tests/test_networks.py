@@ -51,6 +51,9 @@ def test_noisy_linear_factorised_noise() -> None:
     expected = nn.functional.linear(x, layer.weight_sigma * torch.outer(layer.eps_out, layer.eps_in),
                                     layer.bias_sigma * layer.eps_out)
     torch.testing.assert_close(noise, expected)
+    layer.eval()  # evaluation: the mean weights, no noise
+    torch.testing.assert_close(layer(x), nn.functional.linear(x, layer.weight_mu, layer.bias_mu))
+    layer.train()
     with torch.no_grad():
         layer.weight_sigma.zero_()
         layer.bias_sigma.zero_()
