@@ -91,6 +91,7 @@ def train(cfg: Config, resume: str | Path | None = None) -> Agent:
     cfg.validate()
     torch.manual_seed(cfg.seed)
     torch.set_num_threads(cfg.threads)
+    torch.set_flush_denormal(cfg.flush_denormal)  # 16 denormals in RMSProp state: MinAtar updates 2.3x slower
     rng = np.random.default_rng(cfg.seed)  # ε-greedy draws and minibatch indices
 
     envs = make_vec_env(cfg)
