@@ -145,9 +145,11 @@ class Agent:
         with torch.no_grad():
             support: torch.Tensor = target_net.head.support  # type: ignore[union-attr,assignment]  # (atoms,)
             next_p = target_net.log_probs(batch.next_obs).exp()  # type: ignore[operator]  # (B, A, atoms)
-            chooser = self.online if self.cfg.double and self.target is not None else target_net
-            next_q = chooser(batch.next_obs) if chooser is self.online else (next_p * support).sum(2)  # (B, A)
-            best = next_q.argmax(dim=1)  # (B,) a*: online's choice (Double), else the target's
+            if self.cfg.double and self.target is not None:
+                next_q = self.online(batch.next_obs)  # (B, A) Double: the online net chooses a*
+            else:
+                next_q = (next_p * support).sum(2)  # (B, A) the target's own expected values
+            best = next_q.argmax(dim=1)  # (B,) a*
             target = categorical_projection(next_p[rows, best], batch.rewards, batch.discounts, support)  # (B, atoms)
         return -(target * log_p).sum(1)  # (B,)
 
