@@ -81,9 +81,13 @@ class Agent:
                 q = self.online(t).float().cpu().numpy()  # (B, A)
         return q[0] if single else q
 
-    def act(self, obs: Any) -> Any:
-        """Greedy action: an int for one observation, an int64 array for a batch."""
-        a = self.q_values(obs).argmax(axis=-1)
+    def act(self, obs: Any, legal: np.ndarray | None = None) -> Any:
+        """Greedy action: an int for one observation, an int64 array for a batch.
+        `legal` ([A] or [B, A] bool, games): the greedy choice is among legal actions only."""
+        q = self.q_values(obs)
+        if legal is not None:
+            q = np.where(legal, q, -np.inf)
+        a = q.argmax(axis=-1)
         return int(a) if a.ndim == 0 else a
 
     # ---- learning -----------------------------------------------------------------------
@@ -119,7 +123,7 @@ class Agent:
                 q_all, next_q_online = self.online(batch.obs), None  # (B, A)
             with torch.no_grad():
                 next_q = target_net(batch.next_obs)  # (B, A)
-                y = td_target(batch.rewards, batch.discounts, next_q, next_q_online)  # (B,)
+                y = td_target(batch.rewards, batch.discounts, next_q, next_q_online, batch.next_legal)  # (B,)
             q = q_all.gather(1, batch.actions.unsqueeze(1)).squeeze(1)  # (B,) Q(s, a)
             if weights is None:
                 loss = td_loss(q, y, cfg.loss)
@@ -149,6 +153,8 @@ class Agent:
                 next_q = self.online(batch.next_obs)  # (B, A) Double: the online net chooses a*
             else:
                 next_q = (next_p * support).sum(2)  # (B, A) the target's own expected values
+            if batch.next_legal is not None:  # games: a* among legal moves (a terminal s' has discount 0)
+                next_q = next_q.masked_fill(~batch.next_legal, float("-inf"))
             best = next_q.argmax(dim=1)  # (B,) a*
             target = categorical_projection(next_p[rows, best], batch.rewards, batch.discounts, support)  # (B, atoms)
         return -(target * log_p).sum(1)  # (B,)

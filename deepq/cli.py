@@ -86,6 +86,15 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--eps", type=float, default=None, help="epsilon while evaluating (default: eval_eps)")
     ev.add_argument("--seed", type=int, default=None, help="seed for the evaluation episodes")
     ev.add_argument("--video", action="store_true", help="record the first episode to PATH's folder/videos")
+    ev.add_argument("--opponent", help="two-player games: 'random', 'perfect' (minimax, small games) or 'mcts:N'; "
+                    "--episodes games are played from each seat")
+
+    pl = sub.add_parser("play", help="play a two-player game against a trained agent in the terminal",
+                        description="Play against a trained agent. Example: deepq play runs/tictactoe-0-...")
+    pl.add_argument("path", metavar="RUN_OR_AGENT", help="a run directory or an agent.pt file (OpenSpiel games)")
+    pl.add_argument("--seat", type=int, choices=(1, 2), help="1: you move first, 2: the agent does (default: ask)")
+    pl.add_argument("--temperature", type=float, default=0.0,
+                    help="0: the agent plays its greedy move; > 0: it samples softmax(Q / temperature)")
 
     sub.add_parser("presets", help="list presets with their key settings")
     return parser
@@ -143,11 +152,23 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     agent = load(path)
     video_dir = ((path if path.is_dir() else path.parent) / "videos") if args.video else None
     result = evaluate(agent, env=args.env, episodes=args.episodes, eps=args.eps, seed=args.seed,
-                      video_dir=video_dir)
+                      video_dir=video_dir, opponent=args.opponent)
     print(f"{result}")
     print("returns: " + " ".join(f"{r:g}" for r in result.returns))
     if video_dir is not None:
         print(f"video: {video_dir}")
+    return 0
+
+
+def _cmd_play(args: argparse.Namespace) -> int:
+    from deepq.agent import load
+    from deepq.games.bot import as_bot, game_of
+    from deepq.games.play import play_session
+
+    agent = load(Path(args.path))
+    game = game_of(agent)
+    play_session(game.game, lambda player: as_bot(agent, temperature=args.temperature),
+                 None if args.seat is None else args.seat - 1)
     return 0
 
 
@@ -169,6 +190,8 @@ def main(argv: list[str] | None = None) -> int:
             return _cmd_train(args)
         if args.command == "eval":
             return _cmd_eval(args)
+        if args.command == "play":
+            return _cmd_play(args)
         return _cmd_presets()
     except DeepQError as e:
         print(f"deepq: error: {e}", file=sys.stderr)

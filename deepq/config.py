@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from deepq.errors import ConfigError
+from deepq.games.adapters import is_game
 
 EnvSpec = str | Callable[[], Any]  # a Gymnasium id, or a zero-argument factory returning a gym.Env
 NetworkFactory = Callable[[tuple[int, ...], int], Any]  # (obs_shape, n_actions) -> nn.Module
@@ -134,6 +135,14 @@ class Config:
     eval_eps: float = 0.0
     """Epsilon during evaluation episodes, in [0, 1]."""
 
+    # two-player games (env 'openspiel:<game>' or 'pettingzoo:<game>'): self-play, see deepq/games
+    eval_opponent: str = "random"
+    """Games: who evaluations play, from both seats (eval_episodes games per seat): 'random', 'perfect'
+    (exact minimax, small games such as tic-tac-toe) or 'mcts:N' (OpenSpiel's MCTS, N rollout simulations)."""
+    opponent_pool: int = 0
+    """Games: past snapshots of the network kept as training opponents (one seat of each game is played by
+    one drawn at random; snapshots taken at target syncs); 0 = the learner plays both seats."""
+
     # evaluation, logging, checkpoints
     eval_interval: int = 10_000
     """Env steps between greedy evaluations; 0 disables periodic evaluation."""
@@ -197,6 +206,21 @@ class Config:
             raise ConfigError(f"stop_at_return={self.stop_at_return!r} is not valid: use a number or None")
         if self.stop_at_return is not None and self.eval_interval == 0:
             raise ConfigError("stop_at_return needs periodic evaluation: set eval_interval > 0")
+        _check("opponent_pool", self.opponent_pool, "an integer >= 0", lambda v: _is_int(v) and v >= 0)
+        _check("eval_opponent", self.eval_opponent, "'random', 'perfect' or 'mcts:N' (N simulations, N >= 1)",
+               lambda v: v in ("random", "perfect") or (isinstance(v, str) and v.startswith("mcts:")
+                                                        and v[5:].isdigit() and int(v[5:]) > 0))
+        if is_game(self.env):
+            for name, ok, why in (("frame_stack", self.frame_stack == 1, "1: a game position is its own history"),
+                                  ("backend", self.backend == "gymnasium", "'gymnasium' (EnvPool is Atari only)"),
+                                  ("episodic_life", not self.episodic_life, "False (Atari only)"),
+                                  ("clip_rewards", not self.clip_rewards, "False (game rewards are already -1/0/1)")):
+                if not ok:
+                    raise ConfigError(f"{name}={getattr(self, name)!r} does not apply to the two-player game "
+                                      f"{self.env!r}: use {why}")
+            if self.eval_opponent != "random" and not self.env.startswith("openspiel:"):
+                raise ConfigError(f"eval_opponent={self.eval_opponent!r} needs an OpenSpiel game (its MCTS bot and "
+                                  f"minimax work on OpenSpiel states); {self.env!r} can use eval_opponent='random'")
         if not (isinstance(self.env, str) and self.env) and not callable(self.env):
             raise ConfigError(f"env={self.env!r} is not valid: use a Gymnasium id such as 'CartPole-v1' "
                               "or a zero-argument callable returning a gym.Env")

@@ -19,6 +19,7 @@ import numpy as np
 
 from deepq.config import Config, EnvSpec
 from deepq.errors import ConfigError
+from deepq.games.adapters import is_game
 
 
 def make_env(spec: EnvSpec, render_mode: str | None = None, cfg: Config | None = None) -> gym.Env:
@@ -122,6 +123,7 @@ class Step(NamedTuple):
     truncated: np.ndarray  # (N,) bool
     final_obs: np.ndarray  # (N, *obs_shape): the true s' of this step (the final obs where one ended)
     ended: np.ndarray  # (N,) bool: the env was reset after this step (game over or time limit)
+    next_legal: np.ndarray | None = None  # (N, A) bool, two-player games: the legal actions in s'
 
 
 def obs_converter(space: gym.Space) -> Callable[[Any], np.ndarray]:
@@ -235,7 +237,12 @@ class VecEnv:
 
 
 def make_vec_env(cfg: Config) -> Any:
-    """The training envs: VecEnv over Gymnasium envs, or EnvPool's vectorized Atari (backend='envpool')."""
+    """The training envs: VecEnv over Gymnasium envs, EnvPool's vectorized Atari (backend='envpool'),
+    or two-player games ('openspiel:<game>', 'pettingzoo:<game>') for self-play."""
+    if is_game(cfg.env):  # two-player games: self-play, one ply per step
+        from deepq.games.vec import GameVecEnv
+
+        return GameVecEnv(cfg.env, cfg.num_envs, cfg.seed)
     if cfg.backend == "envpool":
         if not isinstance(cfg.env, str):
             raise ConfigError("backend='envpool' needs an Atari env id such as 'ALE/Pong-v5', not a factory")

@@ -12,6 +12,7 @@ from deepq.agent import Agent
 from deepq.config import Config, EnvSpec
 from deepq.envs import check_spaces, episode_seed, make_env, obs_converter
 from deepq.errors import ConfigError
+from deepq.games.adapters import is_game
 
 EVAL_SEED_OFFSET = 1_000_003  # evaluation episodes never share reset seeds with training episodes
 
@@ -36,8 +37,12 @@ class EvalResult:
 
 
 def evaluate(agent: Agent, env: EnvSpec | None = None, episodes: int = 10, eps: float | None = None,
-             seed: int | None = None, video_dir: str | os.PathLike[str] | None = None) -> EvalResult:
+             seed: int | None = None, video_dir: str | os.PathLike[str] | None = None,
+             opponent: str | None = None) -> EvalResult:
     """Run `episodes` full episodes acting greedily (or eps-greedily) and return their returns.
+
+    Two-player games: `episodes` greedy games from each seat against `opponent` ('random', 'perfect'
+    or 'mcts:N'; default the agent's eval_opponent); returns are +1 win, 0 draw, −1 loss.
 
     Episode i is reset with a seed derived from (seed, i), so the same call gives the same numbers.
     Up to 32 episodes run side by side, with one batched forward pass per step.
@@ -50,6 +55,14 @@ def evaluate(agent: Agent, env: EnvSpec | None = None, episodes: int = 10, eps: 
         raise ConfigError("this agent was trained on an env factory; pass env=... to evaluate it")
     eps = agent.cfg.eval_eps if eps is None else eps
     seed = agent.cfg.seed + EVAL_SEED_OFFSET if seed is None else seed
+    if is_game(spec):
+        from deepq.games.selfplay import evaluate_game
+
+        if video_dir is not None:
+            raise ConfigError("video is for Gymnasium envs; watch a game with `deepq play` instead")
+        return evaluate_game(agent, agent.cfg.replace(env=spec), episodes, seed, opponent)
+    if opponent is not None:
+        raise ConfigError(f"opponent={opponent!r} is for two-player games; {spec!r} is a single-agent env")
     rng = np.random.default_rng(seed)
     returns, lengths = np.zeros(episodes), np.zeros(episodes, dtype=np.int64)
     was_training = agent.online.training

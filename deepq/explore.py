@@ -49,3 +49,20 @@ def epsilon_greedy(greedy: Callable[[np.ndarray], np.ndarray], obs: np.ndarray, 
     if explore.all():
         return random_actions
     return np.where(explore, random_actions, greedy(obs))
+
+
+def random_legal(legal: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """(N,) one uniformly random legal action per row of `legal` (N, A) bool; every row needs one."""
+    k = (rng.random(len(legal)) * legal.sum(axis=1)).astype(np.int64)  # (N,) pick the k-th legal action
+    return np.argmax(np.cumsum(legal, axis=1) > k[:, None], axis=1)
+
+
+def masked_epsilon_greedy(greedy: Callable[[np.ndarray, np.ndarray], np.ndarray], obs: np.ndarray,
+                          legal: np.ndarray, eps: float, rng: np.random.Generator) -> np.ndarray:
+    """epsilon_greedy for games: both the random and the greedy choice are among the legal actions
+    (legal (N, A) bool; greedy(obs, legal) -> (N,) actions). The RNG draws do not depend on eps."""
+    explore = rng.random(len(obs)) < eps  # (N,)
+    random_actions = random_legal(legal, rng)  # (N,)
+    if explore.all():
+        return random_actions
+    return np.where(explore, random_actions, greedy(obs, legal))

@@ -79,7 +79,7 @@ class FrameReplay:
                                       self.episode_start, self.new_episode, self.last_next))
 
     def add(self, obs: np.ndarray, actions: np.ndarray, rewards: np.ndarray, next_obs: np.ndarray,
-            terminated: np.ndarray, ended: np.ndarray) -> np.ndarray:
+            terminated: np.ndarray, ended: np.ndarray, next_legal: None = None) -> np.ndarray:
         """Add one transition per vector env: obs, next_obs (N, k, *frame); the rest (N,); returns their slots.
 
         ended[i]: env i was reset after this step, so its next add starts a new episode.

@@ -114,7 +114,7 @@ class FusedMLPUpdate:
         else:
             q_all, next_q_online = mlp_forward(self.layers, batch.obs, hidden, self._buf("out", n)), None  # (B, A)
         next_q = mlp_forward(self.target_layers, batch.next_obs, out=self._buf("target", n))  # (B, A)
-        y = td_target(batch.rewards, batch.discounts, next_q, next_q_online)  # (B,)
+        y = td_target(batch.rewards, batch.discounts, next_q, next_q_online, batch.next_legal)  # (B,)
         idx = batch.actions.unsqueeze(1)  # (B, 1)
         q = q_all.gather(1, idx).squeeze(1)  # (B,)
         if cfg.loss == "mse":

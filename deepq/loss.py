@@ -8,20 +8,42 @@ import torch.nn.functional as F
 
 def td_target(
     rewards: torch.Tensor,  # (B,) r, or the n-step reward sum
-    discounts: torch.Tensor,  # (B,) γ (γ^n for n-step returns) where s' is not terminal, else 0
-    next_q_target: torch.Tensor,  # (B, A) Q_target(s', .)
+    discounts: torch.Tensor,  # (B,) γ (γ^n for n-step returns) where s' is not terminal, else 0; −γ in games
+    next_q_target: torch.Tensor,  # (B, A) Q_target(s', .), in games the opponent snapshot's Q_opponent(s', .)
     next_q_online: torch.Tensor | None = None,  # (B, A) Q(s', .): Double DQN when given
+    next_legal: torch.Tensor | None = None,  # (B, A) bool: the legal actions in s' (games); None = all legal
 ) -> torch.Tensor:
     """y = r + γ · max_a' Q_target(s', a'), with no bootstrap where s' is terminal (discount 0).
 
     Double DQN: a* = argmax_a' Q_online(s', a'), y = r + γ · Q_target(s', a*).
     A truncated (time-limit) s' is not terminal: its true final observation is bootstrapped.
+
+    Two-player zero-sum games (self-play). s' is the opponent's turn, seen from the opponent's side,
+    and a zero-sum position is worth to us minus what it is worth to them, so
+
+        y = r − γ · max over legal a' of Q_opponent(s', a')      (y = r where s' is terminal)
+
+    which is the line above with discount −γ (the replay stores −γ for games; n plies give (−γ)^n,
+    whose sign is right for whoever moves after them). Q_opponent is an older snapshot of our own
+    network (the target network). Worked example, tic-tac-toe, γ = 0.9, we play X:
+      - X completes a line: the game ends, r = +1, discount 0, so y = +1.
+      - X's move leaves O a winning reply: Q_opponent(s', ·) = [+0.9 for the winning cell, 0.1, …],
+        r = 0, so y = 0 − 0.9 · 0.9 = −0.81: a bad move for X, as it should be.
+      - X's move forces a draw-ish position: O's best is 0.0, so y = 0.
+    Only legal a' count: illegal entries (occupied cells) are masked out of every max, and a row
+    with no legal action (a terminal s') bootstraps from 0 instead of max(∅) = −inf.
     """
+    if next_legal is not None:
+        next_q_target = next_q_target.masked_fill(~next_legal, float("-inf"))  # (B, A)
+        if next_q_online is not None:
+            next_q_online = next_q_online.masked_fill(~next_legal, float("-inf"))
     if next_q_online is None:
         next_v = next_q_target.amax(dim=1)  # (B,)
     else:
         best = next_q_online.argmax(dim=1, keepdim=True)  # (B, 1)
         next_v = next_q_target.gather(1, best).squeeze(1)  # (B,)
+    if next_legal is not None:  # no legal move (game over): -inf * 0 would be NaN
+        next_v = torch.where(next_legal.any(dim=1), next_v, torch.zeros_like(next_v))
     return rewards + discounts * next_v  # (B,)
 
 

@@ -13,6 +13,7 @@ from torch import nn
 
 from deepq.config import Config
 from deepq.errors import ConfigError
+from deepq.games.adapters import is_game
 
 
 class MLP(nn.Module):
@@ -228,9 +229,12 @@ NATURE_MIN_SIDE = 36  # the Nature CNN's three convolutions need frames at least
 
 
 def resolve_arch(obs_shape: tuple[int, ...], cfg: Config) -> str:
-    """The built-in network a config gets: 'auto' picks by observation shape (images have >= 3 dims)."""
+    """The built-in network a config gets: 'auto' picks by observation shape (images have >= 3 dims);
+    board games get the MLP (boards are tiny: the small CNN's unpadded 3x3 filter leaves 1x1 of tic-tac-toe)."""
     if cfg.arch != "auto":
         return cfg.arch
+    if is_game(cfg.env):
+        return "mlp"
     if len(obs_shape) >= 3:
         return "nature_cnn" if min(obs_shape[-2:]) >= NATURE_MIN_SIDE else "small_cnn"
     return "mlp"

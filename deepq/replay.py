@@ -15,6 +15,7 @@ class Batch(NamedTuple):
     next_obs: torch.Tensor  # (B, *obs_shape): the true state after the window, also on truncation
     terminated: torch.Tensor  # (B,) float32: 1.0 where the window ended in a terminal state
     discounts: torch.Tensor  # (B,) float32: the bootstrap's weight γ^m (m steps in the window), 0 if terminal
+    next_legal: torch.Tensor | None = None  # (B, A) bool, games: the legal actions in next_obs
 
 
 def window_returns(first: np.ndarray, n_step: int, gamma: float, successor: Any, rewards: np.ndarray,
@@ -59,7 +60,9 @@ class ReplayMemory:
 
     def __init__(self, capacity: int, obs_shape: tuple[int, ...], obs_dtype: Any = np.float32,
                  device: torch.device | str = "cpu", num_envs: int = 1, n_step: int = 1,
-                 gamma: float = 0.99) -> None:
+                 gamma: float = 0.99, legal_actions: int = 0) -> None:
+        """gamma: the discount per step (−γ for two-player games: each ply changes sides, see td_target).
+        legal_actions: with A > 0, each transition also stores the (A,) legal-action mask of s' (games)."""
         if capacity < num_envs:
             raise ValueError(f"capacity {capacity} must be at least num_envs {num_envs}")
         self.capacity = capacity - capacity % num_envs
@@ -71,6 +74,7 @@ class ReplayMemory:
         self.rewards = np.zeros(self.capacity, dtype=np.float32)
         self.terminated = np.zeros(self.capacity, dtype=np.float32)
         self.ended = np.zeros(self.capacity, dtype=bool)  # the env was reset after this transition
+        self.next_legal = np.zeros((self.capacity, legal_actions), dtype=bool) if legal_actions else None
         self.pos = 0  # next slot to write
         self.size = 0  # slots filled
 
@@ -78,9 +82,11 @@ class ReplayMemory:
         return self.size
 
     def add(self, obs: np.ndarray, actions: np.ndarray, rewards: np.ndarray,
-            next_obs: np.ndarray, terminated: np.ndarray, ended: np.ndarray | None = None) -> np.ndarray:
+            next_obs: np.ndarray, terminated: np.ndarray, ended: np.ndarray | None = None,
+            next_legal: np.ndarray | None = None) -> np.ndarray:
         """Add transitions (one per vector env), wrapping around the end; returns the slots (rows) written.
-        `ended`: the env was reset after this step (an n-step window stops there; default: where terminated)."""
+        `ended`: the env was reset after this step (an n-step window stops there; default: where terminated).
+        `next_legal` (N, A): the legal actions in s', required when the memory stores masks."""
         n = len(actions)
         if self.n_step > 1 and n != self.num_envs:
             raise ValueError(f"with n_step > 1, add takes one transition per env ({self.num_envs}), got {n}")
@@ -92,6 +98,10 @@ class ReplayMemory:
         self.rewards[rows] = rewards
         self.terminated[rows] = terminated
         self.ended[rows] = terminated if ended is None else ended
+        if self.next_legal is not None:
+            if next_legal is None:
+                raise ValueError("this memory stores legal-action masks: pass next_legal")
+            self.next_legal[rows] = next_legal
         written = np.arange(self.pos, self.pos + n) % self.capacity
         self.pos = (self.pos + n) % self.capacity
         self.size = min(self.size + n, self.capacity)
@@ -128,23 +138,24 @@ class ReplayMemory:
 
         def t(a: np.ndarray) -> torch.Tensor:
             return torch.from_numpy(a).to(self.device, non_blocking=True)
+        legal = t(self.next_legal[last]) if self.next_legal is not None else None
         return Batch(t(self.obs[idx]), t(self.actions[idx]), t(rewards), t(self.next_obs[last]), t(terminated),
-                     t(discounts(self.gamma, m, terminated)))
+                     t(discounts(self.gamma, m, terminated)), legal)
 
     def state_dict(self) -> dict[str, Any]:
         """The filled part only, as tensors (safe to load with weights_only=True)."""
         n = self.size
         return {"pos": self.pos, "size": n, "capacity": self.capacity,
-                **{k: torch.from_numpy(getattr(self, k)[:n].copy()) for k in _ARRAYS}}
+                **{k: torch.from_numpy(getattr(self, k)[:n].copy()) for k in _ARRAYS if getattr(self, k) is not None}}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if state["capacity"] != self.capacity:
             raise ValueError(f"checkpoint replay capacity {state['capacity']} != buffer_size {self.capacity}")
         n = state["size"]
         for k in _ARRAYS:
-            if k in state:  # "ended" is absent from checkpoints written before n-step returns
+            if k in state and getattr(self, k) is not None:  # "ended" is absent from checkpoints before n-step
                 getattr(self, k)[:n] = state[k].numpy()
         self.pos, self.size = state["pos"], n
 
 
-_ARRAYS = ("obs", "next_obs", "actions", "rewards", "terminated", "ended")
+_ARRAYS = ("obs", "next_obs", "actions", "rewards", "terminated", "ended", "next_legal")

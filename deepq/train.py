@@ -33,6 +33,8 @@ from deepq.errors import CheckpointError, ConfigError, NonFiniteLossError
 from deepq.evaluate import evaluate
 from deepq.explore import EpsilonSchedule, epsilon_greedy
 from deepq.frame_replay import FrameReplay
+from deepq.games import selfplay
+from deepq.games.adapters import is_game
 from deepq.per import PrioritizedSampler, beta_schedule
 from deepq.progress import Progress
 from deepq.replay import ReplayMemory
@@ -44,7 +46,7 @@ CHECKPOINT_FORMAT = "deepq-checkpoint"
 RESUME_FIXED = ("env", "seed", "num_envs", "buffer_size", "hidden_sizes", "target", "network", "arch",
                 "dueling", "noisy", "atoms", "prioritized", "per_alpha",
                 "frame_stack", "backend", "noop_max", "frame_skip", "screen_size", "grayscale", "sticky_actions",
-                "fire_reset", "max_episode_frames")
+                "fire_reset", "max_episode_frames", "opponent_pool")
 
 
 @dataclass
@@ -69,13 +71,18 @@ def crossings(prev: int, now: int, every: int) -> int:
     return now // every - prev // every if every > 0 else 0
 
 
-def make_replay(cfg: Config, obs_shape: tuple[int, ...], obs_dtype: Any, device: torch.device) -> Replay:
-    """Frame histories (frame_stack > 1) store each frame once; anything else is stored as is."""
+def make_replay(cfg: Config, obs_shape: tuple[int, ...], obs_dtype: Any, device: torch.device,
+                n_actions: int) -> Replay:
+    """Frame histories (frame_stack > 1) store each frame once; anything else is stored as is.
+    Games store the legal moves of s', and discount by −γ: each ply hands the turn to the opponent,
+    whose value is ours negated (see td_target)."""
     if cfg.frame_stack > 1:
         return FrameReplay(cfg.buffer_size, obs_shape, cfg.num_envs, obs_dtype=obs_dtype, device=device,
                            n_step=cfg.n_step, gamma=cfg.gamma)
+    game = is_game(cfg.env)
     return ReplayMemory(cfg.buffer_size, obs_shape, obs_dtype=obs_dtype, device=device, num_envs=cfg.num_envs,
-                        n_step=cfg.n_step, gamma=cfg.gamma)
+                        n_step=cfg.n_step, gamma=-cfg.gamma if game else cfg.gamma,
+                        legal_actions=n_actions if game else 0)
 
 
 def checkpoint_path(run_dir: Path) -> Path:
@@ -96,7 +103,9 @@ def train(cfg: Config, resume: str | Path | None = None) -> Agent:
 
     envs = make_vec_env(cfg)
     agent = Agent(envs.obs_shape, envs.n_actions, cfg)
-    memory = make_replay(cfg, envs.obs_shape, envs.obs_dtype, agent.device)
+    memory = make_replay(cfg, envs.obs_shape, envs.obs_dtype, agent.device, envs.n_actions)
+    game = is_game(cfg.env)
+    pool = selfplay.OpponentPool(cfg.opponent_pool, cfg.num_envs) if game and cfg.opponent_pool else None
     eps_at: Callable[[int], float] = EpsilonSchedule.from_config(cfg)
     if cfg.noisy:  # uniform actions until learning starts (one fixed noise draw would fill the replay with
         # one action), then the noise explores: no epsilon
@@ -109,7 +118,7 @@ def train(cfg: Config, resume: str | Path | None = None) -> Agent:
         obs = envs.reset()
     else:
         run_dir = Path(resume)
-        obs = _restore(checkpoint_path(run_dir), cfg, agent, memory, envs, rng, state, per)
+        obs = _restore(checkpoint_path(run_dir), cfg, agent, memory, envs, rng, state, per, pool)
     write_config(run_dir, cfg)
     log = RunLog(run_dir, resume_step=state.step if resume is not None else None)
     bar = Progress(cfg.total_steps, state.step, enabled=cfg.progress, title=cfg.run_name)
@@ -119,6 +128,7 @@ def train(cfg: Config, resume: str | Path | None = None) -> Agent:
                      "agent": agent.state_dict(), "memory": memory.state_dict(), "envs": envs.state_dict(),
                      "rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
                      "per": per.state_dict() if per is not None else None,
+                     "pool": pool.state_dict() if pool is not None else None,
                      "loop": vars(state).copy()}, checkpoint_path(run_dir))
 
     interrupted = _DeferredInterrupt()
@@ -127,17 +137,24 @@ def train(cfg: Config, resume: str | Path | None = None) -> Agent:
             while state.step < cfg.total_steps and state.solved_at is None and not interrupted.requested:
                 prev = state.step
                 eps = eps_at(prev)
-                actions = epsilon_greedy(agent.act, obs, eps, envs.n_actions, rng)  # (N,)
+                if game:  # legal moves only; the learner, or a past snapshot, moves
+                    actions = selfplay.act(agent, envs, obs, eps, rng, pool)  # (N,)
+                else:
+                    actions = epsilon_greedy(agent.act, obs, eps, envs.n_actions, rng)  # (N,)
                 out = envs.step(actions)
                 # s' is the true final observation where an episode ended (terminated or truncated);
                 # only `terminated` stops the bootstrap. Clipped rewards train; raw rewards are logged.
                 rewards = np.sign(out.rewards) if cfg.clip_rewards else out.rewards
-                slots = memory.add(obs, actions, rewards, out.final_obs, out.terminated, out.ended)
+                slots = memory.add(obs, actions, rewards, out.final_obs, out.terminated, out.ended, out.next_legal)
                 if per is not None:
                     per.add(slots)  # new transitions get the highest priority so far
                 obs = out.obs
                 state.step += envs.num_envs
-                _track_episodes(state, out.rewards, out.ended, eps, log)
+                # Games log each game's return for the first player (the mover's reward, signed by seat).
+                logged = np.where(envs.movers == 0, out.rewards, -out.rewards) if game else out.rewards
+                _track_episodes(state, logged, out.ended, eps, log)
+                if pool is not None:
+                    pool.new_games(out.ended, rng)
 
                 if state.step >= cfg.learning_starts and len(memory) >= cfg.batch_size:
                     for _ in range(cfg.gradient_steps * crossings(prev, state.step, cfg.train_freq)):
@@ -150,6 +167,8 @@ def train(cfg: Config, resume: str | Path | None = None) -> Agent:
                         state.updates += 1
                 if cfg.target == "hard" and crossings(prev, state.step, cfg.target_update_interval):
                     agent.sync_target()
+                    if pool is not None:
+                        pool.add(agent.online)
                 if crossings(prev, state.step, cfg.eval_interval):
                     _evaluate(agent, cfg, state, log, bar)
                 if crossings(prev, state.step, cfg.checkpoint_interval):
@@ -221,7 +240,10 @@ def _evaluate(agent: Agent, cfg: Config, state: LoopState, log: RunLog, bar: Pro
     # Each evaluation gets fresh reset seeds, distinct from training's, so it is an honest sample.
     state.evals += 1
     seed = int(np.random.SeedSequence([cfg.seed, 0xE7A1, state.evals]).generate_state(1)[0])
-    result = evaluate(agent, cfg.env, episodes=cfg.eval_episodes, eps=cfg.eval_eps, seed=seed)
+    if is_game(cfg.env):  # games against cfg.eval_opponent, eval_episodes per seat; score +1/0/−1 per game
+        result = selfplay.evaluate_game(agent, cfg, cfg.eval_episodes, seed)
+    else:
+        result = evaluate(agent, cfg.env, episodes=cfg.eval_episodes, eps=cfg.eval_eps, seed=seed)
     log.evaluation(state.step, result)
     state.last_eval = result.mean
     if cfg.stop_at_return is not None and result.mean >= cfg.stop_at_return:
@@ -234,7 +256,8 @@ def _mean(xs: list[float]) -> float | None:
 
 
 def _restore(path: Path, cfg: Config, agent: Agent, memory: Replay, envs: VecEnv,
-             rng: np.random.Generator, state: LoopState, per: PrioritizedSampler | None) -> np.ndarray:
+             rng: np.random.Generator, state: LoopState, per: PrioritizedSampler | None,
+             pool: selfplay.OpponentPool | None) -> np.ndarray:
     """Load a checkpoint into the freshly built objects; return the observation to act on."""
     data = safe_load(path, CHECKPOINT_FORMAT)
     saved = data["config"]
@@ -250,6 +273,8 @@ def _restore(path: Path, cfg: Config, agent: Agent, memory: Replay, envs: VecEnv
         memory.load_state_dict(data["memory"])
         if per is not None:
             per.load_state_dict(data["per"])
+        if pool is not None:
+            pool.load_state_dict(data["pool"], agent.online)
         rng.bit_generator.state = data["rng"]
         torch.set_rng_state(data["torch_rng"])
         for k, v in data["loop"].items():

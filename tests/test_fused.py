@@ -25,20 +25,25 @@ def agents(**kw: object) -> tuple[Agent, Agent]:
     return made[0], made[1]
 
 
-def batches(n: int) -> list[deepq.replay.Batch]:
+def batches(n: int, game: bool = False) -> list[deepq.replay.Batch]:
+    """Random transitions; game=True: self-play's discount −γ and legal masks of s' (all False at terminals)."""
     rng = np.random.default_rng(0)
-    mem = ReplayMemory(256, (4,))
+    mem = ReplayMemory(256, (4,), gamma=-0.99 if game else 0.99, legal_actions=3 if game else 0)
     for _ in range(256):
+        terminal = (rng.random(1) < 0.1).astype(np.float32)
+        legal = (rng.random((1, 3)) < 0.5) & (terminal[:, None] == 0) if game else None
         mem.add(rng.normal(size=(1, 4)), rng.integers(3, size=1), rng.normal(size=1) * 3, rng.normal(size=(1, 4)),
-                (rng.random(1) < 0.1).astype(np.float32))
+                terminal, next_legal=legal)
     return [mem.sample(64, rng) for _ in range(n)]
 
 
-@pytest.mark.parametrize(("loss", "target", "double", "clip"), COMBOS)
-def test_fused_update_is_bit_identical_to_autograd(loss: str, target: str, double: bool, clip: float) -> None:
+@pytest.mark.parametrize(("loss", "target", "double", "clip", "game"),
+                         [(*c, False) for c in COMBOS] + [("huber", "hard", d, 0.0, True) for d in (False, True)])
+def test_fused_update_is_bit_identical_to_autograd(loss: str, target: str, double: bool, clip: float,
+                                                   game: bool) -> None:
     plain, fused = agents(loss=loss, target=target, double=double, max_grad_norm=clip)
     assert fused._fused is not None and plain._fused is None
-    for i, batch in enumerate(batches(30)):
+    for i, batch in enumerate(batches(30, game)):
         lp, lf = plain.update(batch), fused.update(batch)
         assert torch.equal(lp, lf), f"loss differs at update {i}"
         if target == "hard" and i % 10 == 9:

@@ -71,7 +71,8 @@ def test_sample_shapes_dtypes_and_only_filled_slots() -> None:
     mem.add(*transitions(1, 7, obs_dim=3))  # rewards 1..7 in slots 0..6; slots 7.. hold zeros
     batch = mem.sample(256, np.random.default_rng(0))
     assert isinstance(batch, Batch)
-    assert all(isinstance(x, torch.Tensor) for x in batch)
+    assert batch.next_legal is None  # legal-action masks are stored for two-player games only
+    assert all(isinstance(x, torch.Tensor) for x in batch[:-1])
     assert batch.obs.shape == (256, 3) and batch.next_obs.shape == (256, 3)
     assert batch.actions.shape == batch.rewards.shape == batch.terminated.shape == (256,)
     assert batch.obs.dtype == torch.float32 and batch.next_obs.dtype == torch.float32

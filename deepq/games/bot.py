@@ -1,0 +1,69 @@
+"""A trained agent as a `pyspiel.Bot`, so OpenSpiel's own tools (evaluate_bots, its MCTS bot,
+human play) work with it unchanged."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pyspiel
+
+from deepq.errors import ConfigError
+from deepq.games.adapters import OpenSpielGame
+
+if TYPE_CHECKING:
+    from deepq.agent import Agent
+
+
+class AgentBot(pyspiel.Bot):  # type: ignore[misc]
+    """Plays the agent's greedy legal move (temperature 0), or samples softmax(Q / temperature) over the
+    legal moves; the position is encoded exactly as in training (from the player to move)."""
+
+    def __init__(self, agent: Agent, game: OpenSpielGame, temperature: float = 0.0, seed: int = 0) -> None:
+        pyspiel.Bot.__init__(self)
+        if temperature < 0:
+            raise ConfigError(f"temperature={temperature} is not valid: use 0 (greedy) or a positive number")
+        self.agent, self.game = agent, game
+        self.temperature = temperature
+        self.rng = np.random.default_rng(seed)
+
+    def q_values(self, state: Any) -> np.ndarray:
+        """(A,) the agent's Q values for the player to move, −inf on illegal actions."""
+        player = state.current_player()
+        q = self.agent.q_values(self.game.encode(state, player)).astype(np.float64)  # (A,)
+        return np.where(self.game.legal(state), q, -np.inf)
+
+    def step(self, state: Any) -> int:
+        q = self.q_values(state)
+        if self.temperature == 0:
+            return int(np.argmax(q))
+        z = (q - q.max()) / self.temperature  # (A,) −inf stays −inf: probability 0
+        p = np.exp(z)
+        return int(self.rng.choice(len(p), p=p / p.sum()))
+
+    def restart_at(self, state: Any) -> None:
+        pass
+
+    def inform_action(self, state: Any, player_id: int, action: int) -> None:
+        pass
+
+    def provides_policy(self) -> bool:
+        return False
+
+
+def game_of(agent: Agent) -> OpenSpielGame:
+    """The OpenSpiel game an agent was trained on."""
+    env = agent.cfg.env
+    if not (isinstance(env, str) and env.startswith("openspiel:")):
+        raise ConfigError(f"this agent was trained on {env!r}, not an OpenSpiel game ('openspiel:<game>'); "
+                          "only OpenSpiel agents can play as a pyspiel.Bot")
+    return OpenSpielGame(env.partition(":")[2])
+
+
+def as_bot(agent: Agent, temperature: float = 0.0, seed: int = 0) -> AgentBot:
+    """The agent as a pyspiel.Bot: `bot.step(state)` returns its move for the player to move.
+
+    temperature 0 plays the greedy legal move; > 0 samples softmax(Q / temperature) over legal moves
+    (varied games, e.g. agent against agent, whose greedy games would all be the same).
+    """
+    return AgentBot(agent, game_of(agent), temperature, seed)

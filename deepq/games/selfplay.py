@@ -1,0 +1,155 @@
+"""Self-play pieces the training loop calls for two-player games: masked acting, the pool of past
+opponents, and evaluation games.
+
+Who plays. By default the learner plays both seats: every ply is chosen ε-greedily among the legal
+moves by the current network. With `opponent_pool = K`, the last K snapshots of the network (taken
+at target syncs) are kept, and each new game gives one seat, drawn at random, to one snapshot, drawn
+at random; it plays ε-greedily too. Every ply is stored, whoever played it: Q-learning is
+off-policy, and each ply is a transition from its mover's point of view.
+
+Who is the opponent in the target. Always the target network, an older snapshot of our own
+network, refreshed every `target_update_interval` env steps (plies): y = r − γ max Q_opponent(s', ·).
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from deepq.explore import masked_epsilon_greedy
+from deepq.games.vec import GameVecEnv
+
+if TYPE_CHECKING:
+    from deepq.agent import Agent
+    from deepq.config import Config
+    from deepq.evaluate import EvalResult
+
+
+class OpponentPool:
+    """Up to `size` frozen snapshots of the online network, and which one plays which seat of each game."""
+
+    def __init__(self, size: int, num_envs: int) -> None:
+        self.size = size
+        self.nets: list[nn.Module] = []
+        self.pick = np.full(num_envs, -1, dtype=np.int64)  # (N,) snapshot index playing in each game; -1 none
+        self.seat = np.zeros(num_envs, dtype=np.int64)  # (N,) the seat it plays
+
+    def add(self, online: nn.Module) -> None:
+        """Snapshot the online network (the oldest snapshot goes once there are `size`)."""
+        self.nets = [*self.nets, copy.deepcopy(online).requires_grad_(False).eval()][-self.size:]
+        self.pick = np.minimum(self.pick, len(self.nets) - 1)  # a game's dropped snapshot -> the oldest kept
+
+    def new_games(self, ended: np.ndarray, rng: np.random.Generator) -> None:
+        """Assign a snapshot and a seat to each game that just restarted (all draws happen, even unused)."""
+        picks = rng.integers(0, max(len(self.nets), 1), size=len(ended))
+        seats = rng.integers(0, 2, size=len(ended))
+        self.pick = np.where(ended, picks if self.nets else -1, self.pick)
+        self.seat = np.where(ended, seats, self.seat)
+
+    def act(self, actions: np.ndarray, obs: np.ndarray, legal: np.ndarray, to_move: np.ndarray, eps: float,
+            rng: np.random.Generator) -> np.ndarray:
+        """Replace the learner's actions where a snapshot is to move; one forward pass per snapshot."""
+        theirs = (self.pick >= 0) & (to_move == self.seat)  # (N,)
+        out = actions.copy()
+        for k in np.unique(self.pick[theirs]):
+            rows = np.flatnonzero(theirs & (self.pick == k))
+            out[rows] = masked_epsilon_greedy(_greedy(self.nets[int(k)]), obs[rows], legal[rows], eps, rng)
+        return out
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"nets": [n.state_dict() for n in self.nets], "pick": torch.from_numpy(self.pick.copy()),
+                "seat": torch.from_numpy(self.seat.copy())}
+
+    def load_state_dict(self, state: dict[str, Any], online: nn.Module) -> None:
+        self.nets = []
+        for weights in state["nets"]:
+            self.add(online)
+            self.nets[-1].load_state_dict(weights)
+        self.pick, self.seat = state["pick"].numpy().copy(), state["seat"].numpy().copy()
+
+
+def _greedy(net: nn.Module) -> Any:
+    """net's greedy legal move for each row: (obs (n, *obs_shape), legal (n, A)) -> (n,)."""
+    device = next(net.parameters()).device
+
+    def greedy(obs: np.ndarray, legal: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            q = net(torch.as_tensor(obs, device=device)).float().cpu().numpy()  # (n, A)
+        return np.where(legal, q, -np.inf).argmax(axis=1)
+    return greedy
+
+
+def act(agent: Agent, envs: GameVecEnv, obs: np.ndarray, eps: float, rng: np.random.Generator,
+        pool: OpponentPool | None) -> np.ndarray:
+    """(N,) moves for the players to move: ε-greedy among legal moves (the learner, or a pool snapshot)."""
+    actions = masked_epsilon_greedy(agent.act, obs, envs.legal, eps, rng)
+    if pool is not None:
+        actions = pool.act(actions, obs, envs.legal, envs.to_move, eps, rng)
+    return actions
+
+
+def evaluate_game(agent: Agent, cfg: Config, games_per_seat: int, seed: int,
+                  opponent: str | None = None) -> EvalResult:
+    """Greedy games against `opponent` (default cfg.eval_opponent) from both seats; returns are the
+    agent's results, +1 win, 0 draw, −1 loss, and the protocol line gives the per-seat record."""
+    from deepq.evaluate import EvalResult
+
+    opponent = opponent or cfg.eval_opponent
+    was_training = agent.online.training
+    agent.online.eval()  # noisy nets play on their mean weights
+    try:
+        if isinstance(cfg.env, str) and cfg.env.startswith("openspiel:"):
+            from deepq.games.arena import arena
+            from deepq.games.bot import as_bot
+
+            game = as_bot(agent).game.game
+            result = arena(game, lambda player: as_bot(agent), opponent_factory(game, opponent, seed),
+                           games_per_seat, seed=seed, name=opponent)
+            returns = [1.0] * result.wins + [0.0] * result.draws + [-1.0] * result.losses
+            return EvalResult(returns, protocol=f"greedy agent {result}")
+        return _pettingzoo_vs_random(agent, cfg, games_per_seat, seed)
+    finally:
+        agent.online.train(was_training)
+
+
+def opponent_factory(game: Any, name: str, seed: int) -> Any:
+    """'random', 'perfect' or 'mcts:N' -> a factory (player id) -> pyspiel.Bot."""
+    from deepq.games import arena
+
+    if name == "random":
+        return arena.random_opponent(game, seed)
+    if name == "perfect":
+        return arena.perfect_opponent(game, seed)
+    return arena.mcts_opponent(game, int(name.partition(":")[2]), seed)
+
+
+def _pettingzoo_vs_random(agent: Agent, cfg: Config, games_per_seat: int, seed: int) -> EvalResult:
+    from deepq.evaluate import EvalResult
+    from deepq.explore import random_legal
+    from deepq.games.adapters import PettingZooGame, make_game
+
+    assert isinstance(cfg.env, str)
+    game = make_game(cfg.env)
+    assert isinstance(game, PettingZooGame)
+    rng = np.random.default_rng(seed)
+    returns, record = [], [[0, 0, 0], [0, 0, 0]]  # per seat: wins, draws, losses
+    for i in range(2 * games_per_seat):
+        seat = i % 2
+        game.reset(int(rng.integers(2**31)))
+        while not game.is_terminal:
+            legal = game.legal_mask()
+            if game.to_move == seat:
+                a = agent.act(game.observation(), legal)
+            else:
+                a = int(random_legal(legal[None], rng)[0])
+            game.step(a)
+        r = float(np.sign(game.returns()[seat]))
+        returns.append(r)
+        record[seat][0 if r > 0 else 1 if r == 0 else 2] += 1
+    seats = ", ".join(f"as {'first' if s == 0 else 'second'} player {w}W {d}D {lo}L"
+                      for s, (w, d, lo) in enumerate(record))
+    return EvalResult(returns, protocol=f"greedy agent vs random: {seats}")
