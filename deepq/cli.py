@@ -118,6 +118,11 @@ def config_from_args(args: argparse.Namespace) -> tuple[Config, Path | None]:
     name = args.preset_or_env
     if name.lower() in PRESETS:
         return preset(name, **overrides), None
+    from deepq.games.adapters import is_game, make_game
+
+    if is_game(name):  # 'openspiel:<game>' or 'pettingzoo:<game>': an unknown or unsupported game fails here
+        make_game(name)
+        return Config(env=name, name=name.partition(":")[2].split("(")[0]).replace(**overrides), None
     import difflib
 
     import gymnasium as gym
