@@ -207,9 +207,9 @@ class Config:
         if self.stop_at_return is not None and self.eval_interval == 0:
             raise ConfigError("stop_at_return needs periodic evaluation: set eval_interval > 0")
         _check("opponent_pool", self.opponent_pool, "an integer >= 0", lambda v: _is_int(v) and v >= 0)
-        _check("eval_opponent", self.eval_opponent, "'random', 'perfect' or 'mcts:N' (N simulations, N >= 1)",
+        _check("eval_opponent", self.eval_opponent, "'random', 'perfect' or 'mcts:N' (N simulations, N >= 2)",
                lambda v: v in ("random", "perfect") or (isinstance(v, str) and v.startswith("mcts:")
-                                                        and v[5:].isdigit() and int(v[5:]) > 0))
+                                                        and v[5:].isdigit() and int(v[5:]) >= 2))
         if is_game(self.env):
             for name, ok, why in (("frame_stack", self.frame_stack == 1, "1: a game position is its own history"),
                                   ("backend", self.backend == "gymnasium", "'gymnasium' (EnvPool is Atari only)"),

@@ -108,7 +108,7 @@ def evaluate_game(agent: Agent, cfg: Config, games_per_seat: int, seed: int,
 
             game = as_bot(agent).game.game
             result = arena(game, lambda player: as_bot(agent), opponent_factory(game, opponent, seed),
-                           games_per_seat, seed=seed, name=opponent)
+                           games_per_seat, seed=seed)
             returns = [1.0] * result.wins + [0.0] * result.draws + [-1.0] * result.losses
             return EvalResult(returns, protocol=f"greedy agent {result}")
         return _pettingzoo_vs_random(agent, cfg, games_per_seat, seed)
