@@ -50,7 +50,7 @@ class Agent:
         self.online = build_network(self.obs_shape, n_actions, cfg).to(self.device)
         # target="none": the online net computes its own target (the instability the target net prevents).
         self.target: nn.Module | None = None
-        if cfg.target != "none":
+        if cfg.target not in ("none", "mcts"):  # MCTS targets come from search, not from a copy of the net
             self.target = copy.deepcopy(self.online).requires_grad_(False)
         self.optimizer = make_optimizer(self.online, cfg)
         self._params: list[torch.Tensor] = list(self.online.parameters())
@@ -139,6 +139,25 @@ class Agent:
         self.optimizer.step()
         if cfg.target == "polyak":
             torch._foreach_lerp_(self._target_params, self._params, cfg.tau)  # θ⁻ ← θ⁻ + τ(θ − θ⁻)
+        return loss.detach()
+
+    def fit_targets(self, obs: torch.Tensor, targets: torch.Tensor, searched: torch.Tensor) -> torch.Tensor:
+        """target='mcts': one gradient step on the mean over searched (s, a) of (Q(s, a) − Q_mcts(s, a))².
+
+        obs (B, *obs_shape); targets (B, A) the search's mean values; searched (B, A) bool, the actions the
+        search tried: the others get no target and no gradient.
+        """
+        obs, targets, searched = (x.to(self.device) for x in (obs, targets, searched))
+        q = self.online(obs)  # (B, A)
+        mask = searched.to(q.dtype)  # (B, A)
+        loss = ((q - targets) ** 2 * mask).sum() / mask.sum().clamp(min=1.0)
+        if not torch.isfinite(loss):
+            raise NonFiniteLossError(f"MCTS regression loss is {loss.item()}")
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.cfg.max_grad_norm > 0:
+            nn.utils.clip_grad_norm_(self._params, self.cfg.max_grad_norm)
+        self.optimizer.step()
         return loss.detach()
 
     def _c51_loss(self, batch: Batch, target_net: nn.Module) -> torch.Tensor:

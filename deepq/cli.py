@@ -95,6 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("--seat", type=int, choices=(1, 2), help="1: you move first, 2: the agent does (default: ask)")
     pl.add_argument("--temperature", type=float, default=0.0,
                     help="0: the agent plays its greedy move; > 0: it samples softmax(Q / temperature)")
+    pl.add_argument("--mcts", type=int, default=0, metavar="N",
+                    help="the agent searches N simulations per move (Q-guided MCTS) instead of playing its Q directly")
 
     sub.add_parser("presets", help="list presets with their key settings")
     return parser
@@ -172,7 +174,7 @@ def _cmd_play(args: argparse.Namespace) -> int:
 
     agent = load(Path(args.path))
     game = game_of(agent)
-    play_session(game.game, lambda player: as_bot(agent, temperature=args.temperature),
+    play_session(game.game, lambda player: as_bot(agent, temperature=args.temperature, mcts_simulations=args.mcts),
                  None if args.seat is None else args.seat - 1)
     return 0
 

@@ -117,11 +117,24 @@ class Config:
 
     # target network
     target: str = "hard"
-    """How the TD target is computed: 'hard' (copy every C steps), 'polyak' (tau), or 'none'."""
+    """How the TD target is computed: 'hard' (copy every C steps), 'polyak' (tau), 'none', or 'mcts' (no TD:
+    Q regressed toward tree-search estimates after each round of episodes, see deepq/mcts_train.py)."""
     target_update_interval: int = 500
     """C: env steps between hard target syncs."""
     tau: float = 0.005
     """Polyak coefficient applied after each gradient step, in (0, 1]."""
+
+    # MCTS (target='mcts' trains on search values; games can also search at play time)
+    mcts_simulations: int = 50
+    """Simulations per search (one search per state visited in training)."""
+    mcts_c_puct: float = 1.25
+    """PUCT's exploration weight (priors are softmax of the legal actions' Q)."""
+    mcts_leaf: str = "network"
+    """Leaf value: 'network' (max legal Q at the leaf) or 'rollout' (a uniformly random playout)."""
+    mcts_batch: int = 16
+    """Leaves evaluated together in one forward pass (1: unbatched)."""
+    mcts_episodes: int = 8
+    """target='mcts': episodes played (searching at every state) before each round of gradient steps."""
 
     # exploration
     eps_schedule: str = "linear"
@@ -182,7 +195,14 @@ class Config:
         for name in ("eps_start", "eps_end", "eval_eps"):
             _check(name, getattr(self, name), "a number in [0, 1]", lambda v: _is_num(v) and 0 <= v <= 1)
         _choice("loss", self.loss, ("mse", "huber"))
-        _choice("target", self.target, ("hard", "polyak", "none"))
+        _choice("target", self.target, ("hard", "polyak", "none", "mcts"))
+        _choice("mcts_leaf", self.mcts_leaf, ("network", "rollout"))
+        for name in ("mcts_simulations", "mcts_batch", "mcts_episodes"):
+            _check(name, getattr(self, name), "a positive integer", lambda v: _is_int(v) and v > 0)
+        _check("mcts_c_puct", self.mcts_c_puct, "a number >= 0", lambda v: _is_num(v) and v >= 0)
+        if self.target == "mcts" and (self.atoms > 1 or self.noisy or self.prioritized or self.n_step > 1):
+            raise ConfigError("target='mcts' regresses Q toward search values: it does not combine with atoms, "
+                              "noisy, prioritized or n_step (TD-target features); turn those off")
         _choice("eps_schedule", self.eps_schedule, ("linear", "exponential"))
         _choice("arch", self.arch, ("auto", "mlp", "nature_cnn", "small_cnn"))
         _choice("backend", self.backend, ("gymnasium", "envpool"))

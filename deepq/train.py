@@ -96,6 +96,10 @@ def train(cfg: Config, resume: str | Path | None = None) -> Agent:
     identical to a run that never stopped.
     """
     cfg.validate()
+    if cfg.target == "mcts":  # Q regressed toward tree-search values after each round of episodes
+        from deepq.mcts_train import train_mcts
+
+        return train_mcts(cfg, resume)
     torch.manual_seed(cfg.seed)
     torch.set_num_threads(cfg.threads)
     torch.set_flush_denormal(cfg.flush_denormal)  # 16 denormals in RMSProp state: MinAtar updates 2.3x slower

@@ -67,6 +67,7 @@ class OpenSpielGame:
             self.obs_shape = (int(np.prod(tensor)) + 1,)
         self._tensor_shape = tensor
         self._rng = np.random.default_rng(0)
+        self._chance = t.chance_mode != pyspiel.GameType.ChanceMode.DETERMINISTIC
         self.state = self.game.new_initial_state()
         self.to_move = 0  # the player to move; after the game ends, the one who would have moved next
 
@@ -125,10 +126,18 @@ class OpenSpielGame:
     def returns(self) -> list[float]:
         return [float(r) for r in self.state.returns()]
 
+    def at(self, state: Any) -> OpenSpielGame:
+        """An adapter positioned at a copy of the pyspiel `state` (of this game), e.g. to search from it."""
+        other = self.clone()
+        other.state = state.clone()
+        other.to_move = state.current_player() if not state.is_terminal() else 0
+        return other
+
     def clone(self) -> OpenSpielGame:
         other = copy.copy(self)
         other.state = self.state.clone()
-        other._rng = copy.deepcopy(self._rng)
+        if self._chance:  # a deterministic game never draws from it: sharing is safe and saves half a search
+            other._rng = copy.deepcopy(self._rng)
         return other
 
 

@@ -10,6 +10,7 @@ import pyspiel
 
 from deepq.errors import ConfigError
 from deepq.games.adapters import OpenSpielGame
+from deepq.mcts import MCTS
 
 if TYPE_CHECKING:
     from deepq.agent import Agent
@@ -17,15 +18,18 @@ if TYPE_CHECKING:
 
 class AgentBot(pyspiel.Bot):  # type: ignore[misc]
     """Plays the agent's greedy legal move (temperature 0), or samples softmax(Q / temperature) over the
-    legal moves; the position is encoded exactly as in training (from the player to move)."""
+    legal moves; the position is encoded exactly as in training (from the player to move).
+    With `search` (a Q-guided MCTS), plays the search's most visited move instead."""
 
-    def __init__(self, agent: Agent, game: OpenSpielGame, temperature: float = 0.0, seed: int = 0) -> None:
+    def __init__(self, agent: Agent, game: OpenSpielGame, temperature: float = 0.0, seed: int = 0,
+                 search: MCTS | None = None) -> None:
         pyspiel.Bot.__init__(self)
         if temperature < 0:
             raise ConfigError(f"temperature={temperature} is not valid: use 0 (greedy) or a positive number")
         self.agent, self.game = agent, game
         self.temperature = temperature
         self.rng = np.random.default_rng(seed)
+        self.search = search
 
     def q_values(self, state: Any) -> np.ndarray:
         """(A,) the agent's Q values for the player to move, −inf on illegal actions."""
@@ -34,6 +38,8 @@ class AgentBot(pyspiel.Bot):  # type: ignore[misc]
         return np.where(self.game.legal(state), q, -np.inf)
 
     def step(self, state: Any) -> int:
+        if self.search is not None:
+            return self.search.search(self.game.at(state)).action(self.temperature)
         q = self.q_values(state)
         if self.temperature == 0:
             return int(np.argmax(q))
@@ -60,10 +66,19 @@ def game_of(agent: Agent) -> OpenSpielGame:
     return OpenSpielGame(env.partition(":")[2])
 
 
-def as_bot(agent: Agent, temperature: float = 0.0, seed: int = 0) -> AgentBot:
+def as_bot(agent: Agent, temperature: float = 0.0, seed: int = 0, mcts_simulations: int = 0) -> AgentBot:
     """The agent as a pyspiel.Bot: `bot.step(state)` returns its move for the player to move.
 
     temperature 0 plays the greedy legal move; > 0 samples softmax(Q / temperature) over legal moves
     (varied games, e.g. agent against agent, whose greedy games would all be the same).
+    mcts_simulations > 0: search-augmented play, a Q-guided MCTS with that many simulations per move
+    (the agent's mcts_* settings), playing the most visited move (temperature > 0: sampled ∝ visits^(1/T)).
     """
-    return AgentBot(agent, game_of(agent), temperature, seed)
+    search = None
+    if mcts_simulations > 0:
+        from deepq.mcts_train import search_config
+
+        cfg = search_config(agent.cfg, seed)
+        cfg.simulations = mcts_simulations
+        search = MCTS(agent.q_values, cfg, two_player=True)
+    return AgentBot(agent, game_of(agent), temperature, seed, search)
