@@ -4,6 +4,7 @@ seeds (or load trained runs) and play the arena, every opponent from both seats.
     python benchmarks/games.py tictactoe --seeds 0 1 2      # train each seed, then measure
     python benchmarks/games.py connect4 --seeds 0 --total_steps 600000
     python benchmarks/games.py connect4 --runs runs/connect4-0-...   # measure trained agents only
+    python benchmarks/games.py connect4 --runs RUN --search 200      # the agent searches 200 simulations a move
 
 Tic-tac-toe: greedy games against the perfect player (minimax, choosing at random among its optimal
 moves, so games vary) and against uniform random, and the share of all 4,520 reachable non-terminal
@@ -18,22 +19,28 @@ import time
 from pathlib import Path
 
 import deepq
+import deepq.games.bot
 from deepq.games.arena import arena, mcts_opponent, perfect_opponent, random_opponent
 from deepq.games.bot import as_bot
 from deepq.games.solve import optimal_move_rate, shared_solver
 
 
-def measure(agent: deepq.Agent, name: str, seed: int, games: int, mcts: int) -> list[str]:
+def measure(agent: deepq.Agent, name: str, seed: int, games: int, mcts: int, search: int = 0) -> list[str]:
+    """Arena lines for one agent; search > 0: the agent plays with a Q-guided MCTS of that many simulations."""
     game = as_bot(agent).game.game
-    lines = [str(arena(game, lambda p: as_bot(agent), random_opponent(game, seed), games, seed=seed))]
+
+    def bot(player: int) -> deepq.games.bot.AgentBot:
+        return as_bot(agent, mcts_simulations=search)
+
+    lines = [str(arena(game, bot, random_opponent(game, seed), games, seed=seed))]
     if name == "tictactoe":
-        lines.append(str(arena(game, lambda p: as_bot(agent), perfect_opponent(game, seed), games // 2, seed=seed)))
-        rate, n = optimal_move_rate(shared_solver(game.get_type().short_name), as_bot(agent).step)
-        lines.append(f"greedy move optimal in {rate:.2%} of {n:,} reachable positions")
+        lines.append(str(arena(game, bot, perfect_opponent(game, seed), games // 2, seed=seed)))
+        rate, n = optimal_move_rate(shared_solver(game.get_type().short_name), bot(0).step)
+        lines.append(f"{'searched' if search else 'greedy'} move optimal in {rate:.2%} of {n:,} reachable positions")
     else:
         t = time.perf_counter()
-        lines.append(str(arena(game, lambda p: as_bot(agent), mcts_opponent(game, mcts, seed), games // 4,
-                               seed=seed)) + f" ({time.perf_counter() - t:.0f} s)")
+        lines.append(str(arena(game, bot, mcts_opponent(game, mcts, seed), games // 4, seed=seed))
+                     + f" ({time.perf_counter() - t:.0f} s)")
     return lines
 
 
@@ -45,11 +52,14 @@ def main() -> None:
     parser.add_argument("--total_steps", type=int, help="override the preset's training length (plies)")
     parser.add_argument("--games", type=int, default=200, help="games per seat against random (others fewer)")
     parser.add_argument("--mcts", type=int, default=1000, help="MCTS simulations per move (connect4)")
+    parser.add_argument("--search", type=int, default=0,
+                        help="the agent plays with a Q-guided search of this many simulations (default: greedy)")
     args = parser.parse_args()
     if args.runs:
         for run in args.runs:
             agent = deepq.load(run)
-            print(f"{run}:", *measure(agent, args.preset, agent.cfg.seed, args.games, args.mcts), sep="\n  ")
+            print(f"{run}:", *measure(agent, args.preset, agent.cfg.seed, args.games, args.mcts, args.search),
+                  sep="\n  ", flush=True)
         return
     for seed in args.seeds:
         overrides = {"total_steps": args.total_steps} if args.total_steps else {}
@@ -59,7 +69,7 @@ def main() -> None:
         minutes = (time.perf_counter() - t) / 60
         run = Path(agent.run_dir)  # type: ignore[attr-defined]
         print(f"{args.preset} seed {seed}: {cfg.total_steps:,} plies, {minutes:.1f} min on CPU ({run})",
-              *measure(agent, args.preset, seed, args.games, args.mcts), sep="\n  ", flush=True)
+              *measure(agent, args.preset, seed, args.games, args.mcts, args.search), sep="\n  ", flush=True)
 
 
 if __name__ == "__main__":

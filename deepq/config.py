@@ -163,6 +163,8 @@ class Config:
     """Episodes per evaluation."""
     stop_at_return: float | None = None
     """Stop training once an evaluation's mean return reaches this (the task is solved)."""
+    max_minutes: float = 0.0
+    """Stop training after this much wall-clock time (0: no limit), e.g. to compare methods at equal compute."""
     checkpoint_interval: int = 10_000
     """Env steps between checkpoints written for --resume; 0 disables periodic checkpoints."""
     run_dir: str = ""
@@ -199,6 +201,7 @@ class Config:
         _choice("mcts_leaf", self.mcts_leaf, ("network", "rollout"))
         for name in ("mcts_simulations", "mcts_batch", "mcts_episodes"):
             _check(name, getattr(self, name), "a positive integer", lambda v: _is_int(v) and v > 0)
+        _check("max_minutes", self.max_minutes, "a number >= 0 (0: no limit)", lambda v: _is_num(v) and v >= 0)
         _check("mcts_c_puct", self.mcts_c_puct, "a number >= 0", lambda v: _is_num(v) and v >= 0)
         if self.target == "mcts" and (self.atoms > 1 or self.noisy or self.prioritized or self.n_step > 1):
             raise ConfigError("target='mcts' regresses Q toward search values: it does not combine with atoms, "

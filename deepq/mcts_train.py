@@ -86,7 +86,7 @@ def make_searchable(cfg: Config) -> Any:
 
 def train_mcts(cfg: Config, resume: str | Path | None = None) -> Agent:
     """The training loop for target='mcts' (see the module doc); called by deepq.train."""
-    from deepq.train import LoopState, _DeferredInterrupt, _evaluate, _mean, crossings
+    from deepq.train import LoopState, _DeferredInterrupt, _evaluate, _mean, crossings, time_limit
 
     cfg.validate()
     torch.manual_seed(cfg.seed)
@@ -122,10 +122,12 @@ def train_mcts(cfg: Config, resume: str | Path | None = None) -> Agent:
                      "search_rng": search.rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
                      "loop": vars(state).copy()}, run_dir / "checkpoint" / "checkpoint.pt")
 
+    out_of_time = time_limit(cfg)
     interrupted = _DeferredInterrupt()
     try:
         with interrupted:
-            while state.step < cfg.total_steps and state.solved_at is None and not interrupted.requested:
+            while state.step < cfg.total_steps and state.solved_at is None and not interrupted.requested \
+                    and not out_of_time():
                 prev = state.step
                 for _ in range(cfg.mcts_episodes):  # play and search; Q_mcts recorded at every state
                     _play_episode(env, agent, search, memory, eps_at(state.step), rng, state, log, bar, cfg)

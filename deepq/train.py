@@ -18,6 +18,7 @@ from __future__ import annotations
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -85,6 +86,14 @@ def make_replay(cfg: Config, obs_shape: tuple[int, ...], obs_dtype: Any, device:
                         legal_actions=n_actions if game else 0)
 
 
+def time_limit(cfg: Config) -> Callable[[], bool]:
+    """A check that says when cfg.max_minutes of wall-clock time have passed (never, when 0)."""
+    if cfg.max_minutes <= 0:
+        return lambda: False
+    end = time.monotonic() + 60 * cfg.max_minutes
+    return lambda: time.monotonic() >= end
+
+
 def checkpoint_path(run_dir: Path) -> Path:
     return run_dir / "checkpoint" / "checkpoint.pt"
 
@@ -135,10 +144,12 @@ def train(cfg: Config, resume: str | Path | None = None) -> Agent:
                      "pool": pool.state_dict() if pool is not None else None,
                      "loop": vars(state).copy()}, checkpoint_path(run_dir))
 
+    out_of_time = time_limit(cfg)
     interrupted = _DeferredInterrupt()
     try:
         with interrupted:
-            while state.step < cfg.total_steps and state.solved_at is None and not interrupted.requested:
+            while state.step < cfg.total_steps and state.solved_at is None and not interrupted.requested \
+                    and not out_of_time():
                 prev = state.step
                 eps = eps_at(prev)
                 if game:  # legal moves only; the learner, or a past snapshot, moves
