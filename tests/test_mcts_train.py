@@ -79,3 +79,13 @@ def test_search_augmented_bot_finds_a_one_move_win(tmp_path: Path) -> None:
     bot = as_bot(agent, mcts_simulations=200)
     assert bot.step(state) == 2
     assert str(state) == str(game.new_initial_state().child(0).child(3).child(1).child(4))  # unchanged
+
+
+@pytest.mark.parametrize("target", ["hard", "mcts"])
+def test_max_minutes_stops_both_loops(tmp_path: Path, target: str) -> None:
+    import time
+
+    t = time.monotonic()
+    agent = deepq.train(fast(tmp_path, target, target=target, total_steps=10**9, max_minutes=0.02, eval_interval=0,
+                             checkpoint_interval=0))
+    assert time.monotonic() - t < 30 and (Path(agent.run_dir) / "agent.pt").is_file()  # type: ignore[attr-defined]
