@@ -101,11 +101,13 @@ PRESETS["tictactoe"] = Config(
     batch_size=128, buffer_size=100_000, learning_starts=2_000, target_update_interval=1_000, eps_end=0.3,
     eps_decay_steps=30_000, eval_interval=20_000, eval_episodes=20, eval_opponent="perfect",
     **_GAMES)  # type: ignore[arg-type]
+# Connect Four: the MinAtar paper's small CNN (16 3x3 filters, then 128 units) beat a 256-256 MLP at
+# 600k plies (README: vs random 200/193 wins of 200 per seat against 195/184).
 PRESETS["connect4"] = Config(
-    env="openspiel:connect_four", name="connect4", total_steps=600_000, hidden_sizes=(256, 256), lr=5e-4,
+    env="openspiel:connect_four", name="connect4", total_steps=600_000, lr=5e-4,
     batch_size=128, buffer_size=200_000, learning_starts=5_000, target_update_interval=2_000, eps_end=0.1,
     eps_decay_steps=100_000, eval_interval=50_000, eval_episodes=20, eval_opponent="random",
-    **_GAMES)  # type: ignore[arg-type]
+    **{**_GAMES, "arch": "small_cnn"})  # type: ignore[arg-type]
 
 
 def preset(name: str, **overrides: Any) -> Config:
