@@ -31,7 +31,7 @@ PRESETS = {"tictactoe": "tictactoe", "connect4": "connect4", "cartpole": "cartpo
 def _train(args: tuple[str, dict[str, Any]]) -> tuple[str, int, float]:
     name, overrides = args
     t = time.perf_counter()
-    agent = deepq.train(deepq.preset(name, progress=False, **overrides))
+    agent = deepq.train(deepq.preset(name, progress=False).replace(**overrides))
     run = str(agent.run_dir)  # type: ignore[attr-defined]
     return run, _last_step(run), (time.perf_counter() - t) / 60
 

@@ -108,6 +108,11 @@ PRESETS["connect4"] = Config(
     batch_size=128, buffer_size=200_000, learning_starts=5_000, target_update_interval=2_000, eps_end=0.1,
     eps_decay_steps=100_000, eval_interval=50_000, eval_episodes=20, eval_opponent="random",
     **{**_GAMES, "arch": "small_cnn"})  # type: ignore[arg-type]
+# Connect Four with MCTS targets (deepq/mcts_train.py): the same network, Q regressed toward a 50-simulation
+# Q-guided search's values. On seed 0 a 12-minute run (174k plies) won 200 of 200 games from each seat
+# against random, where the target-network preset won 200 and 193 (README).
+PRESETS["connect4-mcts"] = PRESETS["connect4"].replace(name="connect4-mcts", target="mcts", mcts_simulations=50,
+                                                       total_steps=175_000, eval_interval=25_000)
 
 
 def preset(name: str, **overrides: Any) -> Config:
