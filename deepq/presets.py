@@ -136,6 +136,7 @@ def describe_presets() -> list[dict[str, Any]]:
         flags = [f for f in ("double", "dueling", "noisy", "prioritized") if getattr(c, f)]
         flags += [f"n_step={c.n_step}"] * (c.n_step > 1) + [f"atoms={c.atoms}"] * (c.atoms > 1)
         flags += [f"frame_stack={c.frame_stack}"] * (c.frame_stack > 1)
+        flags += [f"target={c.target}"] * (c.target != "hard")
         return ",".join(flags) or "-"
 
     return [{"preset": n, "env": c.env, "total_steps": c.total_steps, "network": network(c), "lr": c.lr,
