@@ -33,7 +33,7 @@ def measure(agent: deepq.Agent, name: str, seed: int, games: int, mcts: int, sea
         return as_bot(agent, mcts_simulations=search)
 
     lines = [str(arena(game, bot, random_opponent(game, seed), games, seed=seed))]
-    if name == "tictactoe":
+    if name == "tictactoe":  # connect4 and connect4-mcts: random and MCTS opponents
         lines.append(str(arena(game, bot, perfect_opponent(game, seed), games // 2, seed=seed)))
         rate, n = optimal_move_rate(shared_solver(game.get_type().short_name), bot(0).step)
         lines.append(f"{'searched' if search else 'greedy'} move optimal in {rate:.2%} of {n:,} reachable positions")
@@ -46,7 +46,7 @@ def measure(agent: deepq.Agent, name: str, seed: int, games: int, mcts: int, sea
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("preset", choices=("tictactoe", "connect4"))
+    parser.add_argument("preset", choices=("tictactoe", "connect4", "connect4-mcts"))
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--runs", nargs="+", help="measure these trained runs instead of training")
     parser.add_argument("--total_steps", type=int, help="override the preset's training length (plies)")
