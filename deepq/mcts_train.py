@@ -15,7 +15,6 @@ Checkpoints are written between rounds, when no episode is in progress, so resum
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -86,7 +85,16 @@ def make_searchable(cfg: Config) -> Any:
 
 def train_mcts(cfg: Config, resume: str | Path | None = None) -> Agent:
     """The training loop for target='mcts' (see the module doc); called by deepq.train."""
-    from deepq.train import LoopState, _DeferredInterrupt, _evaluate, _mean, crossings, time_limit
+    from deepq.train import (
+        LoopState,
+        _DeferredInterrupt,
+        _evaluate,
+        _mean,
+        checkpoint_and_stop,
+        crossings,
+        running,
+        time_limit,
+    )
 
     cfg.validate()
     torch.manual_seed(cfg.seed)
@@ -126,8 +134,7 @@ def train_mcts(cfg: Config, resume: str | Path | None = None) -> Agent:
     interrupted = _DeferredInterrupt()
     try:
         with interrupted:
-            while state.step < cfg.total_steps and state.solved_at is None and not interrupted.requested \
-                    and not out_of_time():
+            while running(state, cfg, interrupted, out_of_time):
                 prev = state.step
                 for _ in range(cfg.mcts_episodes):  # play and search; Q_mcts recorded at every state
                     _play_episode(env, agent, search, memory, eps_at(state.step), rng, state, log, bar, cfg)
@@ -144,10 +151,7 @@ def train_mcts(cfg: Config, resume: str | Path | None = None) -> Agent:
                     save_checkpoint()
                     log.flush()
         if interrupted.requested:
-            save_checkpoint()
-            print(f"interrupted at step {state.step:,}: checkpoint saved; continue with "
-                  f"`deepq train --resume {run_dir}`", file=sys.stderr, flush=True)
-            raise KeyboardInterrupt
+            checkpoint_and_stop(state.step, run_dir, save_checkpoint)
     finally:
         bar.update(state.step, eps_at(state.step), _mean(state.recent), state.last_eval)
         bar.close()

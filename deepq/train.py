@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 import torch
@@ -94,6 +94,20 @@ def time_limit(cfg: Config) -> Callable[[], bool]:
     return lambda: time.monotonic() >= end
 
 
+def running(state: LoopState, cfg: Config, interrupted: _DeferredInterrupt, out_of_time: Callable[[], bool]) -> bool:
+    """A training loop goes on until total_steps, a solving evaluation, Ctrl-C or max_minutes."""
+    return (state.step < cfg.total_steps and state.solved_at is None and not interrupted.requested
+            and not out_of_time())
+
+
+def checkpoint_and_stop(step: int, run_dir: Path, save_checkpoint: Callable[[], None]) -> NoReturn:
+    """After a Ctrl-C (between steps): save a consistent checkpoint, say how to continue, stop."""
+    save_checkpoint()
+    print(f"interrupted at step {step:,}: checkpoint saved; continue with `deepq train --resume {run_dir}`",
+          file=sys.stderr, flush=True)
+    raise KeyboardInterrupt
+
+
 def checkpoint_path(run_dir: Path) -> Path:
     return run_dir / "checkpoint" / "checkpoint.pt"
 
@@ -148,8 +162,7 @@ def train(cfg: Config, resume: str | Path | None = None) -> Agent:
     interrupted = _DeferredInterrupt()
     try:
         with interrupted:
-            while state.step < cfg.total_steps and state.solved_at is None and not interrupted.requested \
-                    and not out_of_time():
+            while running(state, cfg, interrupted, out_of_time):
                 prev = state.step
                 eps = eps_at(prev)
                 if game:  # legal moves only; the learner, or a past snapshot, moves
@@ -194,10 +207,7 @@ def train(cfg: Config, resume: str | Path | None = None) -> Agent:
                     bar.update(state.step, eps, _mean(state.recent), state.last_eval)
         bar.update(state.step, eps_at(state.step), _mean(state.recent), state.last_eval)
         if interrupted.requested:
-            save_checkpoint()
-            print(f"interrupted at step {state.step:,}: checkpoint saved; continue with "
-                  f"`deepq train --resume {run_dir}`", file=sys.stderr, flush=True)
-            raise KeyboardInterrupt
+            checkpoint_and_stop(state.step, run_dir, save_checkpoint)
     except NonFiniteLossError as e:
         good = agent.params_finite()
         if good:
