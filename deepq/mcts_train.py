@@ -91,6 +91,7 @@ def train_mcts(cfg: Config, resume: str | Path | None = None) -> Agent:
         _evaluate,
         _mean,
         checkpoint_and_stop,
+        checkpoint_path,
         crossings,
         running,
         time_limit,
@@ -112,7 +113,7 @@ def train_mcts(cfg: Config, resume: str | Path | None = None) -> Agent:
         run_dir = new_run_dir(cfg)
     else:
         run_dir = Path(resume)
-        data = safe_load(run_dir / "checkpoint" / "checkpoint.pt", CHECKPOINT_FORMAT)
+        data = safe_load(checkpoint_path(run_dir), CHECKPOINT_FORMAT)
         agent.load_state_dict(data["agent"])
         memory.load_state_dict(data["memory"])
         rng.bit_generator.state = data["rng"]
@@ -128,7 +129,7 @@ def train_mcts(cfg: Config, resume: str | Path | None = None) -> Agent:
         atomic_save({"format": CHECKPOINT_FORMAT, "version": 1, "config": cfg.to_dict(), "agent": agent.state_dict(),
                      "memory": memory.state_dict(), "rng": rng.bit_generator.state,
                      "search_rng": search.rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
-                     "loop": vars(state).copy()}, run_dir / "checkpoint" / "checkpoint.pt")
+                     "loop": vars(state).copy()}, checkpoint_path(run_dir))
 
     out_of_time = time_limit(cfg)
     interrupted = _DeferredInterrupt()
