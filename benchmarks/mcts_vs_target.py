@@ -42,10 +42,22 @@ def _last_step(run: str) -> int:
     return max(int(r.split(",")[0]) for r in rows) if rows else 0
 
 
+def _best_training_mean(run: str, window: int = 20) -> str:
+    """The best mean of `window` consecutive training episodes (CartPole: a run can peak, then collapse)."""
+    rows = [r.split(",") for r in Path(run, "metrics.csv").read_text().splitlines()[1:]]
+    steps = np.array([int(r[0]) for r in rows if r[2]])
+    returns = np.array([float(r[2]) for r in rows if r[2]])
+    if len(returns) < window:
+        return f"fewer than {window} training episodes"
+    means = np.convolve(returns, np.ones(window) / window, mode="valid")
+    best = int(means.argmax())
+    return f"best {window}-episode training mean {means[best]:.1f} (at env step {steps[best + window - 1]:,})"
+
+
 def measure(run: str, task: str) -> str:
     agent = deepq.load(run)
     if task == "cartpole":
-        return str(deepq.evaluate(agent, episodes=20))
+        return f"final agent: {deepq.evaluate(agent, episodes=20)}; {_best_training_mean(run)}"
     sys.path.insert(0, str(Path(__file__).parent))
     from games import measure as games_measure  # benchmarks/games.py: the same arena
 
