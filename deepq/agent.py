@@ -10,11 +10,12 @@ from typing import Any
 
 import numpy as np
 import torch
+from threadpoolctl import threadpool_limits
 from torch import nn
 
 from deepq.config import Config
 from deepq.errors import CheckpointError, NonFiniteLossError
-from deepq.fused import FusedMLPUpdate, NumpyPolicy
+from deepq.fused import FusedMLPUpdate, NumpyMLPUpdate, NumpyPolicy
 from deepq.loss import categorical_projection, td_loss, td_target
 from deepq.networks import build_network, resolve_arch
 from deepq.replay import Batch
@@ -27,6 +28,12 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
+
+
+def set_cpu_threads(n: int) -> None:
+    """CPU threads for torch and for NumPy's BLAS (the NumPy update and acting use it), process-wide."""
+    torch.set_num_threads(n)
+    threadpool_limits(n, user_api="blas")
 
 
 def make_optimizer(net: nn.Module, cfg: Config) -> torch.optim.Optimizer:
@@ -59,7 +66,8 @@ class Agent:
         rainbow = cfg.dueling or cfg.noisy or cfg.atoms > 1 or cfg.prioritized
         own_mlp = (cfg.fused and cfg.network is None and cfg.optimizer == "adam" and not rainbow
                    and resolve_arch(self.obs_shape, cfg) == "mlp")
-        self._fused = FusedMLPUpdate(self.online, self.target, self.optimizer, cfg) if own_mlp else None
+        fast = NumpyMLPUpdate if self.device.type == "cpu" else FusedMLPUpdate  # NumPy on CPU: fewer, cheaper calls
+        self._fused = fast(self.online, self.target, self.optimizer, cfg) if own_mlp else None
         self._numpy = NumpyPolicy(self.online) if own_mlp and self.device.type == "cpu" else None
         self.td_errors: torch.Tensor | None = None  # (B,) of the last autograd update, for priorities
 

@@ -172,7 +172,7 @@ class Config:
     device: str = "auto"
     """Torch device: 'auto' (CUDA when available), 'cpu', 'cuda' or 'cuda:N'."""
     threads: int = 1
-    """CPU threads for torch; 1 is fastest for small networks."""
+    """CPU threads for torch and NumPy's BLAS; 1 is fastest for small networks."""
     flush_denormal: bool = True
     """CPU: treat denormal floats (below ~1e-38) as zero; a few of them in optimizer state can halve the speed."""
     fused: bool = True

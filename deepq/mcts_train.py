@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from deepq.agent import Agent, atomic_save, safe_load
+from deepq.agent import Agent, atomic_save, safe_load, set_cpu_threads
 from deepq.config import Config
 from deepq.errors import ConfigError
 from deepq.explore import EpsilonSchedule, random_legal
@@ -99,7 +99,7 @@ def train_mcts(cfg: Config, resume: str | Path | None = None) -> Agent:
 
     cfg.validate()
     torch.manual_seed(cfg.seed)
-    torch.set_num_threads(cfg.threads)
+    set_cpu_threads(cfg.threads)
     torch.set_flush_denormal(cfg.flush_denormal)
     rng = np.random.default_rng(cfg.seed)  # ε draws, random actions, minibatches
     env = make_searchable(cfg)

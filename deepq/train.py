@@ -27,7 +27,7 @@ from typing import Any, NoReturn
 import numpy as np
 import torch
 
-from deepq.agent import Agent, atomic_save, safe_load
+from deepq.agent import Agent, atomic_save, safe_load, set_cpu_threads
 from deepq.config import Config
 from deepq.envs import VecEnv, make_vec_env
 from deepq.errors import CheckpointError, ConfigError, NonFiniteLossError
@@ -124,7 +124,7 @@ def train(cfg: Config, resume: str | Path | None = None) -> Agent:
 
         return train_mcts(cfg, resume)
     torch.manual_seed(cfg.seed)
-    torch.set_num_threads(cfg.threads)
+    set_cpu_threads(cfg.threads)
     torch.set_flush_denormal(cfg.flush_denormal)  # 16 denormals in RMSProp state: MinAtar updates 2.3x slower
     rng = np.random.default_rng(cfg.seed)  # ε-greedy draws and minibatch indices
 
