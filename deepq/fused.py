@@ -189,7 +189,7 @@ def td_target_numpy(rewards: np.ndarray, discounts: np.ndarray, next_q_target: n
         if next_q_online is not None:
             next_q_online = np.where(next_legal, next_q_online, -np.inf)
     if next_q_online is None:
-        next_v = next_q_target.max(axis=1)  # (B,)
+        next_v = np.maximum.reduce(next_q_target, axis=1)  # (B,)
     else:
         best = next_q_online.argmax(axis=1)  # (B,) a* chosen by the online net
         next_v = next_q_target[np.arange(len(best)), best]  # (B,)
@@ -216,6 +216,7 @@ class NumpyMLPUpdate:
         grads = split_like(self.grad, self.params)  # per parameter, in order: (W, b) of each layer
         self.grad_layers = list(zip(grads[0::2], grads[1::2], strict=True))
         self._buffers: dict[tuple[str, int], list[np.ndarray]] = {}
+        self._ones_buf = np.ones(0, dtype=self.flat.dtype)
         self._adam: tuple[torch.Tensor, torch.Tensor, np.ndarray, torch.Tensor] | None = None
 
     def _buf(self, kind: str, rows: int) -> list[np.ndarray]:
@@ -301,7 +302,7 @@ class NumpyMLPUpdate:
         for i in range(len(self.layers) - 1, -1, -1):
             h_in, (grad_w, grad_b) = hidden[i], self.grad_layers[i]  # h_in (B, in): the layer's input
             np.matmul(g.T, h_in, out=grad_w)  # dL/dW (out, in)
-            np.sum(g, axis=0, out=grad_b)  # dL/db (out,)
+            np.matmul(self._ones(n), g, out=grad_b)  # dL/db (out,): the column sums, as a product (3x faster)
             if i > 0:  # (B, in): back through the ReLU (0 where its output was 0, as autograd does)
                 g = np.matmul(g, self.layers[i][0], out=g_in[i])
                 g *= h_in > 0.0
@@ -312,7 +313,12 @@ class NumpyMLPUpdate:
         self._adam_step()
         if cfg.target == "polyak" and self.target_flat is not None:  # θ⁻ ← θ⁻ + τ(θ − θ⁻)
             self.target_flat.lerp_(self.flat_t, cfg.tau)  # one op over every parameter
-        return torch.tensor(loss, dtype=torch.float32)
+        return torch.from_numpy(np.array(loss, dtype=np.float32))  # 0-d, as autograd's loss
+
+    def _ones(self, rows: int) -> np.ndarray:
+        if len(self._ones_buf) != rows:
+            self._ones_buf = np.ones(rows, dtype=self.flat.dtype)
+        return self._ones_buf
 
     def _adam_step(self) -> None:
         """One Adam step over the flat buffers: torch's fused Adam kernel, as torch.optim.Adam(fused=True) runs it."""
@@ -334,6 +340,14 @@ class NumpyPolicy:
     def q_values(self, obs: np.ndarray) -> np.ndarray:
         h = obs.reshape(len(obs), -1)  # (B, D)
         last = len(self.layers) - 1
+        if len(h) == 1:  # one observation (single-env acting): matrix-vector products, a third faster
+            v = h[0]  # (D,)
+            for i, (w, b) in enumerate(self.layers):
+                v = np.dot(w, v)  # (out,)
+                v += b
+                if i < last:
+                    np.maximum(v, 0.0, out=v)
+            return v[None]  # (1, A)
         for i, (w, b) in enumerate(self.layers):
             h = h @ w.T + b  # (B, out)
             if i < last:

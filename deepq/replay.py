@@ -43,9 +43,10 @@ def window_returns(first: np.ndarray, n_step: int, gamma: float, successor: Any,
     return total.astype(np.float32), last, m
 
 
-def discounts(gamma: float, m: np.ndarray, terminated: np.ndarray) -> np.ndarray:
-    """γ^m where the window's end is not terminal, else 0 (float32, as the TD target multiplies it)."""
-    g = np.float32(gamma) if np.all(m == 1) else (np.float64(gamma) ** m).astype(np.float32)
+def discounts(gamma: float, m: np.ndarray | None, terminated: np.ndarray) -> np.ndarray:
+    """γ^m where the window's end is not terminal, else 0 (float32, as the TD target multiplies it);
+    m=None: one-step windows (γ)."""
+    g = np.float32(gamma) if m is None or np.all(m == 1) else (np.float64(gamma) ** m).astype(np.float32)
     return (g * (np.float32(1.0) - terminated.astype(np.float32))).astype(np.float32)
 
 
@@ -130,14 +131,15 @@ class ReplayMemory:
 
     def batch(self, idx: np.ndarray) -> Batch:
         if self.n_step == 1:
-            rewards, last, m = self.rewards[idx], idx, np.ones(len(idx), dtype=np.int64)
+            rewards, last, m = self.rewards[idx], idx, None
         else:
             rewards, last, m = window_returns(idx, self.n_step, self.gamma, self._successor, self.rewards,
                                               lambda i: (self.terminated[i] > 0) | self.ended[i])
         terminated = self.terminated[last]
 
         def t(a: np.ndarray) -> torch.Tensor:
-            return torch.from_numpy(a).to(self.device, non_blocking=True)
+            return torch.from_numpy(a) if cpu else torch.from_numpy(a).to(self.device, non_blocking=True)
+        cpu = self.device.type == "cpu"
         legal = t(self.next_legal[last]) if self.next_legal is not None else None
         return Batch(t(self.obs[idx]), t(self.actions[idx]), t(rewards), t(self.next_obs[last]), t(terminated),
                      t(discounts(self.gamma, m, terminated)), legal)

@@ -98,6 +98,9 @@ def test_numpy_acting_matches_torch() -> None:
     assert fused._numpy is not None
     np.testing.assert_allclose(fused.q_values(obs), plain.q_values(obs), rtol=1e-5, atol=1e-5)
     np.testing.assert_array_equal(fused.act(obs), plain.act(obs))
+    for one in obs[:20]:  # one observation at a time: the matrix-vector path
+        np.testing.assert_allclose(fused.q_values(one), plain.q_values(one), rtol=1e-5, atol=1e-5)
+        assert fused.act(one) == plain.act(one)
     assert isinstance(fused.act(obs[0]), int) and fused.q_values(obs[0]).shape == (3,)
 
 
