@@ -176,7 +176,8 @@ class Config:
     flush_denormal: bool = True
     """CPU: treat denormal floats (below ~1e-38) as zero; a few of them in optimizer state can halve the speed."""
     fused: bool = True
-    """For the default MLP: hand-written update (bit-identical to autograd) and NumPy acting on CPU."""
+    """For the default MLP: hand-written update (on CPU in NumPy, equal to autograd up to float rounding;
+    on other devices in torch, bit-identical) and NumPy acting on CPU; False: the autograd update."""
     progress: bool = True
     """Show a progress bar (plain periodic lines when stdout is not a terminal)."""
 

@@ -114,3 +114,15 @@ def test_fused_agent_saves_loads_and_resumes(tmp_path: Path) -> None:
     plain = deepq.load(tmp_path / "a")
     plain._numpy = None  # torch forward on the same weights
     np.testing.assert_allclose(plain.q_values(obs), again.q_values(obs), rtol=1e-5, atol=1e-6)
+
+
+def test_training_sets_blas_threads(tmp_path: Path) -> None:
+    """The NumPy update's BLAS runs on Config.threads threads, as torch does (one by default)."""
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    with threadpool_limits(2, user_api="blas"):  # restored afterwards for the other tests
+        deepq.train(deepq.Config(env="CartPole-v1", total_steps=300, learning_starts=100, eval_interval=0,
+                                 checkpoint_interval=0, progress=False, run_dir=str(tmp_path / "r"), threads=1))
+        blas = [i for i in threadpool_info() if i["user_api"] == "blas"]
+        assert blas and all(i["num_threads"] == 1 for i in blas)
+        assert torch.get_num_threads() == 1
