@@ -66,12 +66,11 @@ def measure(run: str, task: str) -> str:
 
 def speed() -> None:
     """Simulations per second of one search from tic-tac-toe's first position, network leaves."""
-    import torch
-
+    from deepq.agent import set_cpu_threads
     from deepq.games.adapters import OpenSpielGame
     from deepq.mcts import MCTS, MCTSConfig
 
-    torch.set_num_threads(1)
+    set_cpu_threads(1)  # torch's threads and NumPy's BLAS
     game = OpenSpielGame("tic_tac_toe")
     game.reset(0)
     for fused, evaluator in ((True, "NumPy MLP (deepq's CPU acting path)"), (False, "torch MLP")):
