@@ -7,8 +7,8 @@ no graph: forward, dL/dQ, a hand-written backward, then Adam on the optimizer's 
 tensors (so checkpoints are unchanged).
 
 - NumpyMLPUpdate (CPU): the whole step in NumPy on zero-copy views of the weights, the
-  gradients and the Adam state, each flattened into one buffer, so Adam is a dozen
-  vector operations. A NumPy call costs a fraction of a torch dispatch, and interleaved
+  gradients and the Adam state, each flattened into one buffer, so Adam is one call of
+  torch's fused kernel over the flat buffers. A NumPy call costs a fraction of a torch dispatch, and interleaved
   with env steps the difference grows (benchmarks/speed.py). It matches autograd to float
   rounding (OpenBLAS and torch's BLAS sum in different orders): tests/test_fused.py.
 - FusedMLPUpdate (other devices, e.g. CUDA): torch ops into preallocated buffers and the
@@ -21,7 +21,7 @@ updates them in place, so the views are always current and nothing is copied per
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -34,6 +34,7 @@ from deepq.loss import td_target
 from deepq.replay import Batch
 
 _relu_backward = torch.ops.aten.threshold_backward.grad_input  # what autograd runs for ReLU's backward
+ArrayT = TypeVar("ArrayT", np.ndarray, torch.Tensor)
 Layers = list[tuple[torch.Tensor, torch.Tensor]]  # (weight (out, in), bias (out,)) per Linear
 
 
@@ -158,17 +159,14 @@ def flatten_params(params: list[torch.Tensor]) -> torch.Tensor:
     """Move `params` into one new contiguous buffer, each becoming a view of its slice; returns the buffer.
     Values are unchanged; load_state_dict and optimizers write into the views in place."""
     flat = torch.empty(sum(p.numel() for p in params), dtype=params[0].dtype, device=params[0].device)
-    offset = 0
-    for p in params:
-        view = flat[offset:offset + p.numel()].view_as(p)
+    for p, view in zip(params, split_like(flat, params), strict=True):
         view.copy_(p.detach())
         p.data = view
-        offset += p.numel()
     return flat
 
 
-def split_like(flat: np.ndarray, params: list[torch.Tensor]) -> list[np.ndarray]:
-    """Views of `flat` shaped like each of `params`, laid out in order (as flatten_params lays them)."""
+def split_like(flat: ArrayT, params: list[torch.Tensor]) -> list[ArrayT]:
+    """Views of the 1-D `flat` shaped like each of `params`, laid out in order (as flatten_params lays them)."""
     views, offset = [], 0
     for p in params:
         views.append(flat[offset:offset + p.numel()].reshape(p.shape))
@@ -256,16 +254,14 @@ class NumpyMLPUpdate:
             return self._adam
         exp_avg, exp_avg_sq = torch.zeros(len(self.flat)), torch.zeros(len(self.flat))
         steps = torch.zeros(len(self.params))
-        offset = 0
-        for i, p in enumerate(self.params):
-            part = slice(offset, offset + p.numel())
-            offset += p.numel()
+        views = zip(split_like(exp_avg, self.params), split_like(exp_avg_sq, self.params), strict=True)
+        for i, (p, (m, v)) in enumerate(zip(self.params, views, strict=True)):
             s = state[p]
             if s:  # carry over what was there (a loaded checkpoint, or autograd steps taken before)
-                exp_avg[part].copy_(s["exp_avg"].flatten())
-                exp_avg_sq[part].copy_(s["exp_avg_sq"].flatten())
+                m.copy_(s["exp_avg"])
+                v.copy_(s["exp_avg_sq"])
                 steps[i] = s["step"]
-            s.update(step=steps[i], exp_avg=exp_avg[part].view_as(p), exp_avg_sq=exp_avg_sq[part].view_as(p))
+            s.update(step=steps[i], exp_avg=m, exp_avg_sq=v)
         self._adam = (exp_avg, exp_avg_sq, steps.numpy(), steps[0])
         return self._adam
 

@@ -137,9 +137,10 @@ class ReplayMemory:
                                               lambda i: (self.terminated[i] > 0) | self.ended[i])
         terminated = self.terminated[last]
 
+        cpu = self.device.type == "cpu"
+
         def t(a: np.ndarray) -> torch.Tensor:
             return torch.from_numpy(a) if cpu else torch.from_numpy(a).to(self.device, non_blocking=True)
-        cpu = self.device.type == "cpu"
         legal = t(self.next_legal[last]) if self.next_legal is not None else None
         return Batch(t(self.obs[idx]), t(self.actions[idx]), t(rewards), t(self.next_obs[last]), t(terminated),
                      t(discounts(self.gamma, m, terminated)), legal)
