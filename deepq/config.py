@@ -99,6 +99,9 @@ class Config:
     """Noisy nets: factorised Gaussian noise in the head's layers explores instead of epsilon-greedy."""
     noisy_sigma: float = 0.5
     """Noisy nets: initial noise scale sigma0 (each weight's sigma starts at sigma0 / sqrt(fan-in))."""
+    eps_with_noisy: bool = False
+    """Noisy nets: keep epsilon-greedy on its schedule as well (default: uniform actions until learning_starts,
+    then the noise alone explores, as in the Rainbow paper)."""
     atoms: int = 1
     """Distributional C51 with this many atoms on [v_min, v_max] (51 in the paper); 1 = expected values."""
     v_min: float = -10.0

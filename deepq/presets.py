@@ -40,13 +40,15 @@ PRESETS: dict[str, Config] = {
 }
 
 # Rainbow (Hessel et al. 2018): every component as a flag on the same loop. On CartPole: the cartpole
-# preset plus dueling, noisy nets (no epsilon), C51 with 51 atoms on [0, 100] (returns at gamma 0.99
-# stay below 100), proportional prioritized replay (alpha 0.5, beta 0.4 -> 1) and 3-step returns, with
-# noise scale sigma0 0.25 and gradient-norm clipping at 10 (README: the seeds this was chosen on).
+# preset plus dueling, noisy nets, C51 with 51 atoms on [0, 100] (returns at gamma 0.99 stay below 100),
+# proportional prioritized replay (alpha 0.5, beta 0.4 -> 1) and 3-step returns, with noise scale sigma0
+# 0.25 and gradient-norm clipping at 10. The cartpole preset's epsilon schedule stays on beside the noise
+# (eps_with_noisy): with the noise alone CartPole took 16,000 median steps on seeds 40-59, with both
+# 10,500 (README: the seeds each choice was made on, and the fresh seeds it was checked on).
 _RAINBOW = dict(double=True, dueling=True, noisy=True, atoms=51, prioritized=True, per_alpha=0.5, per_beta=0.4,
                 n_step=3)
 PRESETS["rainbow"] = PRESETS["cartpole"].replace(name="rainbow", v_min=0.0, v_max=100.0, noisy_sigma=0.25,
-                                                 max_grad_norm=10.0, **_RAINBOW)
+                                                 max_grad_norm=10.0, eps_with_noisy=True, **_RAINBOW)
 
 # Atari from pixels. Units: env steps are agent steps; each is `frame_skip` (4) emulator frames.
 # Both presets: 30 no-op starts, frame skip 4 with max-pooling, 84x84 grayscale, 4-frame history
@@ -133,7 +135,7 @@ def describe_presets() -> list[dict[str, Any]]:
         return "small_cnn" if c.arch == "small_cnn" or str(c.env).startswith("MinAtar/") else "nature_cnn"
 
     def extras(c: Config) -> str:
-        flags = [f for f in ("double", "dueling", "noisy", "prioritized") if getattr(c, f)]
+        flags = [f for f in ("double", "dueling", "noisy", "eps_with_noisy", "prioritized") if getattr(c, f)]
         flags += [f"n_step={c.n_step}"] * (c.n_step > 1) + [f"atoms={c.atoms}"] * (c.atoms > 1)
         flags += [f"frame_stack={c.frame_stack}"] * (c.frame_stack > 1)
         flags += [f"target={c.target}"] * (c.target != "hard")

@@ -134,8 +134,8 @@ def train(cfg: Config, resume: str | Path | None = None) -> Agent:
     game = is_game(cfg.env)
     pool = selfplay.OpponentPool(cfg.opponent_pool, cfg.num_envs) if game and cfg.opponent_pool else None
     eps_at: Callable[[int], float] = EpsilonSchedule.from_config(cfg)
-    if cfg.noisy:  # uniform actions until learning starts (one fixed noise draw would fill the replay with
-        # one action), then the noise explores: no epsilon
+    if cfg.noisy and not cfg.eps_with_noisy:  # uniform actions until learning starts (one fixed noise draw
+        # would fill the replay with one action), then the noise explores: no epsilon
         eps_at = lambda step: 1.0 if step < cfg.learning_starts else 0.0  # noqa: E731
     per = PrioritizedSampler(memory.num_slots, cfg.per_alpha) if cfg.prioritized else None
     state = LoopState(ep_return=[0.0] * cfg.num_envs, ep_length=[0] * cfg.num_envs)

@@ -56,6 +56,17 @@ def test_noisy_nets_replace_epsilon(tmp_path: Path) -> None:
     assert any(isinstance(m, NoisyLinear) for m in agent.online.modules())
 
 
+def test_eps_with_noisy_keeps_the_epsilon_schedule(tmp_path: Path) -> None:
+    cfg = deepq.Config(**{**SMALL, "noisy": True, "eps_with_noisy": True, "total_steps": 600, "eps_end": 0.1,
+                          "run_dir": str(tmp_path / "n")})
+    deepq.train(cfg)
+    rows = [r.split(",") for r in (tmp_path / "n" / "metrics.csv").read_text().splitlines()[1:]]
+    logged = [(int(r[0]), float(r[4])) for r in rows if r[4]]
+    # linear 1 -> 0.1 over 500 steps, past learning_starts (200) too, then 0.1: the noise explores beside it
+    assert logged and all(eps == pytest.approx(max(1.0 - 0.9 * step / 500, 0.1), abs=0.01) for step, eps in logged)
+    assert any(200 < step < 500 for step, _ in logged) and any(step > 500 for step, _ in logged)
+
+
 def fixed_batch(memory_rows: int = 64) -> Any:
     rng = np.random.default_rng(0)
     mem = ReplayMemory(memory_rows, (4,))
