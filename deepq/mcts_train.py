@@ -15,22 +15,20 @@ Checkpoints are written between rounds, when no episode is in progress, so resum
 
 from __future__ import annotations
 
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import torch
 
-from deepq.agent import Agent, atomic_save, safe_load, set_cpu_threads
+from deepq.agent import Agent
 from deepq.config import Config
 from deepq.errors import ConfigError
-from deepq.explore import EpsilonSchedule, random_legal
+from deepq.explore import random_legal
 from deepq.games.adapters import is_game, make_game
 from deepq.mcts import MCTS, MCTSConfig
-from deepq.progress import Progress
-from deepq.runlog import RunLog, new_run_dir, plot_learning_curve, write_config
-
-CHECKPOINT_FORMAT = "deepq-checkpoint"
+from deepq.run_control import LoopState, track_episodes
+from deepq.runlog import RunLog
 
 
 class TargetMemory:
@@ -83,105 +81,54 @@ def make_searchable(cfg: Config) -> Any:
     return make_search_env(cfg.env, cfg)
 
 
-def train_mcts(cfg: Config, resume: str | Path | None = None) -> Agent:
-    """The training loop for target='mcts' (see the module doc); called by deepq.train."""
-    from deepq.train import (
-        LoopState,
-        _DeferredInterrupt,
-        _evaluate,
-        _mean,
-        checkpoint_and_stop,
-        checkpoint_path,
-        crossings,
-        running,
-        time_limit,
-    )
+class SearchedEpisodes:
+    """target='mcts' as an Experience for deepq/train.py's loop: each iteration plays cfg.mcts_episodes
+    episodes with search at every state; a gradient step regresses Q toward a minibatch of the search's values.
+    An iteration ends between episodes, so checkpoints need no env state."""
 
-    cfg.validate()
-    torch.manual_seed(cfg.seed)
-    set_cpu_threads(cfg.threads)
-    torch.set_flush_denormal(cfg.flush_denormal)
-    rng = np.random.default_rng(cfg.seed)  # ε draws, random actions, minibatches
-    env = make_searchable(cfg)
-    two_player = is_game(cfg.env)
-    agent = Agent(tuple(env.obs_shape), env.n_actions, cfg)
-    search = MCTS(agent.q_values, search_config(cfg, cfg.seed), two_player)
-    memory = TargetMemory(cfg.buffer_size, tuple(env.obs_shape), env.n_actions)
-    eps_at = EpsilonSchedule.from_config(cfg)
-    state = LoopState(ep_return=[0.0], ep_length=[0])
-    if resume is None:
-        run_dir = new_run_dir(cfg)
-    else:
-        run_dir = Path(resume)
-        data = safe_load(checkpoint_path(run_dir), CHECKPOINT_FORMAT)
-        agent.load_state_dict(data["agent"])
-        memory.load_state_dict(data["memory"])
-        rng.bit_generator.state = data["rng"]
-        search.rng.bit_generator.state = data["search_rng"]
-        torch.set_rng_state(data["torch_rng"])
-        for k, v in data["loop"].items():
-            setattr(state, k, v)
-    write_config(run_dir, cfg)
-    log = RunLog(run_dir, resume_step=state.step if resume is not None else None)
-    bar = Progress(cfg.total_steps, state.step, enabled=cfg.progress, title=cfg.run_name)
+    def __init__(self, cfg: Config, rng: np.random.Generator) -> None:
+        self.cfg, self.rng = cfg, rng  # rng: ε draws, random actions, minibatches
+        self.env = make_searchable(cfg)
+        self.agent = Agent(tuple(self.env.obs_shape), self.env.n_actions, cfg)
+        self.search = MCTS(self.agent.q_values, search_config(cfg, cfg.seed), two_player=is_game(cfg.env))
+        self.memory = TargetMemory(cfg.buffer_size, tuple(self.env.obs_shape), self.env.n_actions)
 
-    def save_checkpoint() -> None:
-        atomic_save({"format": CHECKPOINT_FORMAT, "version": 1, "config": cfg.to_dict(), "agent": agent.state_dict(),
-                     "memory": memory.state_dict(), "rng": rng.bit_generator.state,
-                     "search_rng": search.rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
-                     "loop": vars(state).copy()}, checkpoint_path(run_dir))
+    def start(self) -> None:
+        pass  # each episode resets the env with its own seed
 
-    out_of_time = time_limit(cfg)
-    interrupted = _DeferredInterrupt()
-    try:
-        with interrupted:
-            while running(state, cfg, interrupted, out_of_time):
-                prev = state.step
-                for _ in range(cfg.mcts_episodes):  # play and search; Q_mcts recorded at every state
-                    _play_episode(env, agent, search, memory, eps_at(state.step), rng, state, log, bar, cfg)
-                # after the episodes: regress Q toward the search's values, as many steps as the TD mode takes
-                for _ in range(cfg.gradient_steps * crossings(prev, state.step, cfg.train_freq)):
-                    if memory.size >= cfg.batch_size and state.step >= cfg.learning_starts:
-                        loss = agent.fit_targets(*memory.sample(cfg.batch_size, rng))
-                        state.loss_sum += float(loss)
-                        state.loss_count += 1
-                        state.updates += 1
-                if crossings(prev, state.step, cfg.eval_interval):
-                    _evaluate(agent, cfg, state, log, bar)
-                if crossings(prev, state.step, cfg.checkpoint_interval):
-                    save_checkpoint()
-                    log.flush()
-        if interrupted.requested:
-            checkpoint_and_stop(state.step, run_dir, save_checkpoint)
-    finally:
-        bar.update(state.step, eps_at(state.step), _mean(state.recent), state.last_eval)
-        bar.close()
-        log.close()
-    agent.save(run_dir / "agent.pt")
-    save_checkpoint()
-    plot_learning_curve(run_dir, title=f"{cfg.run_name} (seed {cfg.seed}, MCTS targets)")
-    if cfg.progress:
-        print(f"done: {state.step:,} env steps, {state.episodes:,} episodes; run directory {run_dir}")
-    agent.run_dir = run_dir  # type: ignore[attr-defined]
-    return agent
+    def collect(self, state: LoopState, eps_at: Callable[[int], float], log: RunLog) -> None:
+        for _ in range(self.cfg.mcts_episodes):
+            self._play_episode(state, eps_at(state.step), log)
 
+    def _play_episode(self, state: LoopState, eps: float, log: RunLog) -> None:
+        env = self.env
+        env.reset(int(np.random.SeedSequence([self.cfg.seed, 0x3C75, state.episodes]).generate_state(1)[0]))
+        while not env.is_terminal:
+            result = self.search.search(env)
+            self.memory.add(env.observation(), result.q)  # (A,) NaN where unsearched: those actions get no target
+            explore = self.rng.random() < eps
+            a = int(random_legal(env.legal_mask()[None], self.rng)[0]) if explore else result.action()
+            mover = env.to_move
+            r = env.step(a)
+            state.step += 1
+            logged = r if mover == 0 else -r  # games: the first player's return, as the TD mode logs it
+            track_episodes(state, np.array([logged]), np.array([env.is_terminal]), eps, log)
 
-def _play_episode(env: Any, agent: Agent, search: MCTS, memory: TargetMemory, eps: float,
-                  rng: np.random.Generator, state: Any, log: RunLog, bar: Progress, cfg: Config) -> None:
-    from deepq.train import _track_episodes
+    def can_learn(self) -> bool:
+        return self.memory.size >= self.cfg.batch_size
 
-    env.reset(int(np.random.SeedSequence([cfg.seed, 0x3C75, state.episodes]).generate_state(1)[0]))
-    while not env.is_terminal:
-        result = search.search(env)
-        memory.add(env.observation(), result.q)  # (A,) NaN where unsearched: those actions get no target
-        explore = rng.random() < eps
-        legal = env.legal_mask()
-        a = int(random_legal(legal[None], rng)[0]) if explore else result.action()
-        mover = env.to_move
-        r = env.step(a)
-        state.step += 1
-        logged = r if mover == 0 else -r  # games: the first player's return, as the TD mode logs it
-        _track_episodes(state, np.array([logged]), np.array([env.is_terminal]), eps, log)
-        if state.step % 64 == 0:
-            bar.update(state.step, eps, sum(state.recent) / len(state.recent) if state.recent else None,
-                       state.last_eval)
+    def learn(self, step: int) -> torch.Tensor:
+        return self.agent.fit_targets(*self.memory.sample(self.cfg.batch_size, self.rng))
+
+    def after_updates(self, prev: int, step: int) -> None:
+        pass  # no target network to sync
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"memory": self.memory.state_dict(), "search_rng": self.search.rng.bit_generator.state}
+
+    def load_state_dict(self, data: dict[str, Any]) -> None:
+        self.memory.load_state_dict(data["memory"])
+        self.search.rng.bit_generator.state = data["search_rng"]
+
+    def close(self) -> None:
+        pass

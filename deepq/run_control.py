@@ -1,0 +1,111 @@
+"""The training loop's bookkeeping: counters saved in every checkpoint, when to stop, Ctrl-C between steps,
+and episode tracking. Nothing here learns; deepq/train.py calls it."""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, NoReturn
+
+import numpy as np
+
+from deepq.config import Config
+from deepq.runlog import RunLog
+
+
+@dataclass
+class LoopState:
+    """Counters and episode bookkeeping, saved in every checkpoint."""
+
+    step: int = 0  # env steps collected, summed over envs
+    updates: int = 0  # gradient steps taken
+    episodes: int = 0  # episodes finished
+    evals: int = 0  # evaluations run
+    ep_return: list[float] = field(default_factory=list)  # per env: return of the episode in progress
+    ep_length: list[int] = field(default_factory=list)
+    recent: list[float] = field(default_factory=list)  # returns of the last 20 finished episodes
+    last_eval: float | None = None
+    solved_at: int | None = None  # env step of the first evaluation reaching cfg.stop_at_return
+    loss_sum: float = 0.0  # loss summed since the last finished episode (for metrics.csv)
+    loss_count: int = 0
+
+    def add_loss(self, loss: float) -> None:
+        """Count one gradient step and its loss."""
+        self.loss_sum += loss
+        self.loss_count += 1
+        self.updates += 1
+
+    def recent_mean(self) -> float | None:
+        return sum(self.recent) / len(self.recent) if self.recent else None
+
+
+def crossings(prev: int, now: int, every: int) -> int:
+    """How many multiples of `every` lie in (prev, now]; 0 when every == 0 (disabled)."""
+    return now // every - prev // every if every > 0 else 0
+
+
+def track_episodes(state: LoopState, rewards: np.ndarray, done: np.ndarray, eps: float, log: RunLog) -> None:
+    """Add one step's rewards (N,) to the episodes in progress; log and reset those that ended."""
+    for i in range(len(rewards)):
+        state.ep_return[i] += float(rewards[i])
+        state.ep_length[i] += 1
+        if done[i]:
+            state.episodes += 1
+            loss = state.loss_sum / state.loss_count if state.loss_count else None
+            log.episode(state.step, state.episodes, state.ep_return[i], state.ep_length[i], eps, loss)
+            state.recent = ([*state.recent, state.ep_return[i]])[-20:]
+            state.ep_return[i], state.ep_length[i] = 0.0, 0
+            state.loss_sum, state.loss_count = 0.0, 0
+
+
+def time_limit(cfg: Config) -> Callable[[], bool]:
+    """A check that says when cfg.max_minutes of wall-clock time have passed (never, when 0)."""
+    if cfg.max_minutes <= 0:
+        return lambda: False
+    end = time.monotonic() + 60 * cfg.max_minutes
+    return lambda: time.monotonic() >= end
+
+
+def running(state: LoopState, cfg: Config, interrupted: DeferredInterrupt, out_of_time: Callable[[], bool]) -> bool:
+    """Training goes on until total_steps, a solving evaluation, Ctrl-C or max_minutes."""
+    return (state.step < cfg.total_steps and state.solved_at is None and not interrupted.requested
+            and not out_of_time())
+
+
+def checkpoint_path(run_dir: Path) -> Path:
+    return run_dir / "checkpoint" / "checkpoint.pt"
+
+
+def checkpoint_and_stop(step: int, run_dir: Path, save_checkpoint: Callable[[], None]) -> NoReturn:
+    """After a Ctrl-C (between steps): save a consistent checkpoint, say how to continue, stop."""
+    save_checkpoint()
+    print(f"interrupted at step {step:,}: checkpoint saved; continue with `deepq train --resume {run_dir}`",
+          file=sys.stderr, flush=True)
+    raise KeyboardInterrupt
+
+
+class DeferredInterrupt:
+    """The first Ctrl-C sets a flag the loop checks between steps (so the checkpoint is consistent);
+    a second one interrupts at once."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._old: Any = None
+
+    def __enter__(self) -> DeferredInterrupt:
+        if threading.current_thread() is threading.main_thread():
+            self._old = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.requested = True
+        signal.signal(signal.SIGINT, self._old)
+
+    def __exit__(self, *exc: object) -> None:
+        if self._old is not None:
+            signal.signal(signal.SIGINT, self._old)
