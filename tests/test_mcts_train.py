@@ -89,3 +89,11 @@ def test_max_minutes_stops_both_loops(tmp_path: Path, target: str) -> None:
     agent = deepq.train(fast(tmp_path, target, target=target, total_steps=10**9, max_minutes=0.02, eval_interval=0,
                              checkpoint_interval=0))
     assert time.monotonic() - t < 30 and (Path(agent.run_dir) / "agent.pt").is_file()  # type: ignore[attr-defined]
+
+
+def test_mcts_mode_stops_on_a_non_finite_loss_with_the_resume_hint(tmp_path: Path) -> None:
+    """The one training loop gives target='mcts' the same NaN handling as the TD mode."""
+    cfg = fast(tmp_path, "nan", lr=1e12, eval_interval=0, checkpoint_interval=50, total_steps=4_000)
+    with pytest.raises(deepq.NonFiniteLossError, match=r"(?s)MCTS regression loss is (nan|inf).*--resume"):
+        deepq.train(cfg)
+    assert (tmp_path / "nan" / "config.json").is_file()
