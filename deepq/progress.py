@@ -15,6 +15,7 @@ class Progress:
         self.total, self.enabled, self.title = total, enabled, title
         self.start_step, self.start_time = start, time.perf_counter()
         self._last_plain = self.start_time
+        self._last_printed = -1  # the step of the last plain line: the final one is printed once
         self.plain_every_s = plain_every_s
         self._bar: Any = None
         if enabled and sys.stdout.isatty():
@@ -42,10 +43,10 @@ class Progress:
             self._bar.update(self._task, completed=step, stats=stats)
             return
         now = time.perf_counter()
-        if now - self._last_plain >= self.plain_every_s or step >= self.total:
-            self._last_plain = now
+        if now - self._last_plain >= self.plain_every_s or (step >= self.total and step != self._last_printed):
+            self._last_plain, self._last_printed = now, step
             sps = self.steps_per_sec(step)
-            eta = (self.total - step) / sps if sps > 0 else float("nan")
+            eta = max(0, self.total - step) / sps if sps > 0 else float("nan")  # episodic modes may overshoot
             print(f"[{self.title}] step {step:,}/{self.total:,} ({100 * step / self.total:.0f}%)  {stats}"
                   f"  ETA {eta:,.0f}s", flush=True)
 
