@@ -42,6 +42,7 @@ def _ale_installed() -> bool:
         import ale_py
     except ImportError:
         return False
+    ale_py.ALEInterface.setLoggerMode(ale_py.LoggerMode.Error)  # no "A.L.E: Arcade Learning Environment" banner
     gym.register_envs(ale_py)
     return True
 
@@ -102,7 +103,7 @@ def _area_band(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray]:
     return np.minimum(pixel, n_in - 1), (overlap / scale).astype(np.float32)
 
 
-class AtariFrames(gym.Wrapper):
+class AtariFrames(gym.Wrapper, gym.utils.RecordConstructorArgs):
     """No-op starts, FIRE to start, frame skip with max-pooling and area resize over an ale-py AtariEnv.
 
     The wrapped env must have frameskip=1 and obs_type 'grayscale' (frames (H, W)) or 'rgb'
@@ -110,10 +111,13 @@ class AtariFrames(gym.Wrapper):
     when an episode ends inside a frame skip, that wrapper returns the previous step's frame (a
     wrong s' to bootstrap from at a time limit); here it is the true last frame. FIRE is pressed
     after a lost life too, and RGB frames come channels first.
+    Its arguments are recorded (RecordConstructorArgs), so `env.spec.make()` rebuilds the whole stack.
     """
 
     def __init__(self, env: gym.Env, noop_max: int, frame_skip: int, screen_size: int, fire_reset: bool) -> None:
-        super().__init__(env)
+        gym.utils.RecordConstructorArgs.__init__(self, noop_max=noop_max, frame_skip=frame_skip,
+                                                 screen_size=screen_size, fire_reset=fire_reset)
+        gym.Wrapper.__init__(self, env)
         meanings = env.unwrapped.get_action_meanings()  # type: ignore[attr-defined]
         if noop_max > 0 and meanings[0] != "NOOP":
             raise ConfigError(f"noop_max={noop_max} needs action 0 to be NOOP; this game's is {meanings[0]}")

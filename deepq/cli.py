@@ -1,150 +1,187 @@
-"""The `deepq` command. `deepq train`'s options are generated from the Config dataclass."""
+"""The `deepq` command. `deepq train`'s options are generated from the Config dataclass.
+
+Every mistake on the command line is one line on stderr, `deepq: error: ...`, and exit code 2:
+argparse's own errors too (cli_args.Parser), never a usage dump or a traceback.
+"""
 
 from __future__ import annotations
 
 import argparse
-import ast
 import dataclasses
-import itertools
+import difflib
+import json
+import re
 import sys
 from pathlib import Path
 from typing import Any
 
+from deepq.cli_args import HelpFormatter, Parser, TrainHelp, add_config_options, integer, number, unknown_option
 from deepq.config import Config
 from deepq.errors import ConfigError, DeepQError
 from deepq.presets import PRESETS, describe_presets, preset
 
-# Fields that are Python-only (code) or given positionally.
-_NOT_ON_CLI = {"env", "network"}
 
-
-def _field_docs() -> dict[str, str]:
-    """Each Config field's docstring (the string literal under it), for --help."""
-    import inspect
-
-    tree = ast.parse(inspect.getsource(Config))
-    body = tree.body[0].body  # type: ignore[attr-defined]
-    docs = {}
-    for node, nxt in itertools.pairwise(body):
-        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and isinstance(nxt, ast.Expr) \
-                and isinstance(nxt.value, ast.Constant) and isinstance(nxt.value.value, str):
-            docs[node.target.id] = nxt.value.value
-    return docs
-
-
-def _parse_bool(text: str) -> bool:
-    low = text.lower()
-    if low in ("1", "true", "yes", "on"):
-        return True
-    if low in ("0", "false", "no", "off"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
-
-
-def _optional_float(text: str) -> float | None:
-    if text.lower() in ("none", "null", ""):
-        return None
-    return float(text)
-
-
-def _add_config_options(parser: argparse.ArgumentParser) -> None:
-    docs = _field_docs()
-    group = parser.add_argument_group("config fields (override the preset; see `deepq presets`)")
-    for f in dataclasses.fields(Config):
-        if f.name in _NOT_ON_CLI:
-            continue
-        kind = str(f.type)
-        kw: dict[str, Any] = {"default": argparse.SUPPRESS, "help": f"{docs.get(f.name, '')} (default {f.default})"}
-        if kind == "bool":
-            kw.update(type=_parse_bool, nargs="?", const=True, metavar="BOOL")
-        elif kind.startswith("tuple[int"):
-            kw.update(type=int, nargs="+", metavar="N")
-        elif kind == "float | None":
-            kw.update(type=_optional_float, metavar="X")
-        elif kind in ("int", "float"):
-            kw.update(type=int if kind == "int" else float, metavar=kind.upper())
-        else:
-            kw.update(type=str, metavar="TEXT")
-        group.add_argument(f"--{f.name}", f"--{f.name.replace('_', '-')}", dest=f.name, **kw)
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="deepq", description="Deep Q-Learning for Gymnasium environments.")
+def build_parser() -> Parser:
+    parser = Parser(prog="deepq", description="Deep Q-Learning for Gymnasium environments.", allow_abbrev=False)
     sub = parser.add_subparsers(dest="command", required=True)
-
-    tr = sub.add_parser("train", help="train a preset or any Gymnasium env id",
-                        description="Train a DQN agent. Example: deepq train cartpole --seed 3")
+    tr = sub.add_parser("train", help="train a preset or any Gymnasium env id", allow_abbrev=False, add_help=False,
+                        usage="deepq train [PRESET_OR_ENV_ID] [--resume RUN_DIR] [--FIELD VALUE ...]",
+                        description="Train a DQN agent. Example: deepq train cartpole --seed 3",
+                        formatter_class=HelpFormatter)
+    tr.add_argument("-h", "--help", action=TrainHelp, resolve=_base_config,
+                    help="show this help; after a preset, with its values as the defaults")
     tr.add_argument("preset_or_env", nargs="?", metavar="PRESET_OR_ENV_ID",
-                    help=f"a preset ({', '.join(PRESETS)}) or a Gymnasium id such as CartPole-v1")
+                    help="a preset (`deepq presets` lists them) or a Gymnasium id such as CartPole-v1")
     tr.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run from its last checkpoint")
-    _add_config_options(tr)
+    add_config_options(tr)
 
-    ev = sub.add_parser("eval", help="evaluate a saved agent", description="Evaluate a saved agent.")
+    ev = sub.add_parser("eval", help="evaluate a saved agent", description="Evaluate a saved agent.",
+                        allow_abbrev=False)
     ev.add_argument("path", metavar="PATH", help="an agent.pt file or a run directory")
-    ev.add_argument("--episodes", type=int, default=10, help="episodes to run (default 10)")
+    ev.add_argument("--episodes", type=integer, default=10, help="episodes to run (default 10)")
     ev.add_argument("--env", help="environment id (default: the one the agent was trained on)")
-    ev.add_argument("--eps", type=float, default=None, help="epsilon while evaluating (default: eval_eps)")
-    ev.add_argument("--seed", type=int, default=None, help="seed for the evaluation episodes")
+    ev.add_argument("--eps", type=number, default=None, help="epsilon while evaluating (default: eval_eps)")
+    ev.add_argument("--seed", type=integer, default=None, help="seed for the evaluation episodes")
     ev.add_argument("--video", action="store_true", help="record the first episode to PATH's folder/videos")
     ev.add_argument("--opponent", help="two-player games: 'random', 'perfect' (minimax, small games) or 'mcts:N'; "
                     "--episodes games are played from each seat")
 
     pl = sub.add_parser("play", help="play a two-player game against a trained agent in the terminal",
-                        description="Play against a trained agent. Example: deepq play runs/tictactoe-0-...")
+                        description="Play against a trained agent. Example: deepq play runs/tictactoe-0-...",
+                        allow_abbrev=False)
     pl.add_argument("path", metavar="RUN_OR_AGENT", help="a run directory or an agent.pt file (OpenSpiel games)")
-    pl.add_argument("--seat", type=int, choices=(1, 2), help="1: you move first, 2: the agent does (default: ask)")
-    pl.add_argument("--temperature", type=float, default=0.0,
+    pl.add_argument("--seat", type=integer, choices=(1, 2), help="1: you move first, 2: the agent does (default: ask)")
+    pl.add_argument("--temperature", type=number, default=0.0,
                     help="0: the agent plays its greedy move; > 0: it samples softmax(Q / temperature)")
-    pl.add_argument("--mcts", type=int, default=0, metavar="N",
+    pl.add_argument("--mcts", type=integer, default=0, metavar="N",
                     help="the agent searches N simulations per move (Q-guided MCTS) instead of playing its Q directly")
 
-    sub.add_parser("presets", help="list presets with their key settings")
+    sub.add_parser("presets", help="list presets with their key settings", allow_abbrev=False)
     return parser
 
 
-def config_from_args(args: argparse.Namespace) -> tuple[Config, Path | None]:
-    overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(Config) if hasattr(args, f.name)}
-    if args.resume:
-        from deepq.runlog import read_config
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line parsed; anything argparse cannot place is one `deepq: error:` line (SystemExit 2)."""
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+        parser.error(unknown_option(extra, commands.get(args.command, parser)))
+    return args
 
-        run_dir = Path(args.resume)
-        if not (run_dir / "config.json").is_file():
-            raise ConfigError(f"--resume {run_dir}: no config.json there; pass a run directory made by deepq train")
-        saved = read_config(run_dir)
-        if str(saved.get("env", "")).startswith("<callable"):
-            raise ConfigError(f"{run_dir} was trained on an env factory from Python; resume it with "
-                              "deepq.train(cfg, resume=run_dir)")
-        return Config.from_dict(saved).replace(**overrides), run_dir
-    if not args.preset_or_env:
-        raise ConfigError("deepq train needs a preset or env id (e.g. `deepq train cartpole`), or --resume RUN_DIR")
-    name = args.preset_or_env
+
+def _short(env_id: str) -> str:
+    """A run-name slug for an env id: 'ALE/SpaceInvaders-v5' -> 'spaceinvaders', 'openspiel:connect_four' ->
+    'connect_four'."""
+    tail = re.split(r"[/:]", env_id)[-1].split("(")[0]
+    return re.sub(r"(NoFrameskip)?-v\d+$", "", tail).lower()
+
+
+def _base_config(name: str) -> tuple[Config, str]:
+    """The Config a preset name or an env id trains with, and for a bare Atari or MinAtar id the preset whose
+    settings it takes ('' otherwise). An unknown name is a ConfigError with the close presets and ids."""
     if name.lower() in PRESETS:
-        return preset(name, **overrides), None
+        return preset(name), ""
     from deepq.games.adapters import is_game, make_game
 
     if is_game(name):  # 'openspiel:<game>' or 'pettingzoo:<game>': an unknown or unsupported game fails here
         make_game(name)
-        return Config(env=name, name=name.partition(":")[2].split("(")[0]).replace(**overrides), None
-    import difflib
-
+        return Config(env=name, name=_short(name)), ""
     import gymnasium as gym
 
-    from deepq.envs import make_env
+    from deepq.envs import _register_namespace, make_env
 
+    _register_namespace(name)  # ale-py and MinAtar register their ids on import: before looking the id up
     looks_like_env = bool(difflib.get_close_matches(name, list(gym.registry), n=1))
     if name not in gym.registry and not looks_like_env \
             and (close := difflib.get_close_matches(name.lower(), PRESETS, n=1)):
         raise ConfigError(f"unknown preset or environment {name!r}; did you mean the preset {close[0]!r}? "
                           f"Presets: {', '.join(PRESETS)}; or pass a Gymnasium id such as CartPole-v1")
     make_env(name).close()  # an unknown id fails here, with suggestions
-    return Config(env=name).replace(**overrides), None
+    family = None
+    if "ale_py" in str(gym.registry[name].entry_point):
+        family, run_name = "atari", _short(name)
+    elif name.startswith("MinAtar/"):
+        family = f"minatar-{_short(name)}" if f"minatar-{_short(name)}" in PRESETS else "minatar-breakout"
+        run_name = f"minatar-{_short(name)}"
+    if family is None:
+        return Config(env=name, name=name.replace("/", "-") if "/" in name else ""), ""
+    return PRESETS[family].replace(env=name, name=run_name), family
+
+
+def _read_saved(run_dir: Path) -> dict[str, Any]:
+    """run_dir/config.json as Config fields, or a ConfigError naming the file, what is wrong and what to do."""
+    from deepq.runlog import read_config
+
+    path = run_dir / "config.json"
+    redo = ("repair it (one JSON object of Config fields, as deepq train wrote it) or start a new run; "
+            "`deepq train --help` lists the fields")
+    try:
+        saved = read_config(run_dir)
+    except json.JSONDecodeError as e:
+        what = "is empty" if not e.doc.strip() else f"is not valid JSON (line {e.lineno} column {e.colno}: {e.msg})"
+        raise ConfigError(f"{path} {what}; {redo}") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path} cannot be read ({e}); {redo}") from None
+    if not isinstance(saved, dict):
+        kind = {list: "an array", str: "a string", bool: "a boolean", type(None): "null"}.get(type(saved), "a number")
+        raise ConfigError(f"{path} holds {kind}, not a JSON object of Config fields; {redo}")
+    known = [f.name for f in dataclasses.fields(Config)]
+    unknown = sorted(set(saved) - set(known))
+    if unknown:
+        close = {u: difflib.get_close_matches(u, known, n=1) for u in unknown}
+        names = ", ".join(f"{u!r}" + (f" (did you mean {c[0]!r}?)" if c else "") for u, c in close.items())
+        raise ConfigError(f"{path} has unknown field(s) {names}; {redo}")
+    if str(saved.get("env", "")).startswith("<callable"):
+        raise ConfigError(f"{run_dir} was trained on an env factory from Python; resume it with "
+                          "deepq.train(cfg, resume=run_dir)")
+    return saved
+
+
+def config_from_args(args: argparse.Namespace) -> tuple[Config, Path | None, str]:
+    """(the Config to train, the run directory to resume or None, a line to tell the user or '')."""
+    overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(Config) if hasattr(args, f.name)}
+    if args.resume:
+        run_dir = Path(args.resume)
+        if not (run_dir / "config.json").is_file():
+            raise ConfigError(f"--resume {run_dir}: no config.json there; pass a run directory made by deepq train")
+        saved = _read_saved(run_dir)
+        try:
+            cfg = Config.from_dict(saved).replace(**overrides).validate()
+        except TypeError as e:  # e.g. hidden_sizes: 5
+            raise ConfigError(f"{run_dir / 'config.json'}: a field has a value of the wrong type ({e}); fix the file") \
+                from None
+        except ConfigError as e:
+            field = re.match(r"(\w+)=", str(e))
+            if field and field.group(1) in overrides:
+                raise
+            raise ConfigError(f"{run_dir / 'config.json'}: {e}; fix the file, or set the field with its flag") \
+                from None
+        return cfg, run_dir, ""
+    name = args.preset_or_env or overrides.get("env")
+    if not name:
+        raise ConfigError("deepq train needs a preset or env id (e.g. `deepq train cartpole`), or --resume RUN_DIR")
+    cfg, family = _base_config(name)
+    note = (f"{name} trains with the {family} preset's settings (run name {cfg.name!r}); change any with its "
+            f"flag (e.g. --lr 5e-5), or name another preset: deepq train PRESET --env {name}") if family else ""
+    env = overrides.pop("env", cfg.env)
+    if env != cfg.env:  # --env: the preset's settings on another env
+        if env.lower() in PRESETS:
+            own = PRESETS[env.lower()].env
+            raise ConfigError(f"--env {env}: that is a preset; --env takes an env id such as {own} "
+                              f"(the {env.lower()} preset's), or train the preset: deepq train {env.lower()}")
+        _base_config(env)  # an unknown id fails here, as it would alone
+        cfg, note = cfg.replace(env=env, name=f"{cfg.run_name}-{_short(env)}"), ""
+    return cfg.replace(**overrides), None, note
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
     from deepq.evaluate import evaluate
     from deepq.train import train
 
-    cfg, resume = config_from_args(args)
+    cfg, resume, note = config_from_args(args)
+    if note:
+        print(f"deepq: {note}", file=sys.stderr)
     agent = train(cfg, resume=resume)
     result = evaluate(agent, episodes=cfg.eval_episodes)
     print(f"final evaluation: {result}")
@@ -191,7 +228,7 @@ def _cmd_presets() -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse_args(argv)
     try:
         if args.command == "train":
             return _cmd_train(args)

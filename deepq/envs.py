@@ -56,23 +56,41 @@ def make_env(spec: EnvSpec, render_mode: str | None = None, cfg: Config | None =
 
 
 def _register_namespace(spec: str) -> None:
-    """Atari and MinAtar ids are registered by their packages on import; import them when named."""
-    try:
-        if spec.startswith("ALE/") or "NoFrameskip" in spec:
-            import ale_py
+    """Atari and MinAtar ids are registered by their packages on import: import them when an id is named
+    that Gymnasium does not know yet, so that any registered id of an installed family works.
 
-            gym.register_envs(ale_py)
-        elif spec.startswith("MinAtar/") and spec not in gym.registry:
-            import logging
+    'ALE/...', '...NoFrameskip...' and 'MinAtar/...' ids need their package (a ConfigError says what to
+    install); for any other unknown id the installed families are registered quietly, so that it is found
+    ('Breakout-v4' is ale-py's) or a misspelt one is told the close ids of every family.
+    """
+    if spec in gym.registry:
+        return
+    named = {"atari": spec.startswith("ALE/") or "NoFrameskip" in spec, "minatar": spec.startswith("MinAtar/")}
+    for family in [f for f, n in named.items() if n] or list(named):
+        try:
+            if family == "atari":
+                import ale_py
 
-            logging.getLogger().setLevel(logging.ERROR)  # MinAtar warns that seaborn (for rendering) is missing
-            from minatar.gym import register_envs
+                ale_py.ALEInterface.setLoggerMode(ale_py.LoggerMode.Error)  # no "A.L.E: Arcade..." banner
+                gym.register_envs(ale_py)
+            elif "MinAtar/Breakout-v0" not in gym.registry:
+                import logging
 
-            register_envs()
-    except ImportError as e:
-        extra = "atari" if spec.startswith("ALE/") or "NoFrameskip" in spec else "minatar"
-        raise ConfigError(f"environment {spec!r} needs the package {e.name!r}: pip install 'deepq[{extra}]'") \
-            from None
+                # MinAtar logs a warning on import (seaborn, for rendering, is missing): keep it from the terminal
+                # without changing the root logger (a handler there stops logging.warning adding one of its own)
+                root, quiet, level = logging.getLogger(), logging.NullHandler(), logging.getLogger().level
+                root.addHandler(quiet)
+                root.setLevel(logging.ERROR)
+                try:
+                    from minatar.gym import register_envs
+                finally:
+                    root.removeHandler(quiet)
+                    root.setLevel(level)
+                register_envs()
+        except ImportError as e:
+            if named[family]:
+                raise ConfigError(f"environment {spec!r} needs the package {e.name!r}: "
+                                  f"pip install 'deepq[{family}]'") from None
 
 
 def _stack(env: gym.Env, k: int) -> gym.Env:

@@ -134,6 +134,11 @@ def _recorder(spec: EnvSpec, video_dir: str, cfg: Config) -> gym.Env:
     if callable(spec):
         raise ConfigError("video needs an env id so it can be made with render_mode='rgb_array'")
     os.environ.setdefault("SDL_AUDIODRIVER", "dummy")  # rendering needs no sound device
+    if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        # No display at all (a server, a container): SDL (pygame, which classic-control envs render with)
+        # would try X11, then Wayland, whose libwayland-client prints "error: XDG_RUNTIME_DIR is invalid or
+        # not set in the environment." to the terminal. rgb_array frames need no display: SDL's dummy driver.
+        os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
     env = make_env(spec, render_mode="rgb_array", cfg=cfg)
     return gym.wrappers.RecordVideo(env, video_dir, episode_trigger=lambda ep: ep == 0, disable_logger=True)
 
