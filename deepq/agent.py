@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import copy
+import math
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -14,20 +14,37 @@ from threadpoolctl import threadpool_limits
 from torch import nn
 
 from deepq.config import Config
-from deepq.errors import CheckpointError, NonFiniteLossError
+from deepq.errors import CheckpointError, ConfigError, NonFiniteLossError
+from deepq.files import FORMAT_VERSION, atomic_save, first_sentence, remove_stale_temp_files, safe_load, short_repr
 from deepq.fused import FusedMLPUpdate, NumpyMLPUpdate, NumpyPolicy
 from deepq.loss import categorical_projection, td_loss, td_target
+from deepq.memory import available_bytes, check_network_memory, network_needs, size_text
 from deepq.networks import build_network, resolve_arch
 from deepq.replay import Batch
 
 AGENT_FORMAT = "deepq-agent"
-FORMAT_VERSION = 1
+MAX_OBS_VALUES = 2 ** 40  # numbers in one observation: far above any env's, far below int64 overflow in a layer
+# atomic_save, safe_load and remove_stale_temp_files live in deepq/files.py; importable from here as before
+__all__ = ["AGENT_FORMAT", "FORMAT_VERSION", "Agent", "atomic_save", "load", "remove_stale_temp_files",
+           "resolve_device", "safe_load", "set_cpu_threads"]
 
 
 def resolve_device(name: str) -> torch.device:
+    """'auto' (CUDA when torch sees a GPU), 'cpu', 'cuda' or 'cuda:N'; a CUDA device torch cannot use is a
+    ConfigError here, in one line, rather than a traceback from the first tensor moved there."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    device = torch.device(name)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            build = "a CPU-only build" if torch.version.cuda is None else f"built for CUDA {torch.version.cuda}"
+            raise ConfigError(f"device={name!r} but torch sees no CUDA device (torch {torch.__version__}, {build}); "
+                              "use --device cpu or auto")
+        count = torch.cuda.device_count()
+        if device.index is not None and device.index >= count:
+            raise ConfigError(f"device={name!r} but torch sees {count} CUDA device(s), cuda:0 to cuda:{count - 1}; "
+                              "use one of those, --device cpu or auto")
+    return device
 
 
 def set_cpu_threads(n: int) -> None:
@@ -53,7 +70,8 @@ class Agent:
         self.cfg = cfg
         self.obs_shape = tuple(obs_shape)
         self.n_actions = n_actions
-        self.device = resolve_device(cfg.device) if device is None else torch.device(device)
+        self.device = resolve_device(cfg.device if device is None else str(device))
+        check_network_memory(self.obs_shape, n_actions, cfg, self.device)  # before allocating: one line, not an OOM
         self.online = build_network(self.obs_shape, n_actions, cfg).to(self.device)
         # target="none": the online net computes its own target (the instability the target net prevents).
         self.target: nn.Module | None = None
@@ -218,60 +236,128 @@ class Agent:
 def load(path: str | os.PathLike[str], network: Any = None, device: str = "cpu") -> Agent:
     """Load an agent saved by Agent.save (or a run directory's agent.pt); never executes code from the file.
 
-    A custom network is code, so it is not in the file: pass the same factory as `network`.
+    A custom network is code, so it is not in the file: pass the same factory as `network`. The file is
+    checked before anything is allocated from it: its entries' types and ranges, its config, the size of
+    the network that config builds against the memory available, then each tensor's name, shape, dtype and
+    values (NaN and inf are refused). Each problem is one CheckpointError naming the file.
     """
     p = Path(path)
     if p.is_dir():
         p = p / "agent.pt"
     data = safe_load(p, AGENT_FORMAT)
-    cfg = Config.from_dict(data["config"]).replace(network=network, device=device)
-    if data["custom_network"] and network is None:
-        raise CheckpointError(f"{p} was trained with a custom network ({data['config']['network']}); "
-                              "pass the same factory: deepq.load(path, network=factory)")
-    agent = Agent(tuple(data["obs_shape"]), int(data["n_actions"]), cfg)
+    obs_shape, n_actions, weights = _agent_entries(p, data)
+    cfg = _agent_config(p, data, network).replace(device=device)
+    expected = _network_state(p, obs_shape, n_actions, cfg)  # None for a custom network (its factory is code)
+    if expected is not None:
+        check_weights(p, weights, expected)
+    agent = Agent(obs_shape, n_actions, cfg)
+    if expected is None:
+        check_weights(p, weights, agent.online.state_dict())
     try:
-        agent.online.load_state_dict(data["online"])
-    except RuntimeError as e:
-        raise CheckpointError(f"{p}: the weights do not fit the network this config builds: {e}") from e
+        agent.online.load_state_dict(weights)
+    except RuntimeError as e:  # check_weights found nothing wrong, so this is rare: torch's lines, joined into one
+        why = "; ".join(line.strip() for line in str(e).splitlines() if line.strip())
+        raise CheckpointError(f"{p}: the weights do not fit the network this config builds: {why}") from None
     agent.sync_target()
     return agent
 
 
-def atomic_save(obj: Any, path: str | os.PathLike[str]) -> None:
-    """torch.save to a temp file in the same folder, fsync, then rename: never a half-written file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+def _is_int(v: object) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
 
 
-def safe_load(path: Path, expected_format: str) -> dict[str, Any]:
-    """torch.load with weights_only=True, turning every failure into one clear CheckpointError."""
-    if not path.is_file():
-        raise CheckpointError(f"{path} does not exist (expected a deepq {expected_format.split('-')[1]} file)")
+def _agent_entries(p: Path, data: dict[str, Any]) -> tuple[tuple[int, ...], int, dict[str, torch.Tensor]]:
+    """The spaces and the weights, with their types and ranges checked."""
+    damaged = "the file is damaged or was not written by deepq"
+    for key in ("config", "obs_shape", "n_actions", "online"):
+        if key not in data:
+            raise CheckpointError(f"{p} has no {key!r} entry, which every deepq agent file has: {damaged}")
+
+    def wrong(key: str, want: str) -> CheckpointError:
+        value = data[key]
+        return CheckpointError(f"{p}: {key} is {short_repr(value)} ({type(value).__name__}); a deepq agent file has "
+                               f"{want} there: {damaged}")
+    shape = data["obs_shape"]
+    if not (isinstance(shape, list | tuple) and 1 <= len(shape) <= 8 and all(_is_int(d) and d > 0 for d in shape)
+            and math.prod(shape) <= MAX_OBS_VALUES):
+        raise wrong("obs_shape", "a list of 1 to 8 positive integers (an observation of at most 2**40 values)")
+    if not (_is_int(data["n_actions"]) and data["n_actions"] > 0):
+        raise wrong("n_actions", "a positive integer")
+    if not isinstance(data["config"], dict):
+        raise wrong("config", "a dict of Config fields")
+    weights = data["online"]
+    if not (isinstance(weights, dict) and all(isinstance(k, str) and isinstance(v, torch.Tensor)
+                                              for k, v in weights.items())):
+        raise wrong("online", "a dict of named tensors (the network's state dict)")
+    if not isinstance(data.get("custom_network", False), bool):
+        raise wrong("custom_network", "True or False")
+    return tuple(int(d) for d in shape), int(data["n_actions"]), weights
+
+
+def _agent_config(p: Path, data: dict[str, Any], network: Any) -> Config:
+    """The file's config, validated as a run's is (a ConfigError here is about the file, so it names it)."""
+    hidden = data["config"].get("hidden_sizes", ())
+    if not isinstance(hidden, list | tuple):
+        raise CheckpointError(f"{p}: its config's hidden_sizes is {short_repr(hidden)} ({type(hidden).__name__}); "
+                              "deepq writes a list of widths there: the file is damaged or was altered")
     try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # torch raises several types for truncated/corrupt/unsafe files
-        text = str(e).splitlines()[0] if str(e) else type(e).__name__
-        if "Unsupported global" in str(e):
-            why = "it contains Python objects that deepq never writes, and loading them could run code"
-        else:
-            why = f"it is corrupt or truncated ({type(e).__name__}: {text[:200]})"
-        raise CheckpointError(f"cannot load {path}: {why}. Use a file written by deepq, "
-                              "or train again to produce one.") from None
-    if not isinstance(data, dict) or data.get("format") != expected_format:
-        found = data.get("format") if isinstance(data, dict) else type(data).__name__
-        raise CheckpointError(f"{path} is not a {expected_format} file (found format {found!r}); "
-                              f"it was not written by deepq or is a different kind of deepq file")
-    if data.get("version") != FORMAT_VERSION:
-        raise CheckpointError(f"{path} has {expected_format} version {data.get('version')}; this deepq "
-                              f"reads version {FORMAT_VERSION}")
-    return data
+        cfg = Config.from_dict(data["config"]).replace(network=network).validate()
+    except (ConfigError, TypeError, ValueError) as e:
+        raise CheckpointError(f"{p}: its config is not valid ({e}); the file is damaged or was altered") from None
+    if data.get("custom_network", False) and network is None:
+        raise CheckpointError(f"{p} was trained with a custom network ({data['config'].get('network')}); "
+                              "pass the same factory: deepq.load(path, network=factory)")
+    return cfg
+
+
+def _network_state(p: Path, obs_shape: tuple[int, ...], n_actions: int,
+                   cfg: Config) -> dict[str, torch.Tensor] | None:
+    """The state dict (meta tensors: shapes and dtypes, no storage) of the built-in network the file's config
+    builds, once its size is known to fit in memory; None for a custom network."""
+    if cfg.network is not None:
+        return None
+    try:
+        with torch.device("meta"):
+            state = build_network(obs_shape, n_actions, cfg).state_dict()
+        needs = network_needs(obs_shape, n_actions, cfg)
+    except (ConfigError, RuntimeError, ValueError, OverflowError, TypeError) as e:
+        why = first_sentence(str(e)) or type(e).__name__
+        raise CheckpointError(f"{p}: its config and spaces (observations {list(obs_shape)}, {n_actions:,} actions) "
+                              f"do not make a network ({why}); the file is damaged or was altered") from None
+    assert needs is not None
+    nets, device = needs[0], resolve_device(cfg.device)  # what Agent() allocates: the network and its target copy
+    have = available_bytes(device)
+    if nets.nbytes > have:
+        where = "this machine" if device.type == "cpu" else str(device)
+        raise CheckpointError(f"{p}: its network ({nets.setting}, {n_actions:,} actions) needs "
+                              f"~{size_text(nets.nbytes)} for {nets.what}; {where} has {size_text(have)} available: "
+                              "the file is damaged, or was written for a machine with more memory")
+    return state
+
+
+def check_weights(path: Path, weights: dict[str, torch.Tensor], expected: dict[str, torch.Tensor]) -> None:
+    """CheckpointError unless `weights` has exactly `expected`'s names, each with its shape and dtype and only
+    finite values (a network with NaN or inf weights acts on NaN Q values)."""
+    missing = [k for k in expected if k not in weights]
+    unexpected = [k for k in weights if k not in expected]
+    if missing or unexpected:
+        parts = [f"{what} {', '.join(map(repr, names[:3]))}" + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+                 for what, names in (("missing", missing), ("unexpected", unexpected)) if names]
+        raise CheckpointError(f"{path}: the weights do not fit the network its config builds: {'; '.join(parts)}")
+    for name, want in expected.items():
+        t = weights[name]
+        where = f"{path}: tensor online[{name!r}]"
+        if t.layout != torch.strided or tuple(t.shape) != tuple(want.shape):
+            layout = f" ({t.layout})" if t.layout != torch.strided else ""
+            raise CheckpointError(f"{where} has shape {list(t.shape)}{layout}; the network its config builds has "
+                                  f"{list(want.shape)}: the file is damaged or was altered")
+        if t.dtype != want.dtype:
+            raise CheckpointError(f"{where} is {str(t.dtype).removeprefix('torch.')}; deepq writes "
+                                  f"{str(want.dtype).removeprefix('torch.')} there: the file was altered or not "
+                                  "written by deepq")
+        if (t.is_floating_point() or t.is_complex()) and not bool(torch.isfinite(t).all()):
+            nan = int(torch.isnan(t).sum())
+            inf = int((~torch.isfinite(t)).sum()) - nan
+            raise CheckpointError(f"{where} holds {nan:,} NaN and {inf:,} inf among its {t.numel():,} values; a "
+                                  "network with them computes NaN Q values: use a file from before the run diverged "
+                                  "(a run's checkpoint keeps its last good state), or train again")

@@ -15,3 +15,12 @@ class CheckpointError(DeepQError):
 
 class NonFiniteLossError(DeepQError, FloatingPointError):
     """The TD loss became NaN or inf; the run stopped and kept its last good state."""
+
+
+class DiskFullError(DeepQError, OSError):
+    """A file could not be written: its disk is full (or over quota). The previous version of it is intact.
+
+    An OSError too (errno ENOSPC or EDQUOT where deepq saw one), so `except OSError` still catches it."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""  # the message, never OSError's "[Errno 28] ..." form

@@ -27,6 +27,7 @@ from deepq.errors import ConfigError
 from deepq.explore import random_legal
 from deepq.games.adapters import is_game, make_game
 from deepq.mcts import MCTS, MCTSConfig
+from deepq.memory import check_memory
 from deepq.run_control import LoopState, track_episodes
 from deepq.runlog import RunLog
 
@@ -91,6 +92,8 @@ class SearchedEpisodes:
         self.env = make_searchable(cfg)
         self.agent = Agent(tuple(self.env.obs_shape), self.env.n_actions, cfg)
         self.search = MCTS(self.agent.q_values, search_config(cfg, cfg.seed), two_player=is_game(cfg.env))
+        # one line, before allocating, if the target memory (and the rest of the run) cannot fit
+        check_memory(cfg, tuple(self.env.obs_shape), np.float32, self.env.n_actions, self.agent.device, networks=False)
         self.memory = TargetMemory(cfg.buffer_size, tuple(self.env.obs_shape), self.env.n_actions)
 
     def start(self) -> None:

@@ -96,7 +96,12 @@ def make_replay(cfg: Config, obs_shape: tuple[int, ...], obs_dtype: Any, device:
                 n_actions: int) -> Replay:
     """Frame histories (frame_stack > 1) store each frame once; anything else is stored as is.
     Games store the legal moves of s', and discount by −γ: each ply hands the turn to the opponent,
-    whose value is ours negated (see td_target)."""
+    whose value is ours negated (see td_target).
+    First the memory the run needs is checked against the memory available: a run that cannot fit stops here,
+    in one ConfigError line, before anything is allocated (the Agent checked and built its networks already)."""
+    from deepq.memory import check_memory
+
+    check_memory(cfg, obs_shape, obs_dtype, n_actions, device, networks=False)
     if cfg.frame_stack > 1:
         return FrameReplay(cfg.buffer_size, obs_shape, cfg.num_envs, obs_dtype=obs_dtype, device=device,
                            n_step=cfg.n_step, gamma=cfg.gamma)
