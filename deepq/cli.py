@@ -25,7 +25,7 @@ def build_parser() -> Parser:
     parser = Parser(prog="deepq", description="Deep Q-Learning for Gymnasium environments.", allow_abbrev=False)
     sub = parser.add_subparsers(dest="command", required=True)
     tr = sub.add_parser("train", help="train a preset or any Gymnasium env id", allow_abbrev=False, add_help=False,
-                        usage="deepq train [PRESET_OR_ENV_ID] [--resume RUN_DIR] [--FIELD VALUE ...]",
+                        usage="deepq train [PRESET_OR_ENV_ID] [--resume RUN_DIR] [--overwrite] [--FIELD VALUE ...]",
                         description="Train a DQN agent. Example: deepq train cartpole --seed 3",
                         formatter_class=HelpFormatter)
     tr.add_argument("-h", "--help", action=TrainHelp, resolve=_base_config,
@@ -33,6 +33,8 @@ def build_parser() -> Parser:
     tr.add_argument("preset_or_env", nargs="?", metavar="PRESET_OR_ENV_ID",
                     help="a preset (`deepq presets` lists them) or a Gymnasium id such as CartPole-v1")
     tr.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run from its last checkpoint")
+    tr.add_argument("--overwrite", action="store_true",
+                    help="a fresh run into a --run_dir that holds a run deletes that run's files (without it: refused)")
     add_config_options(tr)
 
     ev = sub.add_parser("eval", help="evaluate a saved agent", description="Evaluate a saved agent.",
@@ -176,15 +178,14 @@ def config_from_args(args: argparse.Namespace) -> tuple[Config, Path | None, str
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from deepq.evaluate import evaluate
     from deepq.train import train
 
     cfg, resume, note = config_from_args(args)
     if note:
         print(f"deepq: {note}", file=sys.stderr)
-    agent = train(cfg, resume=resume)
-    result = evaluate(agent, episodes=cfg.eval_episodes)
-    print(f"final evaluation: {result}")
+    agent = train(cfg, resume=resume, overwrite=args.overwrite)
+    if not cfg.progress:  # with progress on, train() printed it
+        print(f"final evaluation: {agent.final_evaluation}")  # type: ignore[attr-defined]
     return 0
 
 
@@ -240,8 +241,8 @@ def main(argv: list[str] | None = None) -> int:
     except DeepQError as e:
         print(f"deepq: error: {e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        return 130
+    except KeyboardInterrupt as e:  # a signal stopped training (after a checkpoint): 128 + its number, as a shell
+        return 128 + int(getattr(e, "signum", 2))
 
 
 if __name__ == "__main__":

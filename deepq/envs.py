@@ -10,6 +10,7 @@ resumed run rebuilds each env's exact state by replaying them, without pickling 
 from __future__ import annotations
 
 import difflib
+import math
 import warnings
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
@@ -18,7 +19,7 @@ import gymnasium as gym
 import numpy as np
 
 from deepq.config import Config, EnvSpec
-from deepq.errors import ConfigError
+from deepq.errors import ConfigError, EnvError
 from deepq.games.adapters import is_game
 
 
@@ -165,6 +166,15 @@ def obs_dtype(space: gym.Space) -> Any:
     return np.uint8 if isinstance(space, gym.spaces.Box) and space.dtype in (np.uint8, np.bool_) else np.float32
 
 
+def env_label(env: gym.Env) -> str:
+    """How messages and run names call an env: its registered id, else its class."""
+    return env.spec.id if env.spec is not None else type(env.unwrapped).__name__
+
+
+def _dtype(obs: Any) -> str:
+    return f", dtype {obs.dtype}" if hasattr(obs, "dtype") else ""
+
+
 def episode_seed(seed: int, env_index: int, episode: int) -> int:
     """The reset seed of one episode of one env: independent streams from one run seed."""
     return int(np.random.SeedSequence([seed, env_index, episode]).generate_state(1)[0])
@@ -186,6 +196,9 @@ class VecEnv:
         self.episodic_life = episodic_life
         self._convert = obs_converter(self.envs[0].observation_space)
         self._action_offset = int(self.envs[0].action_space.start)  # type: ignore[attr-defined]
+        self._floats = self.obs_dtype == np.float32  # pixels (uint8) cannot be NaN; floats are checked each step
+        self._zeros = np.zeros(len(self.envs) * int(np.prod(self.obs_shape)), np.float32)
+        self.env_label = env_label(self.envs[0])
         self.episodes = [0] * len(self.envs)  # episodes started per env
         self.actions_since_reset: list[list[int]] = [[] for _ in self.envs]
         self.lives = [0] * len(self.envs)  # info["lives"] where the env reports it (Atari)
@@ -202,7 +215,35 @@ class VecEnv:
         self.episodes[i] += 1
         self.actions_since_reset[i] = []
         self.lives[i] = int(info.get("lives", 0))
-        return self._convert(obs)
+        x = self._checked(i, obs, "reset observation")
+        if self._floats and not np.isfinite(x).all():
+            self._refuse(i, "reset observation", x)
+        return x
+
+    def _checked(self, i: int, obs: Any, what: str) -> np.ndarray:
+        """The env's observation as the network takes it, or EnvError: what arrived must fit the space
+        (a (1,) array where the space says (4,) would otherwise be broadcast and trained on)."""
+        try:
+            x = self._convert(obs)
+        except (TypeError, ValueError, IndexError):
+            x = None
+        space = self.envs[i].observation_space
+        if x is None or x.shape != self.obs_shape or (not self._floats and getattr(obs, "dtype", None) is not None
+                                                                and obs.dtype.kind == "f"):
+            got = f"{type(obs).__name__} of shape {np.shape(obs)}" if hasattr(obs, "shape") else repr(obs)[:80]
+            raise EnvError(f"{self.env_label} (env {i}) returned a {what} that does not fit its observation space "
+                           f"{space}: got {got}{_dtype(obs)} in episode {self.episodes[i]}, at its step "
+                           f"{len(self.actions_since_reset[i])}; fix the env so it returns what its space says")
+        return x
+
+    def _refuse(self, i: int, what: str, value: Any) -> None:
+        bad = np.asarray(value).ravel()
+        where = "" if bad.size == 1 else f" (element {int(np.flatnonzero(~np.isfinite(bad))[0])})"
+        first = bad[~np.isfinite(bad)][0] if bad.size > 1 else bad[0]
+        raise EnvError(f"{self.env_label} (env {i}) returned a {what} of {first}{where} in episode "
+                       f"{self.episodes[i]}, at its step {len(self.actions_since_reset[i])}; deepq stopped before "
+                       "storing it, as a NaN or inf would poison the replay memory and every later update. Fix the "
+                       "env, or wrap it to clean its output")
 
     def reset(self) -> np.ndarray:
         self._obs = np.stack([self._reset_one(i) for i in range(self.num_envs)])
@@ -217,14 +258,35 @@ class VecEnv:
             a = int(actions[i])
             o, r, term, trunc, info = env.step(a + self._action_offset)
             self.actions_since_reset[i].append(a)
-            final_obs[i] = self._convert(o)
-            rewards[i], truncated[i], ended[i] = r, trunc, term or trunc
+            final_obs[i] = self._checked(i, o, "observation")
+            try:
+                rewards[i] = r
+                if not math.isfinite(r):
+                    self._refuse(i, "reward", r)
+            except (TypeError, ValueError):
+                raise EnvError(f"{self.env_label} (env {i}) returned the reward {r!r} ({type(r).__name__}) in "
+                               f"episode {self.episodes[i]}, at its step {len(self.actions_since_reset[i])}; a "
+                               "reward must be a number") from None
+            truncated[i], ended[i] = trunc, term or trunc
             lives = int(info.get("lives", 0))
             terminated[i] = term or (self.episodic_life and lives < self.lives[i])
             self.lives[i] = lives
-            obs[i] = self._reset_one(i) if ended[i] else final_obs[i]
+            if ended[i]:
+                self._check_finite(i, final_obs[i : i + 1])  # while env i's counters are still this episode's
+                obs[i] = self._reset_one(i)
+            else:
+                obs[i] = final_obs[i]
+        self._check_finite(0, final_obs)
         self._obs = obs
         return Step(obs, rewards, terminated, truncated, final_obs, ended)
+
+    def _check_finite(self, first: int, obs: np.ndarray) -> None:
+        """EnvError if a (float) observation of envs first, first + 1, ... holds a NaN or inf: it must not reach
+        the replay memory. One product with zeros tells (0·x is NaN only where x is NaN or inf)."""
+        if self._floats and not math.isfinite(np.dot(obs.reshape(-1), self._zeros[: obs.size])):
+            for j in range(len(obs)):
+                if not np.isfinite(obs[j]).all():
+                    self._refuse(first + j, "observation", obs[j])
 
     def state_dict(self) -> dict[str, Any]:
         """Integers only: episode counters and the actions of each episode in progress."""

@@ -17,6 +17,23 @@ class NonFiniteLossError(DeepQError, FloatingPointError):
     """The TD loss became NaN or inf; the run stopped and kept its last good state."""
 
 
+class EnvError(DeepQError):
+    """An environment returned something deepq cannot train on (a wrong shape, NaN/inf, a non-number)."""
+
+
+class RunDirError(DeepQError):
+    """A run directory cannot be used: it holds another run, another process has it, or a file in it is damaged."""
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """Training stopped on a signal (SIGINT, SIGTERM, SIGHUP) after saving a checkpoint; `signum` says which.
+    A KeyboardInterrupt, so code that catches Ctrl-C catches every such stop."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
 class DiskFullError(DeepQError, OSError):
     """A file could not be written: its disk is full (or over quota). The previous version of it is intact.
 

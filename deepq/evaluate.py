@@ -22,6 +22,7 @@ class EvalResult:
     returns: list[float]  # raw scores (never clipped)
     lengths: list[int] = field(default_factory=list)  # agent steps
     protocol: str = ""  # how the episodes were played, e.g. "eps=0.05, up to 30 no-op starts, ..."
+    seats: tuple[float, float] | None = None  # two-player games: mean score (+1/0/−1) playing first, second
 
     @property
     def mean(self) -> float:
@@ -50,6 +51,10 @@ def evaluate(agent: Agent, env: EnvSpec | None = None, episodes: int = 10, eps: 
     """
     if episodes <= 0:
         raise ConfigError(f"episodes={episodes} is not valid: evaluate at least 1 episode")
+    from deepq.memory import Need, available_bytes, evaluation_bytes, refuse
+
+    refuse([Need("evaluation (each episode's return and length)", f"episodes={episodes:,}", "evaluate fewer episodes",
+                 evaluation_bytes(agent.cfg, episodes))], available_bytes(), "this machine")
     spec = env if env is not None else agent.cfg.env
     if isinstance(spec, str) and spec.startswith("<callable"):
         raise ConfigError("this agent was trained on an env factory; pass env=... to evaluate it")

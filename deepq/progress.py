@@ -11,8 +11,8 @@ class Progress:
     """update() is cheap enough to call every few hundred steps; it redraws at most a few times a second."""
 
     def __init__(self, total: int, start: int = 0, enabled: bool = True, title: str = "training",
-                 plain_every_s: float = 10.0) -> None:
-        self.total, self.enabled, self.title = total, enabled, title
+                 plain_every_s: float = 10.0, return_label: str = "return") -> None:
+        self.total, self.enabled, self.title, self.return_label = total, enabled, title, return_label
         self.start_step, self.start_time = start, time.perf_counter()
         self._last_plain = self.start_time
         self._last_printed = -1  # the step of the last plain line: the final one is printed once
@@ -36,7 +36,7 @@ class Progress:
             return
         stats = f"{self.steps_per_sec(step):,.0f} steps/s  ε {eps:.3f}"
         if recent_return is not None:
-            stats += f"  return {recent_return:.1f}"
+            stats += f"  {self.return_label} {recent_return:.1f}"
         if last_eval is not None:
             stats += f"  eval {last_eval:.1f}"
         if self._bar is not None:
@@ -49,6 +49,15 @@ class Progress:
             eta = max(0, self.total - step) / sps if sps > 0 else float("nan")  # episodic modes may overshoot
             print(f"[{self.title}] step {step:,}/{self.total:,} ({100 * step / self.total:.0f}%)  {stats}"
                   f"  ETA {eta:,.0f}s", flush=True)
+
+    def finish(self, step: int, why: str) -> None:
+        """The run ended at `step` (maybe before total: solved, time limit): the bar shows it complete,
+        with no time remaining, and one line says why it ended."""
+        if not self.enabled:
+            return
+        if self._bar is not None:
+            self._bar.update(self._task, total=max(step, 1), completed=step)
+        self.message(f"training ended at step {step:,}: {why}")
 
     def message(self, text: str) -> None:
         if not self.enabled:

@@ -15,6 +15,8 @@ from typing import Any, NoReturn
 import numpy as np
 
 from deepq.config import Config
+from deepq.errors import CheckpointError, RunInterrupted
+from deepq.files import safe_load
 from deepq.runlog import RunLog
 
 
@@ -77,35 +79,80 @@ def running(state: LoopState, cfg: Config, interrupted: DeferredInterrupt, out_o
             and not out_of_time())
 
 
+CHECKPOINT_FORMAT = "deepq-checkpoint"
+
+
 def checkpoint_path(run_dir: Path) -> Path:
     return run_dir / "checkpoint" / "checkpoint.pt"
 
 
-def checkpoint_and_stop(step: int, run_dir: Path, save_checkpoint: Callable[[], None]) -> NoReturn:
-    """After a Ctrl-C (between steps): save a consistent checkpoint, say how to continue, stop."""
+def checkpoint_and_stop(step: int, run_dir: Path, signum: int, save_checkpoint: Callable[[], None]) -> NoReturn:
+    """After SIGINT, SIGTERM or SIGHUP (handled between steps): save a consistent checkpoint, say how to
+    continue, stop. The CLI exits with 128 + the signal's number, as a shell does."""
     save_checkpoint()
-    print(f"interrupted at step {step:,}: checkpoint saved; continue with `deepq train --resume {run_dir}`",
+    name = signal.Signals(signum).name
+    print(f"stopped by {name} at step {step:,}: checkpoint saved; continue with `deepq train --resume {run_dir}`",
           file=sys.stderr, flush=True)
-    raise KeyboardInterrupt
+    raise RunInterrupted(signum)
 
 
 class DeferredInterrupt:
-    """The first Ctrl-C sets a flag the loop checks between steps (so the checkpoint is consistent);
-    a second one interrupts at once."""
+    """The first SIGINT (Ctrl-C), SIGTERM (what cluster schedulers send before they kill) or SIGHUP (the
+    terminal closed) sets a flag the loop checks between steps, so the checkpoint is consistent; the
+    handlers are then put back, so a second signal acts at once."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
     def __init__(self) -> None:
-        self.requested = False
-        self._old: Any = None
+        self.signum: int | None = None
+        self._old: dict[int, Any] = {}
+
+    @property
+    def requested(self) -> bool:
+        return self.signum is not None
 
     def __enter__(self) -> DeferredInterrupt:
         if threading.current_thread() is threading.main_thread():
-            self._old = signal.signal(signal.SIGINT, self._handle)
+            self._old = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
         return self
 
     def _handle(self, signum: int, frame: Any) -> None:
-        self.requested = True
-        signal.signal(signal.SIGINT, self._old)
+        self.signum = signum
+        self._restore()
+
+    def _restore(self) -> None:
+        for s, old in self._old.items():
+            signal.signal(s, old)
+        self._old = {}
 
     def __exit__(self, *exc: object) -> None:
-        if self._old is not None:
-            signal.signal(signal.SIGINT, self._old)
+        self._restore()
+
+
+def why_stopped(cfg: Config, state: LoopState) -> str:
+    if state.solved_at is not None:
+        return f"solved at step {state.solved_at:,} (evaluation {state.last_eval:.2f} >= {cfg.stop_at_return:g})"
+    if state.step < cfg.total_steps:
+        return f"stopped at the time limit (max_minutes={cfg.max_minutes:g})"
+    return f"reached total_steps={cfg.total_steps:,}"
+
+
+def last_checkpoint(run_dir: Path) -> str:
+    path = checkpoint_path(run_dir)
+    if not path.is_file():
+        return "No checkpoint had been written yet."
+    try:
+        step = safe_load(path, CHECKPOINT_FORMAT)["loop"]["step"]
+    except (CheckpointError, KeyError):
+        return f"{path} cannot be read."
+    return f"The last checkpoint ({path}, step {step:,}) is intact."
+
+
+def diverged_advice(cfg: Config, run_dir: Path) -> str:
+    """What to do after a non-finite loss. The weights that gave it are not a good state (the env's output
+    is checked finite at every step, so they diverged); resuming only helps from an earlier checkpoint."""
+    lower = f"a lower lr (now {cfg.lr:g}), loss='huber' or max_grad_norm > 0"
+    if checkpoint_path(run_dir).is_file():
+        return (f"{last_checkpoint(run_dir)} Continue from it with {lower}: "
+                f"`deepq train --resume {run_dir} --lr {cfg.lr / 10:g}`")
+    return f"No checkpoint had been written, so start the run again with {lower}"

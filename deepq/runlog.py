@@ -1,4 +1,4 @@
-"""The run directory: config.json, metrics.csv, TensorBoard events, learning_curve.png.
+"""The run directory: its lock, config.json, metrics.csv, TensorBoard events, learning_curve.png.
 
 A side channel of the training loop: nothing in the core imports it.
 """
@@ -6,15 +6,25 @@ A side channel of the training loop: nothing in the core imports it.
 from __future__ import annotations
 
 import csv
+import fcntl
+import io
 import json
+import os
+import shutil
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 from deepq.config import Config
+from deepq.errors import RunDirError
 from deepq.evaluate import EvalResult
+from deepq.files import current_umask, remove_stale_temp_files
 
-COLUMNS = ["step", "episode", "episode_return", "episode_length", "epsilon", "loss", "eval_return", "eval_std"]
+COLUMNS = ["step", "episode", "episode_return", "episode_length", "epsilon", "loss",
+           "eval_return", "eval_std", "eval_min", "eval_max", "eval_first", "eval_second", "eval_kind"]
+HEADER = ",".join(COLUMNS) + "\r\n"  # as csv.DictWriter writes it
+RUN_FILES = ("config.json", "metrics.csv", "agent.pt", "learning_curve.png", "checkpoint")  # what a run writes
 
 
 def new_run_dir(cfg: Config) -> Path:
@@ -28,24 +38,136 @@ def new_run_dir(cfg: Config) -> Path:
         while path.exists():
             n += 1
             path = Path("runs") / f"{cfg.run_name}-{cfg.seed}-{stamp}-{n}"
-    path.mkdir(parents=True, exist_ok=True)
+    return make_dir(path)
+
+
+def make_dir(path: Path) -> Path:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise RunDirError(f"cannot create the run directory {path}: {e.strerror}; choose another --run_dir") \
+            from None
     return path
 
 
-def write_config(run_dir: Path, cfg: Config) -> None:
-    (run_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
+class RunDirLock:
+    """An exclusive lock on RUN/.lock, held for the life of one training process.
+
+    flock(2) locks belong to the open file, so the OS drops the lock when the process dies, SIGKILL
+    included: a killed run never leaves a stale lock. The holder writes its pid into the file, so
+    a second process can say who has the run.
+    """
+
+    def __init__(self, run_dir: Path) -> None:
+        self._fd = os.open(run_dir / ".lock", os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(self._fd, 32).decode(errors="replace").strip() or "unknown"
+            os.close(self._fd)
+            raise RunDirError(f"{run_dir} is in use by another deepq process (pid {holder}); wait for it to end "
+                              "or stop it, or train into another --run_dir") from None
+        os.ftruncate(self._fd, 0)
+        os.write(self._fd, f"{os.getpid()}\n".encode())
+
+    def release(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)  # closing the file drops the lock
+            self._fd = -1
+
+
+def holds_run(run_dir: Path) -> list[str]:
+    """The files of a deepq run found in run_dir (empty when it holds none)."""
+    found = [name for name in RUN_FILES if (run_dir / name).exists()]
+    return found + (["TensorBoard events"] if any(run_dir.glob("events.out.tfevents.*")) else [])
+
+
+def claim_fresh(run_dir: Path, overwrite: bool) -> None:
+    """A fresh run may only start in a folder that holds no run, unless told to replace it (overwrite)."""
+    found = holds_run(run_dir)
+    if not found:
+        return
+    if not overwrite:
+        resumable = (run_dir / "checkpoint" / "checkpoint.pt").exists()
+        how = f"continue it with `deepq train --resume {run_dir}`, " if resumable else ""
+        raise RunDirError(f"{run_dir} already holds a run ({', '.join(found)}); {how}train into another "
+                          "--run_dir, or pass --overwrite to replace it")
+    for name in RUN_FILES:
+        target = run_dir / name
+        if target.is_dir():
+            shutil.rmtree(target)
+        else:
+            target.unlink(missing_ok=True)
+    for events in run_dir.glob("events.out.tfevents.*"):
+        events.unlink()
+
+
+def open_run_dir(run_dir: Path, fresh: bool, overwrite: bool) -> RunDirLock:
+    """Lock run_dir for this process (released by the caller) and clear what a killed write left in it. A fresh
+    run needs a folder that holds no run (or overwrite); a resumed one, a checkpoint."""
+    if fresh:
+        make_dir(run_dir)
+    elif not (run_dir / "checkpoint" / "checkpoint.pt").is_file():
+        what = "does not exist" if not run_dir.exists() else "has no checkpoint/checkpoint.pt"
+        raise RunDirError(f"cannot resume {run_dir}: it {what}; pass a run directory written by deepq train "
+                          "(checkpoints are written every checkpoint_interval env steps)")
+    lock = RunDirLock(run_dir)
+    try:
+        if fresh:
+            claim_fresh(run_dir, overwrite)
+        for folder in (run_dir, run_dir / "checkpoint"):
+            remove_stale_temp_files(folder)  # what a SIGKILL in the middle of a write left behind
+    except BaseException:
+        lock.release()
+        raise
+    return lock
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write a text file through a temp file in the same folder, fsync and rename: a reader (or a kill)
+    sees the old file or the new one, never a part of either."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", newline="") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~current_umask())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_config(run_dir: Path, cfg: Config, run_id: str) -> None:
+    """config.json: the run's id (its checkpoints carry the same one) and its Config."""
+    atomic_write_text(run_dir / "config.json", json.dumps({"run_id": run_id, **cfg.to_dict()}, indent=2) + "\n")
 
 
 def read_config(run_dir: Path) -> dict[str, Any]:
+    """The Config fields saved in run_dir/config.json (without the run id)."""
     data: dict[str, Any] = json.loads((run_dir / "config.json").read_text())
+    if isinstance(data, dict):
+        data.pop("run_id", None)
     return data
+
+
+def read_run_id(run_dir: Path) -> str:
+    """The run id in run_dir/config.json ('' when there is none: no file, or one from an older deepq)."""
+    try:
+        data = json.loads((run_dir / "config.json").read_text())
+    except (OSError, ValueError):
+        return ""
+    return str(data.get("run_id", "")) if isinstance(data, dict) else ""
 
 
 class RunLog:
     """One metrics.csv row per finished episode and per evaluation; the same scalars to TensorBoard.
 
-    On resume from step S, rows and events after S (written before the run was killed) are dropped,
-    so a resumed run's files match those of a run that never stopped.
+    metrics.csv only grows while a run trains. A resumed run cuts it back to what it was when its
+    checkpoint was written (`metrics_bytes` in the checkpoint: rows written after it are dropped), with
+    one truncate(2) in place, so no moment exists in which a kill loses an earlier row. TensorBoard
+    events after the checkpoint's step are purged. So a resumed run's files match a run that never stopped.
 
     TensorBoard scalars are handed to the writer in bursts (every PUSH_EVERY scalars, at each
     evaluation and flush), each with the wall time it was logged at. SummaryWriter passes every
@@ -55,21 +177,20 @@ class RunLog:
 
     PUSH_EVERY = 256
 
-    def __init__(self, run_dir: Path, resume_step: int | None = None) -> None:
+    def __init__(self, run_dir: Path, resume_step: int | None = None, resume_bytes: int | None = None) -> None:
         from torch.utils.tensorboard import SummaryWriter  # slow import, kept out of the core
 
         self.run_dir = run_dir
         path = run_dir / "metrics.csv"
         if resume_step is not None and path.exists():
-            with path.open(newline="") as f:
-                rows = [r for r in csv.DictReader(f) if int(r["step"]) <= resume_step]
+            _cut_back(path, resume_step, resume_bytes)
+            self._file = path.open("a", newline="")
+            self._csv = csv.DictWriter(self._file, fieldnames=COLUMNS)
         else:
-            rows = []
-        self._file = path.open("w", newline="")
-        self._csv = csv.DictWriter(self._file, fieldnames=COLUMNS)
-        self._csv.writeheader()
-        self._csv.writerows(rows)
-        self._file.flush()
+            self._file = path.open("w", newline="")
+            self._csv = csv.DictWriter(self._file, fieldnames=COLUMNS)
+            self._csv.writeheader()
+            self._file.flush()
         self.tb = SummaryWriter(str(run_dir), purge_step=resume_step)
         self._scalars: list[tuple[str, float, int, float]] = []  # (tag, value, step, wall time) not yet pushed
 
@@ -82,10 +203,17 @@ class RunLog:
         if loss is not None:
             self._scalar("train/loss", loss, step)
 
-    def evaluation(self, step: int, result: EvalResult) -> None:
-        self._csv.writerow({"step": step, "eval_return": result.mean, "eval_std": result.std})
+    def evaluation(self, step: int, result: EvalResult, final: bool = False) -> None:
+        """One evaluation row: mean, std and range of its returns (games: the score from each seat);
+        `final` marks the evaluation of the saved agent after training ended."""
+        row: dict[str, Any] = {"step": step, "eval_return": result.mean, "eval_std": result.std,
+                               "eval_min": min(result.returns), "eval_max": max(result.returns),
+                               "eval_kind": "final" if final else "periodic"}
+        if result.seats is not None:
+            row["eval_first"], row["eval_second"] = result.seats
+        self._csv.writerow(row)
         self._file.flush()
-        self._scalar("eval/mean_return", result.mean, step)
+        self._scalar("eval/final_mean_return" if final else "eval/mean_return", result.mean, step)
         self._push()
 
     def speed(self, step: int, steps_per_sec: float) -> None:
@@ -101,10 +229,12 @@ class RunLog:
             self.tb.add_scalar(tag, value, step, walltime=wall)
         self._scalars.clear()
 
-    def flush(self) -> None:
+    def flush(self) -> int:
+        """Write everything out; returns metrics.csv's size in bytes (a checkpoint records it)."""
         self._file.flush()
         self._push()
         self.tb.flush()
+        return os.fstat(self._file.fileno()).st_size
 
     def close(self) -> None:
         self._file.close()
@@ -112,36 +242,33 @@ class RunLog:
         self.tb.close()
 
 
-def plot_learning_curve(run_dir: Path, title: str = "") -> Path:
-    """learning_curve.png from metrics.csv: episode returns (raw and smoothed) and evaluation means."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
-
-    with (run_dir / "metrics.csv").open(newline="") as f:
-        rows = list(csv.DictReader(f))
-    ep = [(int(r["step"]), float(r["episode_return"])) for r in rows if r["episode_return"]]
-    ev = [(int(r["step"]), float(r["eval_return"]), float(r["eval_std"])) for r in rows if r["eval_return"]]
-    fig, ax = plt.subplots(figsize=(8, 4.5), dpi=100)
-    if ep:
-        s, r = np.array(ep).T
-        ax.plot(s, r, color="tab:blue", alpha=0.25, lw=0.8, label="episode return")
-        k = max(1, min(20, len(r) // 5))
-        ax.plot(s[k - 1:], np.convolve(r, np.ones(k) / k, mode="valid"), color="tab:blue",
-                label=f"episode return ({k}-episode mean)")
-    if ev:
-        s, m, sd = np.array(ev).T
-        ax.errorbar(s, m, yerr=sd, color="tab:orange", marker="o", ms=3, capsize=2, label="greedy evaluation")
-    ax.set_xlabel("env steps")
-    ax.set_ylabel("return")
-    ax.set_title(title or run_dir.name)
-    ax.grid(alpha=0.3)
-    if ep or ev:
-        ax.legend(loc="best")
-    out = run_dir / "learning_curve.png"
-    fig.tight_layout()
-    fig.savefig(out)
-    plt.close(fig)
-    return out
+def _cut_back(path: Path, step: int, size: int | None) -> None:
+    """Drop the rows written after the checkpoint being resumed (see RunLog)."""
+    with path.open("rb") as f:
+        header = f.readline()
+    if header.decode(errors="replace") != HEADER:
+        if not header.startswith(b"step,"):
+            raise RunDirError(f"{path} is damaged (its first line is not the header deepq writes), so rows "
+                              f"cannot be appended to it; it was left as it is. Move it aside (mv {path} "
+                              f"{path.with_suffix('.damaged.csv')}) to resume without the earlier rows")
+        size = None  # written by an older deepq with other columns: rewrite it in today's columns
+    if size is not None:
+        if path.stat().st_size < size:
+            raise RunDirError(f"{path} is shorter ({path.stat().st_size:,} bytes) than when the checkpoint was "
+                              f"written ({size:,} bytes): rows are missing; it was left as it is. Move it "
+                              "aside to resume without the earlier rows")
+        os.truncate(path, size)  # one call: the rows up to the checkpoint stay whatever happens
+        return
+    # A checkpoint that does not record the size (older deepq): keep rows up to its step, written to a
+    # temp file that replaces metrics.csv in one rename.
+    try:
+        with path.open(newline="") as f:
+            rows = [r for r in csv.DictReader(f) if int(r["step"]) <= step]
+    except (ValueError, KeyError, TypeError, csv.Error, UnicodeDecodeError) as e:
+        raise RunDirError(f"{path} is damaged ({type(e).__name__}: {e}); it was left as it is. Move it aside "
+                          "to resume without the earlier rows") from None
+    out = io.StringIO(newline="")
+    writer = csv.DictWriter(out, fieldnames=COLUMNS, extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(path, out.getvalue())

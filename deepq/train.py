@@ -20,7 +20,10 @@ Progress, logging and checkpoints are side channels called from here; the core
 
 from __future__ import annotations
 
+import errno
 import sys
+import uuid
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
@@ -28,32 +31,37 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
-from deepq.agent import Agent, atomic_save, safe_load, set_cpu_threads
+from deepq.agent import Agent, resolve_device, set_cpu_threads
 from deepq.config import Config
 from deepq.envs import make_vec_env
-from deepq.errors import CheckpointError, ConfigError, NonFiniteLossError
+from deepq.errors import CheckpointError, ConfigError, DiskFullError, EnvError, NonFiniteLossError, RunDirError
 from deepq.evaluate import evaluate
 from deepq.explore import EpsilonSchedule, epsilon_greedy
+from deepq.files import atomic_save, safe_load
 from deepq.frame_replay import FrameReplay
 from deepq.games import selfplay
 from deepq.games.adapters import is_game
 from deepq.per import PrioritizedSampler, beta_schedule
+from deepq.plot import plot_learning_curve
 from deepq.progress import Progress
 from deepq.replay import ReplayMemory
 from deepq.run_control import (
+    CHECKPOINT_FORMAT,
     DeferredInterrupt,
     LoopState,
     checkpoint_and_stop,
     checkpoint_path,
     crossings,
+    diverged_advice,
+    last_checkpoint,
     running,
     time_limit,
     track_episodes,
+    why_stopped,
 )
-from deepq.runlog import RunLog, new_run_dir, plot_learning_curve, write_config
+from deepq.runlog import RunDirLock, RunLog, new_run_dir, open_run_dir, read_run_id, write_config
 
 Replay = ReplayMemory | FrameReplay
-CHECKPOINT_FORMAT = "deepq-checkpoint"
 # Fields a resumed run must share with its checkpoint (others, e.g. total_steps or lr, may change).
 RESUME_FIXED = ("env", "seed", "num_envs", "buffer_size", "hidden_sizes", "target", "network", "arch",
                 "dueling", "noisy", "atoms", "prioritized", "per_alpha",
@@ -127,6 +135,7 @@ class Transitions:
             else None
         self.per = PrioritizedSampler(self.memory.num_slots, cfg.per_alpha) if cfg.prioritized else None
         self.obs = np.empty(0)  # (N, *obs_shape) the observations to act on; set by start() or a resume
+        self.env_label: str = getattr(self.envs, "env_label", "")
 
     def start(self) -> None:
         self.obs = self.envs.reset()
@@ -137,7 +146,10 @@ class Transitions:
             actions = selfplay.act(self.agent, envs, self.obs, eps, rng, self.pool)  # (N,)
         else:
             actions = epsilon_greedy(self.agent.act, self.obs, eps, envs.n_actions, rng)  # (N,)
-        out = envs.step(actions)
+        try:
+            out = envs.step(actions)
+        except EnvError as e:
+            raise EnvError(f"{e} (training env step {state.step + envs.num_envs:,})") from None
         # s' is the true final observation where an episode ended (terminated or truncated);
         # only `terminated` stops the bootstrap. Clipped rewards train; raw rewards are logged.
         rewards = np.sign(out.rewards) if self.cfg.clip_rewards else out.rewards
@@ -219,41 +231,79 @@ def make_experience(cfg: Config, rng: np.random.Generator) -> Experience:
     return Transitions(cfg, rng)
 
 
-def train(cfg: Config, resume: str | Path | None = None) -> Agent:
+def train(cfg: Config, resume: str | Path | None = None, overwrite: bool = False) -> Agent:
     """Train a DQN agent; writes a run directory and returns the trained Agent.
 
     With `resume=RUN_DIR`, continue from that run's last checkpoint; on CPU the result is
-    identical to a run that never stopped.
+    identical to a run that never stopped. A fresh run refuses a cfg.run_dir that already holds a
+    run unless `overwrite` (which deletes that run's files). One process at a time has a run directory.
     """
     cfg.validate()
+    resolve_device(cfg.device)  # a device torch cannot see is refused before anything is written
     torch.manual_seed(cfg.seed)
     set_cpu_threads(cfg.threads)
     torch.set_flush_denormal(cfg.flush_denormal)  # 16 denormals in RMSProp state: MinAtar updates 2.3x slower
     rng = np.random.default_rng(cfg.seed)  # ε-greedy draws and minibatch indices
+    if cfg.total_steps <= cfg.learning_starts:
+        print(f"warning: total_steps ({cfg.total_steps:,}) <= learning_starts ({cfg.learning_starts:,}): no "
+              "gradient step will be taken, so the agent learns nothing; raise total_steps or lower learning_starts",
+              file=sys.stderr, flush=True)
+    lock: RunDirLock | None = None
+    try:
+        run_dir: Path | None = None
+        if resume is not None or cfg.run_dir:  # a named folder: check it before building anything
+            run_dir = Path(resume) if resume is not None else Path(cfg.run_dir)
+            lock = open_run_dir(run_dir, resume is None, overwrite)
+        mode = make_experience(cfg, rng)
+        if run_dir is None:
+            cfg = _named(cfg, mode)
+            run_dir = new_run_dir(cfg)
+            lock = open_run_dir(run_dir, True, overwrite)
+        return _train(cfg, mode, rng, run_dir, resume is not None)
+    finally:
+        if lock is not None:
+            lock.release()
 
-    mode = make_experience(cfg, rng)
+
+def _named(cfg: Config, mode: Experience) -> Config:
+    """An env factory without a usable name (a lambda) names the run after the env it built."""
+    if cfg.name or isinstance(cfg.env, str) or getattr(cfg.env, "__name__", "<").isidentifier():
+        return cfg
+    env = getattr(mode, "env_label", "")
+    return cfg.replace(name=env or "custom-env")
+
+
+def _train(cfg: Config, mode: Experience, rng: np.random.Generator, run_dir: Path, resumed: bool) -> Agent:
     agent = mode.agent
     eps_at = exploration(cfg)
     state = LoopState(ep_return=[0.0] * cfg.num_envs, ep_length=[0] * cfg.num_envs)
-    if resume is None:
-        run_dir = new_run_dir(cfg)
-        mode.start()
+    if resumed:
+        run_id, metrics_bytes = _restore(run_dir, cfg, mode, rng, state)
+        if cfg.progress:
+            print(f"resuming {run_dir} at step {state.step:,} of {cfg.total_steps:,}", flush=True)
     else:
-        run_dir = Path(resume)
-        _restore(checkpoint_path(run_dir), cfg, mode, rng, state)
-    write_config(run_dir, cfg)
-    log = RunLog(run_dir, resume_step=state.step if resume is not None else None)
-    bar = Progress(cfg.total_steps, state.step, enabled=cfg.progress, title=cfg.run_name)
+        run_id, metrics_bytes = uuid.uuid4().hex[:12], None
+        mode.start()
+    write_config(run_dir, cfg, run_id)
+    log = RunLog(run_dir, resume_step=state.step if resumed else None, resume_bytes=metrics_bytes)
+    game = is_game(cfg.env)
+    bar = Progress(cfg.total_steps, state.step, enabled=cfg.progress, title=cfg.run_name,
+                   return_label="1st-player return" if game else "return")
 
     def save_checkpoint() -> None:
-        atomic_save({"format": CHECKPOINT_FORMAT, "version": 1, "config": cfg.to_dict(),
-                     "agent": agent.state_dict(), "rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
-                     "loop": vars(state).copy(), **mode.state_dict()}, checkpoint_path(run_dir))
+        size = log.flush()  # metrics.csv as of this checkpoint: a resume cuts it back to these bytes
+        atomic_save({"format": CHECKPOINT_FORMAT, "version": 1, "run_id": run_id, "metrics_bytes": size,
+                     "config": cfg.to_dict(), "agent": agent.state_dict(), "rng": rng.bit_generator.state,
+                     "torch_rng": torch.get_rng_state(), "loop": vars(state).copy(), **mode.state_dict()},
+                    checkpoint_path(run_dir))
 
     out_of_time = time_limit(cfg)
     interrupted = DeferredInterrupt()
+    failed = True
     try:
-        with interrupted:
+        with interrupted, warnings.catch_warnings():
+            # NumPy's overflow warnings from a diverging update: the non-finite loss check says it in one line
+            warnings.filterwarnings("ignore", category=RuntimeWarning, module=r"deepq\.fused")
             while running(state, cfg, interrupted, out_of_time):
                 prev = state.step
                 mode.collect(state, eps_at, log)  # act, step the env(s), store
@@ -266,36 +316,56 @@ def train(cfg: Config, resume: str | Path | None = None) -> Agent:
                 if crossings(prev, state.step, cfg.checkpoint_interval):
                     save_checkpoint()
                     log.speed(state.step, bar.steps_per_sec(state.step))
-                    log.flush()
                 if crossings(prev, state.step, 256):
                     bar.update(state.step, eps_at(state.step), state.recent_mean(), state.last_eval)
-        bar.update(state.step, eps_at(state.step), state.recent_mean(), state.last_eval)
-        if interrupted.requested:
-            checkpoint_and_stop(state.step, run_dir, save_checkpoint)
+            bar.update(state.step, eps_at(state.step), state.recent_mean(), state.last_eval)
+            if interrupted.signum is not None:
+                bar.close()
+                checkpoint_and_stop(state.step, run_dir, interrupted.signum, save_checkpoint)
+            agent.save(run_dir / "agent.pt")
+            save_checkpoint()  # lets `--resume` extend a finished run with a larger total_steps
+        bar.finish(state.step, why_stopped(cfg, state))
+        bar.message(f"final evaluation of {run_dir / 'agent.pt'}: {_final_episodes(cfg)} ...")
+        final = evaluate(agent, episodes=cfg.eval_episodes)
+        log.evaluation(state.step, final, final=True)
+        failed = False
     except NonFiniteLossError as e:
-        good = agent.params_finite()
-        if good:
-            save_checkpoint()  # the weights before the bad update: the last good state
-        where = checkpoint_path(run_dir)
-        raise NonFiniteLossError(
-            f"{e} at env step {state.step:,} (update {state.updates:,}); the run stopped. "
-            + (f"The last good state is saved in {where}. " if good or where.exists() else "")
-            + f"Lower lr (now {cfg.lr}), use loss='huber' or max_grad_norm > 0, then continue with "
-            f"`deepq train --resume {run_dir} --lr ...`") from None
+        raise NonFiniteLossError(f"{e} at env step {state.step:,} (update {state.updates:,}); the run stopped. "
+                                 + diverged_advice(cfg, run_dir)) from None
+    except OSError as e:  # a full disk: at a checkpoint (DiskFullError), or writing metrics or events
+        if isinstance(e, DiskFullError) or e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+            what = str(e).split(";")[0] if isinstance(e, DiskFullError) else f"{e.strerror} writing to {run_dir}"
+            raise DiskFullError(f"{what} at step {state.step:,}; the run stopped. {last_checkpoint(run_dir)} "
+                                f"Free space, then continue with `deepq train --resume {run_dir}`") from None
+        raise
     finally:
         bar.close()
-        log.close()
+        _close(log, quiet=failed)
         mode.close()
 
-    agent.save(run_dir / "agent.pt")
-    save_checkpoint()  # lets `--resume` extend a finished run with a larger total_steps
     how = ", MCTS targets" if cfg.target == "mcts" else ""
-    plot_learning_curve(run_dir, title=f"{cfg.run_name} (seed {cfg.seed}{how})")
+    how += f", evaluated against {cfg.eval_opponent}" if game else ""
+    plot_learning_curve(run_dir, title=f"{cfg.run_name} (seed {cfg.seed}{how})", threshold=cfg.stop_at_return,
+                        game=game)
     if cfg.progress:
-        solved = f"; solved at step {state.solved_at:,}" if state.solved_at is not None else ""
-        print(f"done: {state.step:,} env steps, {state.episodes:,} episodes{solved}; run directory {run_dir}")
+        print(f"final evaluation: {final}")
+        print(f"done: {state.step:,} env steps, {state.episodes:,} episodes; run directory {run_dir}", flush=True)
     agent.run_dir = run_dir  # type: ignore[attr-defined]
+    agent.final_evaluation = final  # type: ignore[attr-defined]
     return agent
+
+
+def _close(log: RunLog, quiet: bool) -> None:
+    """Close the run log; while another error is on its way out, a second one (a full disk) must not hide it."""
+    try:
+        log.close()
+    except OSError:
+        if not quiet:
+            raise
+
+
+def _final_episodes(cfg: Config) -> str:
+    return f"{cfg.eval_episodes} games from each seat" if is_game(cfg.env) else f"{cfg.eval_episodes} episodes"
 
 
 def _evaluate(agent: Agent, cfg: Config, state: LoopState, log: RunLog, bar: Progress) -> None:
@@ -313,14 +383,21 @@ def _evaluate(agent: Agent, cfg: Config, state: LoopState, log: RunLog, bar: Pro
         bar.message(f"solved at step {state.step:,}: evaluation {result}")
 
 
-def _restore(path: Path, cfg: Config, mode: Experience, rng: np.random.Generator, state: LoopState) -> None:
-    """Load a checkpoint into the freshly built objects."""
+def _restore(run_dir: Path, cfg: Config, mode: Experience, rng: np.random.Generator,
+             state: LoopState) -> tuple[str, int | None]:
+    """Load the run's checkpoint into the freshly built objects; returns the run's id and metrics.csv's size
+    when the checkpoint was written."""
+    path = checkpoint_path(run_dir)
     data = safe_load(path, CHECKPOINT_FORMAT)
+    run_id, own = data.get("run_id", ""), read_run_id(run_dir)
+    if own and run_id != own:
+        raise RunDirError(f"{path} belongs to another run (run id {run_id or 'none'}; {run_dir}/config.json has "
+                          f"{own}): it was copied here from elsewhere. Resume that run from its own directory")
     saved = data["config"]
     now = cfg.to_dict()
     for name in RESUME_FIXED:
         if saved.get(name) != now.get(name):
-            raise ConfigError(f"cannot resume {path.parent.parent}: {name} was {saved.get(name)!r} in that run "
+            raise ConfigError(f"cannot resume {run_dir}: {name} was {saved.get(name)!r} in that run "
                               f"and is {now.get(name)!r} now; {name} cannot change on resume")
     try:
         mode.agent.load_state_dict(data["agent"])
@@ -335,3 +412,4 @@ def _restore(path: Path, cfg: Config, mode: Experience, rng: np.random.Generator
         mode.load_state_dict(data)
     except (KeyError, ValueError, RuntimeError) as e:
         raise CheckpointError(f"cannot resume from {path}: {e}") from e
+    return run_id or own or uuid.uuid4().hex[:12], data.get("metrics_bytes")

@@ -136,7 +136,7 @@ def test_train_metrics_csv(trained_run: Path) -> None:
     episodes = [r for r in rows if r["episode_return"]]
     evals = [r for r in rows if r["eval_return"]]
     assert len(episodes) >= 3  # 600 random-ish CartPole steps finish several episodes
-    assert [int(r["step"]) for r in evals] == [300, 600]
+    assert [(int(r["step"]), r["eval_kind"]) for r in evals] == [(300, "periodic"), (600, "periodic"), (600, "final")]
     steps = [int(r["step"]) for r in rows]
     assert steps == sorted(steps) and steps[-1] <= 600
     assert all(float(r["episode_return"]) >= 1 for r in episodes)  # CartPole pays 1 per step

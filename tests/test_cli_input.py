@@ -150,7 +150,7 @@ def test_train_help_lists_each_flag_once_in_config_sections(tmp_path: Path) -> N
     assert len(out.splitlines()) < 210  # 259 when every flag was printed twice
     listed = re.findall(r"^  (--[\w-]+)", out, re.MULTILINE)
     fields = [f"--{f.name}" for f in dataclasses.fields(Config) if f.name != "network"]
-    assert sorted(listed) == sorted(["--resume", *fields])  # each once, none as its dash spelling
+    assert sorted(listed) == sorted(["--resume", "--overwrite", *fields])  # each once, none as its dash spelling
     # The groups are Config's `# ...` sections, in the source's order, each holding its fields
     headings = re.findall(r"^    # (.+)$", inspect.getsource(Config), re.MULTILINE)
     starts = [out.index(f"\n{h}:\n") for h in headings]

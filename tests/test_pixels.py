@@ -21,7 +21,7 @@ from deepq.networks import MLP, NatureCNN, SmallCNN, build_network, resolve_arch
 from deepq.replay import ReplayMemory
 from deepq.train import CHECKPOINT_FORMAT, checkpoint_path, make_replay
 
-FAST = dict(progress=False, eval_interval=0, checkpoint_interval=0, learning_starts=64, batch_size=8,
+FAST = dict(progress=False, eval_interval=0, eval_episodes=1, checkpoint_interval=0, learning_starts=64, batch_size=8,
             buffer_size=2_000, train_freq=4, eps_decay_steps=200)
 
 

@@ -64,7 +64,8 @@ def test_vector_envs_are_deterministic_and_count_env_steps(tmp_path: Path) -> No
     assert text == (tmp_path / "v2" / "metrics.csv").read_text()
     rows = list(csv.DictReader(text.splitlines()))
     assert all(int(r["step"]) % 4 == 0 for r in rows)  # one vector step = 4 env steps
-    assert sum(1 for r in rows if r["eval_return"]) == 2  # evaluations at 1000 and 2000 env steps
+    assert [int(r["step"]) for r in rows if r["eval_kind"] == "periodic"] == [1_000, 2_000]
+    assert [int(r["step"]) for r in rows if r["eval_kind"] == "final"] == [2_000]  # the saved agent, after training
 
 
 def _train_cli(run_dir: Path, total_steps: int) -> list[str]:
@@ -85,7 +86,8 @@ def _wait_for(path: Path, proc: subprocess.Popen[bytes], timeout: float = 60.0) 
         time.sleep(0.005)
 
 
-@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT], ids=["SIGKILL", "Ctrl-C"])
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT, signal.SIGTERM, signal.SIGHUP],
+                         ids=["SIGKILL", "Ctrl-C", "SIGTERM", "SIGHUP"])
 def test_killed_and_resumed_run_ends_with_the_same_weights(tmp_path: Path, sig: signal.Signals) -> None:
     total = 8_000
     reference = deepq.train(small(tmp_path, "ref", total_steps=total))
@@ -95,9 +97,9 @@ def test_killed_and_resumed_run_ends_with_the_same_weights(tmp_path: Path, sig: 
     _wait_for(checkpoint_path(run_dir), proc)
     proc.send_signal(sig)
     out = proc.communicate(timeout=60)[0].decode()
-    if sig == signal.SIGINT:
-        assert proc.returncode == 130, out
-        assert "checkpoint saved" in out and "--resume" in out
+    if sig != signal.SIGKILL:  # handled: a checkpoint at the current step, then exit 128 + signal, as a shell does
+        assert proc.returncode == 128 + sig, out
+        assert f"stopped by {sig.name}" in out and "checkpoint saved" in out and "--resume" in out
     else:
         assert proc.returncode == -signal.SIGKILL
     assert not (run_dir / "agent.pt").exists(), "the run finished before it was stopped; the test proves nothing"
@@ -175,19 +177,24 @@ def test_truncation_stores_true_final_obs_and_only_termination_stops_bootstrap(t
     assert starts in (ends, ends + 1)
 
 
-def test_nan_loss_stops_with_message_and_keeps_last_good_state(tmp_path: Path) -> None:
-    class Poison(ChainEnv):
-        def step(self, action: int) -> Any:
-            o, r, term, trunc, info = super().step(action)
-            return o, (float("inf") if self.t == 2 else r), term, trunc, info
-
-    cfg = small(tmp_path, "nan", env=lambda: gym.wrappers.TimeLimit(Poison(), 20), learning_starts=50,
-                eval_interval=0)
-    with pytest.raises(deepq.NonFiniteLossError, match=r"(?s)TD loss is (nan|inf).*last good state.*--resume"):
+def test_a_diverging_run_stops_and_advises_resuming_only_from_a_checkpoint_that_exists(tmp_path: Path) -> None:
+    # lr 1e30: the first update sends the weights to inf. A checkpoint at step 500 precedes it (learning starts
+    # at 600): the advice is to resume from it with a lower lr, and doing so works.
+    cfg = small(tmp_path, "div", lr=1e30, learning_starts=600, checkpoint_interval=500, eval_interval=0)
+    with pytest.raises(deepq.NonFiniteLossError, match=r"(?s)TD loss is (nan|inf).*step 500.*is intact.*--resume"):
         deepq.train(cfg)
-    data = safe_load(checkpoint_path(tmp_path / "nan"), CHECKPOINT_FORMAT)
-    assert all(torch.isfinite(v).all() for v in data["agent"]["online"].values())
-    assert data["loop"]["step"] >= 50
+    data = safe_load(checkpoint_path(tmp_path / "div"), CHECKPOINT_FORMAT)
+    assert data["loop"]["step"] == 500 and data["loop"]["updates"] == 0  # the diverged weights were not saved
+    resumed = deepq.train(small(tmp_path, "div", learning_starts=600, checkpoint_interval=500, eval_interval=0,
+                                lr=1e-3), resume=tmp_path / "div")
+    assert resumed.params_finite()
+
+
+def test_a_run_that_diverges_before_any_checkpoint_never_advises_a_resume(tmp_path: Path) -> None:
+    cfg = small(tmp_path, "div0", lr=1e308, checkpoint_interval=0, eval_interval=0)
+    with pytest.raises(deepq.NonFiniteLossError, match="start the run again with a lower lr") as e:
+        deepq.train(cfg)
+    assert "--resume" not in str(e.value) and not checkpoint_path(tmp_path / "div0").exists()
 
 
 def test_public_api_round_trip(tmp_path: Path) -> None:

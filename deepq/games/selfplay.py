@@ -110,7 +110,8 @@ def evaluate_game(agent: Agent, cfg: Config, games_per_seat: int, seed: int,
             result = arena(game, lambda player: as_bot(agent), opponent_factory(game, opponent, seed),
                            games_per_seat, seed=seed)
             returns = [1.0] * result.wins + [0.0] * result.draws + [-1.0] * result.losses
-            return EvalResult(returns, protocol=f"greedy agent {result}")
+            seats = tuple((s.wins - s.losses) / max(1, s.games) for s in result.seats)
+            return EvalResult(returns, protocol=f"greedy agent {result}", seats=seats)  # type: ignore[arg-type]
         return _pettingzoo_vs_random(agent, cfg, games_per_seat, seed)
     finally:
         agent.online.train(was_training)
@@ -152,4 +153,5 @@ def _pettingzoo_vs_random(agent: Agent, cfg: Config, games_per_seat: int, seed: 
         record[seat][0 if r > 0 else 1 if r == 0 else 2] += 1
     seats = ", ".join(f"as {'first' if s == 0 else 'second'} player {w}W {d}D {lo}L"
                       for s, (w, d, lo) in enumerate(record))
-    return EvalResult(returns, protocol=f"greedy agent vs random: {seats}")
+    means = tuple((w - lo) / max(1, w + d + lo) for w, d, lo in record)
+    return EvalResult(returns, protocol=f"greedy agent vs random: {seats}", seats=means)  # type: ignore[arg-type]
