@@ -105,6 +105,7 @@ def test_importance_weights_scale_each_transitions_gradient() -> None:
         torch.testing.assert_close(g2, 2 * g1)
 
 
+@pytest.mark.slow  # ~45 s on 2 cores: `make test-slow`
 def test_rainbow_preset_solves_cartpole(tmp_path: Path) -> None:
     """Learning threshold: the rainbow preset (all six components) reaches an evaluation of 475 within
     30,000 env steps on seed 1 (measured: 8,000; the cartpole preset: 14,000). Its agents are less steady

@@ -239,6 +239,7 @@ def test_cli_eval_and_play(tmp_path: Path, capsys: pytest.CaptureFixture[str],
 
 # ---- learning ------------------------------------------------------------------------------------
 
+@pytest.mark.slow  # ~100 s on 2 cores: `make test-slow`
 def test_tictactoe_agent_never_loses_to_random_from_either_seat(tmp_path: Path) -> None:
     """The tictactoe preset, shortened: no loss in 200 games from each seat against uniform random."""
     from deepq.games.arena import arena, random_opponent
