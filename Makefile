@@ -1,18 +1,21 @@
 # Two commands do all the set-up on a fresh machine:
 #   make demo   — create .venv, install deepq, train the cartpole preset to a solved agent
 #   make test   — create .venv, install deepq with test tools, run the test suite
+#   make docs   — build the docs site into build/site (mkdocs build --strict), viewable from the file system
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-slow lint bench clean
+.PHONY: demo test test-slow lint bench docs docs-reference docs-serve clean
+# mkdocs-material prints an end-of-life banner on every build unless this is set.
+export NO_MKDOCS_2_WARNING := 1
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
 	# CPU torch first: a bare torch requirement would pull several GB of CUDA packages.
 	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install --quiet "torch==2.13.0"
-	$(BIN)/pip install --quiet -e ".[dev,video,atari,envpool,minatar,games]"
+	$(BIN)/pip install --quiet -e ".[dev,docs,video,atari,envpool,minatar,games]"
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -28,9 +31,19 @@ bench: $(STAMP)
 	$(BIN)/python -c "import stable_baselines3" 2>/dev/null || $(BIN)/pip install --quiet -e ".[bench]"
 	$(BIN)/python benchmarks/speed.py
 
+docs: $(STAMP)
+	$(BIN)/mkdocs build --strict
+
+# docs/reference/cli.md is generated from the command line; tests/test_docs.py fails when it is stale.
+docs-reference: $(STAMP)
+	$(BIN)/python -m deepq.cli_reference > docs/reference/cli.md
+
+docs-serve: $(STAMP)
+	$(BIN)/mkdocs serve
+
 lint: $(STAMP)
 	$(BIN)/ruff check deepq tests benchmarks
 	$(BIN)/mypy deepq
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) runs build/site .pytest_cache .mypy_cache .ruff_cache
