@@ -7,7 +7,16 @@
 
 from deepq.agent import Agent, load
 from deepq.config import Config
-from deepq.errors import CheckpointError, ConfigError, DeepQError, NonFiniteLossError
+from deepq.errors import (
+    CheckpointError,
+    ConfigError,
+    DeepQError,
+    DiskFullError,
+    EnvError,
+    NonFiniteLossError,
+    RunDirError,
+    RunInterrupted,
+)
 from deepq.evaluate import EvalResult, evaluate
 from deepq.presets import PRESETS, preset
 from deepq.train import train
@@ -20,8 +29,12 @@ __all__ = [
            "Config",
            "ConfigError",
            "DeepQError",
+           "DiskFullError",
+           "EnvError",
            "EvalResult",
            "NonFiniteLossError",
+           "RunDirError",
+           "RunInterrupted",
            "evaluate",
            "load",
            "preset",
