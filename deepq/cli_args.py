@@ -23,36 +23,13 @@ from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
 from typing import Any, NoReturn
 
-from deepq.config import Config
+from deepq.config import FIELD_ALIASES, Config
 from deepq.errors import DeepQError
 from deepq.presets import PRESETS
 
 COMMANDS = ("train", "eval", "play", "presets")
 _NOT_ON_CLI = {"network"}  # Python-only fields (code)
 
-# Names users bring from Stable-Baselines3 and CleanRL: an unknown --option among these is told its deepq name.
-_ALIASES: dict[str, tuple[str, str]] = {
-    "learning_rate": ("lr", ""),
-    "total_timesteps": ("total_steps", ""),
-    "timesteps": ("total_steps", ""),
-    "exploration_initial_eps": ("eps_start", ""),
-    "start_e": ("eps_start", ""),
-    "exploration_final_eps": ("eps_end", ""),
-    "end_e": ("eps_end", ""),
-    "exploration_fraction": ("eps_decay_steps", " (a number of env steps, not a fraction of the run)"),
-    "buffer": ("buffer_size", ""),
-    "replay_size": ("buffer_size", ""),
-    "target_network_frequency": ("target_update_interval", " (in env steps)"),
-    "train_frequency": ("train_freq", " (in env steps)"),
-    "env_id": ("env", ""),
-    "net_arch": ("hidden_sizes", " (e.g. --hidden_sizes 64 64)"),
-    "exp_name": ("name", ""),
-    "cuda": ("device", " (--device cuda or --device cpu)"),
-    "double_q": ("double", ""),
-    "prioritized_replay": ("prioritized", ""),
-    "n_steps": ("n_step", ""),
-    "clip_grad_norm": ("max_grad_norm", ""),
-}
 
 
 class Parser(argparse.ArgumentParser):
@@ -85,7 +62,7 @@ def unknown_option(extra: list[str], parser: argparse.ArgumentParser) -> str:
         return f"unexpected argument {extra[0]!r}; `{parser.prog} --help` lists what it takes"
     given = option.split("=")[0]
     key = given.lstrip("-").replace("-", "_")
-    target, note = _ALIASES.get(key, ("", ""))
+    target, note = FIELD_ALIASES.get(key, ("", ""))
     if target not in flags:
         close = difflib.get_close_matches(key, flags, n=1)
         target, note = (close[0], "") if close else ("", "")

@@ -20,6 +20,32 @@ EnvSpec = str | Callable[[], Any]  # a Gymnasium id, or a zero-argument factory 
 NetworkFactory = Callable[[tuple[int, ...], int], Any]  # (obs_shape, n_actions) -> nn.Module
 
 
+# Names users bring from Stable-Baselines3 and CleanRL: an unknown field among these is told its deepq name
+# (the CLI and Config.replace both use this).
+FIELD_ALIASES: dict[str, tuple[str, str]] = {
+    "learning_rate": ("lr", ""),
+    "total_timesteps": ("total_steps", ""),
+    "timesteps": ("total_steps", ""),
+    "exploration_initial_eps": ("eps_start", ""),
+    "start_e": ("eps_start", ""),
+    "exploration_final_eps": ("eps_end", ""),
+    "end_e": ("eps_end", ""),
+    "exploration_fraction": ("eps_decay_steps", " (a number of env steps, not a fraction of the run)"),
+    "buffer": ("buffer_size", ""),
+    "replay_size": ("buffer_size", ""),
+    "target_network_frequency": ("target_update_interval", " (in env steps)"),
+    "train_frequency": ("train_freq", " (in env steps)"),
+    "env_id": ("env", ""),
+    "net_arch": ("hidden_sizes", " (e.g. --hidden_sizes 64 64)"),
+    "exp_name": ("name", ""),
+    "cuda": ("device", " (--device cuda or --device cpu)"),
+    "double_q": ("double", ""),
+    "prioritized_replay": ("prioritized", ""),
+    "n_steps": ("n_step", ""),
+    "clip_grad_norm": ("max_grad_norm", ""),
+}
+
+
 @dataclass
 class Config:
     """Every setting of a DQN run. Field docs are the CLI's --help."""
@@ -66,7 +92,8 @@ class Config:
     clip_rewards: bool = False
     """Train on sign(reward); logged and evaluated returns stay the raw score."""
     max_episode_frames: int = 108_000
-    """Atari: an episode is truncated after this many emulator frames (108,000 = 30 minutes)."""
+    """Atari: an episode is truncated after this many emulator frames (108,000 = 30 minutes); MinAtar: after
+    this many steps (a step is a frame there)."""
 
     # TD learning
     gamma: float = 0.99
@@ -258,7 +285,8 @@ class Config:
         """The name a run directory starts with."""
         if self.name:
             return self.name
-        return self.env if isinstance(self.env, str) else getattr(self.env, "__name__", "custom")
+        name = self.env if isinstance(self.env, str) else getattr(self.env, "__name__", "custom")
+        return name.replace("/", "-")  # 'MinAtar/Breakout-v1' names one folder, not two
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-safe dict; callables (env factory, network) are recorded by name only."""
@@ -289,7 +317,8 @@ class Config:
         known = {f.name for f in dataclasses.fields(self)}
         unknown = sorted(set(overrides) - known)
         if unknown:
-            close = {u: difflib.get_close_matches(u, known, n=1) for u in unknown}
+            close = {u: [FIELD_ALIASES[u][0]] if u in FIELD_ALIASES else difflib.get_close_matches(u, known, n=1)
+                     for u in unknown}
             hints = ", ".join(f"{u!r}" + (f" (did you mean {c[0]!r}?)" if c else "") for u, c in close.items())
             raise ConfigError(f"unknown config field(s) {hints}; run `deepq train --help` for the list")
         if "hidden_sizes" in overrides:

@@ -52,7 +52,8 @@ def make_env(spec: EnvSpec, render_mode: str | None = None, cfg: Config | None =
     except gym.error.DependencyNotInstalled as e:
         raise ConfigError(f"environment {spec!r} needs an extra package: {e}") from e
     if spec.startswith("MinAtar/"):
-        env = ChannelsFirst(env)
+        # MinAtar ids have no time limit: an agent that never loses would make an evaluation last forever.
+        env = gym.wrappers.TimeLimit(ChannelsFirst(env), max_episode_steps=cfg.max_episode_frames)
     return _stack(env, cfg.frame_stack)
 
 
@@ -171,6 +172,10 @@ def env_label(env: gym.Env) -> str:
     return env.spec.id if env.spec is not None else type(env.unwrapped).__name__
 
 
+def _a(noun: str) -> str:
+    return f"{'an' if noun[0] in 'aeiou' else 'a'} {noun}"
+
+
 def _dtype(obs: Any) -> str:
     return f", dtype {obs.dtype}" if hasattr(obs, "dtype") else ""
 
@@ -231,7 +236,7 @@ class VecEnv:
                                                                 and obs.dtype.kind == "f"):
             space = self.envs[i].observation_space  # (a property through every wrapper: too slow for each step)
             got = f"{type(obs).__name__} of shape {np.shape(obs)}" if hasattr(obs, "shape") else repr(obs)[:80]
-            raise EnvError(f"{self.env_label} (env {i}) returned a {what} that does not fit its observation space "
+            raise EnvError(f"{self.env_label} (env {i}) returned {_a(what)} that does not fit its observation space "
                            f"{space}: got {got}{_dtype(obs)} in episode {self.episodes[i]}, at its step "
                            f"{len(self.actions_since_reset[i])}; fix the env so it returns what its space says")
         return x
@@ -240,7 +245,7 @@ class VecEnv:
         bad = np.asarray(value).ravel()
         where = "" if bad.size == 1 else f" (element {int(np.flatnonzero(~np.isfinite(bad))[0])})"
         first = bad[~np.isfinite(bad)][0] if bad.size > 1 else bad[0]
-        raise EnvError(f"{self.env_label} (env {i}) returned a {what} of {first}{where} in episode "
+        raise EnvError(f"{self.env_label} (env {i}) returned {_a(what)} of {first}{where} in episode "
                        f"{self.episodes[i]}, at its step {len(self.actions_since_reset[i])}; deepq stopped before "
                        "storing it, as a NaN or inf would poison the replay memory and every later update. Fix the "
                        "env, or wrap it to clean its output")

@@ -63,6 +63,9 @@ def evaluate(agent: Agent, env: EnvSpec | None = None, episodes: int = 10, eps: 
     if is_game(spec):
         from deepq.games.selfplay import evaluate_game
 
+        if opponent is not None:  # the rules Config.validate applies to eval_opponent, for this game
+            agent.cfg.replace(env=spec, eval_opponent=opponent).validate()
+
         if video_dir is not None:
             raise ConfigError("video is for Gymnasium envs; watch a game with `deepq play` instead")
         return evaluate_game(agent, agent.cfg.replace(env=spec), episodes, seed, opponent)

@@ -282,7 +282,7 @@ class Returns(gym.Env[np.ndarray, int]):
 @pytest.mark.parametrize(("obs", "reward", "expect"), [
     (None, float("nan"), "returned a reward of nan"),
     (None, float("inf"), "returned a reward of inf"),
-    (np.array([0, np.nan, 0, 0], np.float32), 0.0, "returned a observation of nan (element 1)"),
+    (np.array([0, np.nan, 0, 0], np.float32), 0.0, "returned an observation of nan (element 1)"),
     (np.zeros(1, np.float32), 0.0, "got ndarray of shape (1,)"),  # was broadcast to (4,) and trained on
     (np.float32(0.5), 0.0, "got float32 of shape ()"),
     (np.zeros(10, np.float32), 0.0, "got ndarray of shape (10,)"),
@@ -297,7 +297,7 @@ def test_env_output_is_checked_at_the_step_before_it_enters_replay(tmp_path: Pat
                 checkpoint_interval=100)
     with pytest.raises(EnvError) as e:
         deepq.train(cfg)
-    text = str(e.value).replace("an observation", "a observation")
+    text = str(e.value)
     assert expect in text and "Returns (env 0)" in text and "in episode 3, at its step 20" in text
     assert "training env step 120" in text and "lr" not in text  # not blamed on the learning rate
     assert safe_load(checkpoint_path(tmp_path / "r"), CHECKPOINT_FORMAT)["loop"]["step"] == 100
@@ -361,3 +361,35 @@ def test_files_a_run_writes_respect_the_umask(tmp_path: Path) -> None:
         os.umask(old)
     for name in ("config.json", "agent.pt", "checkpoint/checkpoint.pt", "metrics.csv"):
         assert (run / name).stat().st_mode & 0o777 == 0o644, name
+
+
+def test_minatar_episodes_have_a_time_limit_so_an_evaluation_ends() -> None:
+    from deepq.envs import make_env
+
+    env = make_env("MinAtar/Seaquest-v1", cfg=deepq.Config(env="MinAtar/Seaquest-v1", max_episode_frames=50))
+    env.reset(seed=0)
+    steps = 0
+    terminated = truncated = False
+    while not (terminated or truncated) and steps < 1_000:  # an agent that never loses would play on without one
+        _, _, terminated, truncated, _ = env.step(0)
+        steps += 1
+    assert terminated or (truncated and steps == 50)
+
+
+def test_a_bad_eval_opponent_is_one_line(tmp_path: Path) -> None:
+    run = tmp_path / "t"
+    subprocess.run(cli("train", "tictactoe", "--run_dir", str(run), "--total_steps", "300", "--learning_starts", "100",
+                       "--eval_interval", "0", "--eval_episodes", "1", "--progress", "false"), check=True,
+                   capture_output=True)
+    for bad in ("strong", "mcts:abc"):
+        line = one_line_error(subprocess.run(cli("eval", str(run), "--opponent", bad), capture_output=True, text=True))
+        assert "'random', 'perfect' or 'mcts:N'" in line
+
+
+def test_the_python_api_suggests_the_deepq_name_of_a_field_from_sb3() -> None:
+    with pytest.raises(deepq.ConfigError, match=r"'learning_rate' \(did you mean 'lr'\?\)"):
+        deepq.preset("cartpole", learning_rate=1e-3)
+
+
+def test_an_id_with_a_slash_names_one_run_folder() -> None:
+    assert deepq.Config(env="MinAtar/Breakout-v1", seed=2).run_name == "MinAtar-Breakout-v1"
