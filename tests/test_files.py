@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from test_errors import Exploit  # a pickle that runs code when loaded (pytest puts tests/ on sys.path)
 
 import deepq
 from deepq import CheckpointError, ConfigError, DeepQError
@@ -414,16 +415,6 @@ def test_a_save_killed_mid_write_leaves_a_temp_file_that_is_then_removed(tmp_pat
 
 # ---- loading: hostile pickles are named as such, and no message stops mid-sentence ----------------------
 
-def _plant_marker(path: str) -> None:
-    Path(path).write_text("code ran")
-
-
-class Exploit:
-    def __init__(self, marker: Path) -> None:
-        self.marker = marker
-
-    def __reduce__(self) -> tuple[Any, tuple[str]]:
-        return _plant_marker, (str(self.marker),)
 
 
 class Shell:
