@@ -116,7 +116,9 @@ def killed_run(tmp_path: Path) -> tuple[Path, bytes]:
     """A run SIGKILLed after its checkpoint at step 2000, with rows past it in metrics.csv; and the rows up
     to that checkpoint."""
     run = tmp_path / "r"
-    proc = subprocess.Popen(train_cli(run, 4_000, "--checkpoint_interval", "2000"), stdout=subprocess.DEVNULL)
+    # Started with a long budget so that it is surely still running when killed; it is resumed with 4,000
+    # (a resume may change total_steps, which does not change the steps before it).
+    proc = subprocess.Popen(train_cli(run, 1_000_000, "--checkpoint_interval", "2000"), stdout=subprocess.DEVNULL)
     wait_for(checkpoint_path(run), proc)
     time.sleep(0.3)
     proc.kill()
@@ -137,7 +139,7 @@ def reference_metrics(tmp_path_factory: pytest.TempPathFactory) -> bytes:
 
 
 def finish_and_compare(run: Path, reference: bytes) -> None:
-    subprocess.run(cli("train", "--resume", str(run)), check=True, capture_output=True)
+    subprocess.run(cli("train", "--resume", str(run), "--total_steps", "4000"), check=True, capture_output=True)
     assert (run / "metrics.csv").read_bytes() == reference
 
 
