@@ -3,9 +3,9 @@
     python benchmarks/atari_envs.py                      # Breakout, 1 and 8 envs, 3 repeats
     python benchmarks/atari_envs.py --game ALE/Pong-v5 --envs 1 4 16 --steps 4000
 
-Backends: backend='gymnasium' (deepq.envs.VecEnv over ale-py envs with deepq/atari.py's
+Backends: backend='gymnasium' (deepq.envs.gym.VecEnv over ale-py envs with deepq/envs/atari.py's
 preprocessing, stepped one after another in this process) and backend='envpool'
-(deepq.atari.EnvPoolVecEnv: EnvPool's C++ envs, stepped in its thread pool, one thread per
+(deepq.envs.atari.EnvPoolVecEnv: EnvPool's C++ envs, stepped in its thread pool, one thread per
 core). Both give (k, 84, 84) uint8 stacks with frame skip 4 and max-pooling, and both reset
 an env on the step its game ends. Each run steps N envs with uniform random actions for
 --steps env steps (summed over envs) after 200 warm-up vector steps; the rate is env steps
@@ -23,7 +23,7 @@ import time
 import numpy as np
 
 import deepq
-from deepq.envs import make_vec_env
+from deepq.envs.gym import make_vec_env
 
 
 def rate(game: str, backend: str, num_envs: int, steps: int, seed: int) -> float:

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from deepq.envs import VecEnv, make_env
+from deepq.envs.gym import VecEnv, make_env
 
 
 class Unchecked(VecEnv):

@@ -66,9 +66,9 @@ def measure(run: str, task: str) -> str:
 
 def speed() -> None:
     """Simulations per second of one search from tic-tac-toe's first position, network leaves."""
-    from deepq.agent import set_cpu_threads
+    from deepq.core.agent import set_cpu_threads
+    from deepq.core.mcts import MCTS, MCTSConfig
     from deepq.games.adapters import OpenSpielGame
-    from deepq.mcts import MCTS, MCTSConfig
 
     set_cpu_threads(1)  # torch's threads and NumPy's BLAS
     game = OpenSpielGame("tic_tac_toe")

@@ -3,7 +3,7 @@
     python benchmarks/per_sampling.py                   # a few seconds
     python benchmarks/per_sampling.py --repeats 5000 --capacity 100000
 
-deepq.per.PrioritizedSampler (alpha 0.6, eps 1e-6) over --capacity slots, all added and then given
+deepq.core.per.PrioritizedSampler (alpha 0.6, eps 1e-6) over --capacity slots, all added and then given
 priorities from random TD errors (|N(0, 1)|, so priorities spread over orders of magnitude), as
 after a long run. Figures:
 - sample(B): stratified draw of B slots plus their importance weights (beta 0.4), as returned to
@@ -26,7 +26,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from deepq.per import PrioritizedSampler
+from deepq.core.per import PrioritizedSampler
 
 
 def median_us(call: Callable[[int], object], repeats: int) -> float:

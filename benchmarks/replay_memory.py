@@ -53,7 +53,7 @@ KINDS = {"deepq": "deepq FrameReplay", "sb3": "SB3 ReplayBuffer",
 def make(kind: str, capacity: int) -> Any:
     """A memory of `kind` for OBS uint8 observations, one env."""
     if kind == "deepq":
-        from deepq.frame_replay import FrameReplay
+        from deepq.core.frame_replay import FrameReplay
         return FrameReplay(capacity, OBS)
     from gymnasium import spaces
     from stable_baselines3.common.buffers import ReplayBuffer

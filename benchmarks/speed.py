@@ -156,8 +156,8 @@ def run_deepq(env_fn: Callable[[], gym.Env], steps: int, w: Workload, seed: int,
               clock: Clock | None) -> None:
     """deepq.train on the benchmark settings; with a clock, time Agent.act, Agent.update and ReplayMemory.sample."""
     import deepq
-    from deepq.agent import Agent
-    from deepq.replay import ReplayMemory
+    from deepq.core.agent import Agent
+    from deepq.core.replay import ReplayMemory
 
     if clock is not None:
         Agent.act = clock.timed("act", Agent.act)  # type: ignore[method-assign]

@@ -32,9 +32,9 @@ import numpy as np
 import torch
 
 import deepq
-from deepq.agent import Agent, set_cpu_threads
-from deepq.loss import td_loss, td_target
-from deepq.replay import Batch, ReplayMemory
+from deepq.core.agent import Agent, set_cpu_threads
+from deepq.core.losses import td_loss, td_target
+from deepq.core.replay import Batch, ReplayMemory
 
 NETS = {  # name: (obs_shape, obs dtype, actions, batch size, replay rows)
     "mlp": ((4,), np.float32, 2, 128, 10_000),

@@ -5,8 +5,9 @@
     deepq.evaluate(agent, episodes=10).mean
 """
 
-from deepq.agent import Agent, load
 from deepq.config import Config
+from deepq.core.agent import Agent, load
+from deepq.core.results import EvalResult
 from deepq.errors import (
     CheckpointError,
     ConfigError,
@@ -17,9 +18,9 @@ from deepq.errors import (
     RunDirError,
     RunInterrupted,
 )
-from deepq.evaluate import EvalResult, evaluate
 from deepq.presets import PRESETS, preset
-from deepq.train import train
+from deepq.training.evaluate import evaluate
+from deepq.training.loop import train
 
 __version__ = "0.1.0"
 __all__ = [

@@ -91,7 +91,7 @@ def _base_config(name: str) -> tuple[Config, str]:
         return Config(env=name, name=_short(name)), ""
     import gymnasium as gym
 
-    from deepq.envs import _register_namespace, make_env
+    from deepq.envs.gym import _register_namespace, make_env
 
     _register_namespace(name)  # ale-py and MinAtar register their ids on import: before looking the id up
     looks_like_env = bool(difflib.get_close_matches(name, list(gym.registry), n=1))
@@ -113,7 +113,7 @@ def _base_config(name: str) -> tuple[Config, str]:
 
 def _read_saved(run_dir: Path) -> dict[str, Any]:
     """run_dir/config.json as Config fields, or a ConfigError naming the file, what is wrong and what to do."""
-    from deepq.runlog import read_config
+    from deepq.run.log import read_config
 
     path = run_dir / "config.json"
     redo = ("repair it (one JSON object of Config fields, as deepq train wrote it) or start a new run; "
@@ -178,7 +178,7 @@ def config_from_args(args: argparse.Namespace) -> tuple[Config, Path | None, str
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from deepq.train import train
+    from deepq.training.loop import train
 
     cfg, resume, note = config_from_args(args)
     if note:
@@ -190,8 +190,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
-    from deepq.agent import load
-    from deepq.evaluate import evaluate
+    from deepq.core.agent import load
+    from deepq.training.evaluate import evaluate
 
     path = Path(args.path)
     agent = load(path)
@@ -206,7 +206,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
 
 def _cmd_play(args: argparse.Namespace) -> int:
-    from deepq.agent import load
+    from deepq.core.agent import load
     from deepq.games.bot import as_bot, game_of
     from deepq.games.play import play_session
 

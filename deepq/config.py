@@ -148,7 +148,7 @@ class Config:
     # target network
     target: str = "hard"
     """How the TD target is computed: 'hard' (copy every C steps), 'polyak' (tau), 'none', or 'mcts' (no TD:
-    Q regressed toward tree-search estimates after each round of episodes, see deepq/mcts_train.py)."""
+    Q regressed toward tree-search estimates after each round of episodes, see deepq/training/mcts.py)."""
     target_update_interval: int = 500
     """C: env steps between hard target syncs."""
     tau: float = 0.005

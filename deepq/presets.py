@@ -110,7 +110,7 @@ PRESETS["connect4"] = Config(
     batch_size=128, buffer_size=200_000, learning_starts=5_000, target_update_interval=2_000, eps_end=0.1,
     eps_decay_steps=100_000, eval_interval=50_000, eval_episodes=20, eval_opponent="random",
     **{**_GAMES, "arch": "small_cnn"})  # type: ignore[arg-type]
-# Connect Four with MCTS targets (deepq/mcts_train.py): the same network, Q regressed toward a 50-simulation
+# Connect Four with MCTS targets (deepq/training/mcts.py): the same network, Q regressed toward a 50-simulation
 # Q-guided search's values. Seeds 0 and 1 won 200/200 and 199/198 of 200 games per seat against random
 # (the target-network preset: 200 and 193 on seed 0); README.
 PRESETS["connect4-mcts"] = PRESETS["connect4"].replace(name="connect4-mcts", target="mcts", mcts_simulations=50,

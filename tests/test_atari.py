@@ -13,8 +13,8 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-from deepq.atari import FIRE, EnvPoolVecEnv, atari_id, envpool_task, is_atari, make_atari_env
 from deepq.config import Config
+from deepq.envs.atari import FIRE, EnvPoolVecEnv, atari_id, envpool_task, is_atari, make_atari_env
 from deepq.errors import ConfigError
 
 pytest.importorskip("ale_py")
@@ -62,7 +62,7 @@ def test_unknown_ids_and_missing_packages_are_config_errors(monkeypatch: pytest.
         make_atari_env("ALE/Pongg-v5", Config())
     with pytest.raises(ConfigError, match="not an Atari game"):
         make_atari_env("CartPole-v1", Config())
-    monkeypatch.setattr("deepq.atari._ale_installed", lambda: False)
+    monkeypatch.setattr("deepq.envs.atari._ale_installed", lambda: False)
     assert is_atari("ALE/Pong-v5")  # so that make_atari_env is reached and says what to install
     with pytest.raises(ConfigError, match="pip install ale-py"):
         make_atari_env("ALE/Pong-v5", Config())

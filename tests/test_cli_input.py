@@ -241,7 +241,7 @@ def test_atari_env_passes_gymnasium_check_env(monkeypatch: pytest.MonkeyPatch) -
     pytest.importorskip("ale_py")
     from gymnasium.utils.env_checker import check_env
 
-    from deepq.atari import make_atari_env
+    from deepq.envs.atari import make_atari_env
 
     monkeypatch.setenv("SDL_VIDEODRIVER", "dummy")  # check_env renders in every mode, 'human' too
     monkeypatch.setenv("SDL_AUDIODRIVER", "dummy")
@@ -256,7 +256,8 @@ def test_atari_env_passes_gymnasium_check_env(monkeypatch: pytest.MonkeyPatch) -
 
 def test_making_atari_envs_prints_no_ale_banner(tmp_path: Path) -> None:
     pytest.importorskip("ale_py")
-    code = ("from deepq.config import Config; from deepq.envs import make_env; from deepq.atari import EnvPoolVecEnv; "
+    code = ("from deepq.config import Config; from deepq.envs.gym import make_env; "
+            "from deepq.envs.atari import EnvPoolVecEnv; "
             "make_env('ALE/Pong-v5', cfg=Config(frame_stack=4)).reset(seed=0); make_env('PongNoFrameskip-v4'); "
             "EnvPoolVecEnv('ALE/Pong-v5', 1, 0, Config(frame_stack=4)).reset()")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=120)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from deepq.config import Config
-from deepq.explore import EpsilonSchedule, epsilon_greedy
+from deepq.core.explore import EpsilonSchedule, epsilon_greedy
 
 
 def test_linear_schedule() -> None:

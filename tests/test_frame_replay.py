@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 import torch
 
-from deepq.frame_replay import FrameReplay
-from deepq.replay import Batch
+from deepq.core.frame_replay import FrameReplay
+from deepq.core.replay import Batch
 
 FRAME = (2,)  # a tiny frame: frame number v is stored as [v, v] (int64, so numbers never wrap)
 

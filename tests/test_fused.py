@@ -1,4 +1,4 @@
-"""The fast paths (deepq/fused.py) are the same algorithm: the torch one gives bit-identical updates,
+"""The fast paths (deepq/core/fast_path.py) are the same algorithm: the torch one gives bit-identical updates,
 the NumPy one (CPU) the same updates to float rounding; both act greedily as the torch forward does."""
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ import pytest
 import torch
 
 import deepq
-from deepq.agent import Agent
-from deepq.fused import FusedMLPUpdate, NumpyMLPUpdate
-from deepq.replay import ReplayMemory
+from deepq.core.agent import Agent
+from deepq.core.fast_path import FusedMLPUpdate, NumpyMLPUpdate
+from deepq.core.replay import ReplayMemory
 
 COMBOS = list(itertools.product(["mse", "huber"], ["hard", "polyak", "none"], [False, True], [0.0, 0.5]))
 
@@ -34,7 +34,7 @@ def agents(path: str = "numpy", **kw: object) -> tuple[Agent, Agent]:
     return made[0], fast
 
 
-def batches(n: int, game: bool = False) -> list[deepq.replay.Batch]:
+def batches(n: int, game: bool = False) -> list[deepq.core.replay.Batch]:
     """Random transitions; game=True: self-play's discount −γ and legal masks of s' (all False at terminals)."""
     rng = np.random.default_rng(0)
     mem = ReplayMemory(256, (4,), gamma=-0.99 if game else 0.99, legal_actions=3 if game else 0)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from deepq.loss import categorical_projection, td_loss, td_target
+from deepq.core.losses import categorical_projection, td_loss, td_target
 
 
 def t(*xs: float) -> torch.Tensor:

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 
 import deepq
+from deepq.core.mcts import MCTS, Evaluator, MCTSConfig, search_policy
 from deepq.errors import ConfigError
 from deepq.games.adapters import OpenSpielGame
 from deepq.games.solve import shared_solver
-from deepq.mcts import MCTS, Evaluator, MCTSConfig, search_policy
 
 # Cells are numbered row by row (0 top-left, 8 bottom-right); X (player 0) moves first.
 WIN_NOW = [0, 3, 1, 4]  # X: 0 1, O: 3 4; X to move wins at 2 (O threatens 5)

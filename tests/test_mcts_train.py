@@ -13,7 +13,7 @@ import torch
 import deepq
 from deepq.errors import ConfigError
 from deepq.games.bot import as_bot
-from deepq.mcts_train import TargetMemory
+from deepq.training.mcts import TargetMemory
 
 FAST = dict(target="mcts", total_steps=400, learning_starts=50, mcts_simulations=16, mcts_episodes=4,
             train_freq=1, batch_size=32, buffer_size=1_000, hidden_sizes=(32, 32), eval_interval=200,

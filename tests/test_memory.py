@@ -15,7 +15,7 @@ import torch
 
 import deepq
 from deepq import ConfigError
-from deepq.agent import Agent
+from deepq.core.agent import Agent
 
 GB = 10**9
 
@@ -81,11 +81,11 @@ def test_cli_refuses_a_huge_buffer_in_one_line(tmp_path: Path) -> None:
 def _spaces(cfg: deepq.Config) -> tuple[tuple[int, ...], Any, int]:
     """The real env's observation shape and dtype and its number of actions."""
     if cfg.target == "mcts":
-        from deepq.mcts_train import make_searchable
+        from deepq.training.mcts import make_searchable
 
         env = make_searchable(cfg)
         return tuple(env.obs_shape), np.float32, env.n_actions
-    from deepq.envs import make_vec_env
+    from deepq.envs.gym import make_vec_env
 
     envs = make_vec_env(cfg)
     try:
@@ -96,7 +96,7 @@ def _spaces(cfg: deepq.Config) -> tuple[tuple[int, ...], Any, int]:
 
 @pytest.mark.parametrize("name", list(deepq.PRESETS))
 def test_no_preset_is_refused_on_a_24_GB_machine(name: str) -> None:
-    from deepq.memory import check_memory, estimate
+    from deepq.core.memory import check_memory, estimate
 
     cfg = deepq.PRESETS[name]
     shape, dtype, n_actions = _spaces(cfg)
@@ -112,10 +112,10 @@ def _allocated(*arrays: np.ndarray | None) -> int:
 
 @pytest.mark.parametrize("case", ["plain", "rounded-to-num_envs", "game-legal-moves", "prioritized"])
 def test_replay_estimate_is_the_bytes_replay_memory_allocates(case: str) -> None:
-    from deepq.memory import replay_bytes
-    from deepq.per import PrioritizedSampler
-    from deepq.replay import ReplayMemory
-    from deepq.train import make_replay
+    from deepq.core.memory import replay_bytes
+    from deepq.core.per import PrioritizedSampler
+    from deepq.core.replay import ReplayMemory
+    from deepq.training.loop import make_replay
 
     kw: dict[str, Any] = {"plain": {}, "rounded-to-num_envs": dict(num_envs=3, buffer_size=1_001),
                           "game-legal-moves": dict(env="openspiel:tic_tac_toe"),
@@ -133,9 +133,9 @@ def test_replay_estimate_is_the_bytes_replay_memory_allocates(case: str) -> None
 
 @pytest.mark.parametrize("num_envs", [1, 2, 3])
 def test_replay_estimate_is_the_bytes_frame_replay_allocates(num_envs: int) -> None:
-    from deepq.frame_replay import FrameReplay
-    from deepq.memory import replay_bytes
-    from deepq.train import make_replay
+    from deepq.core.frame_replay import FrameReplay
+    from deepq.core.memory import replay_bytes
+    from deepq.training.loop import make_replay
 
     cfg = deepq.Config(frame_stack=4, buffer_size=10_000, num_envs=num_envs, device="cpu")
     shape = (4, 84, 84)
@@ -145,8 +145,8 @@ def test_replay_estimate_is_the_bytes_frame_replay_allocates(num_envs: int) -> N
 
 
 def test_replay_estimate_is_the_bytes_mcts_target_memory_allocates() -> None:
-    from deepq.mcts_train import TargetMemory
-    from deepq.memory import replay_bytes
+    from deepq.core.memory import replay_bytes
+    from deepq.training.mcts import TargetMemory
 
     cfg = deepq.Config(target="mcts", buffer_size=500, env="openspiel:connect_four")
     memory = TargetMemory(cfg.buffer_size, (3, 6, 7), 7)
@@ -157,7 +157,7 @@ def test_replay_estimate_is_the_bytes_mcts_target_memory_allocates() -> None:
                                 dict(arch="small_cnn"), dict(arch="nature_cnn")],
                          ids=["mlp", "rainbow", "small", "nature"])
 def test_network_estimate_is_the_bytes_the_agent_holds(kw: dict[str, Any]) -> None:
-    from deepq.memory import network_needs
+    from deepq.core.memory import network_needs
 
     shape = (4, 84, 84) if kw.get("arch") == "nature_cnn" else (4, 10, 10) if "arch" in kw else (8,)
     cfg = deepq.Config(device="cpu", **kw)
@@ -170,7 +170,7 @@ def test_network_estimate_is_the_bytes_the_agent_holds(kw: dict[str, Any]) -> No
 
 
 def test_the_estimate_allocates_nothing() -> None:
-    from deepq.memory import check_memory
+    from deepq.core.memory import check_memory
 
     # a petabyte replay and a 4-TB network: allocating either would be a MemoryError, not this ConfigError
     cfg = deepq.Config(buffer_size=10**14, hidden_sizes=(10**6, 10**6), device="cpu")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from deepq.networks import NoisyLinear, QHead
+from deepq.core.networks import NoisyLinear, QHead
 
 
 def set_linear(layer: nn.Module, weight: list[list[float]], bias: list[float]) -> None:
@@ -81,7 +81,7 @@ def test_distributional_head_returns_the_expected_value() -> None:
 
 def test_rainbow_networks_for_every_body() -> None:
     import deepq
-    from deepq.networks import QNetwork, build_network
+    from deepq.core.networks import QNetwork, build_network
 
     cfg = deepq.Config(dueling=True, noisy=True, atoms=51, hidden_sizes=(32, 16))
     for shape, hidden in (((4,), 16), ((4, 84, 84), 512), ((4, 10, 10), 128)):

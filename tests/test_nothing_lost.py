@@ -20,9 +20,9 @@ import numpy as np
 import pytest
 
 import deepq
-from deepq.agent import safe_load
+from deepq.core.agent import safe_load
 from deepq.errors import EnvError, RunDirError
-from deepq.train import CHECKPOINT_FORMAT, checkpoint_path
+from deepq.training.loop import CHECKPOINT_FORMAT, checkpoint_path
 
 SMALL: dict[str, Any] = dict(env="CartPole-v1", total_steps=3_000, learning_starts=200, train_freq=2, batch_size=32,
                              buffer_size=2_000, hidden_sizes=(32, 32), target_update_interval=100,
@@ -219,7 +219,7 @@ def test_resume_says_where_it_continues(tmp_path: Path) -> None:
 
 def test_a_second_signal_stops_at_once() -> None:
     code = ("import os, signal, time\n"
-            "from deepq.run_control import DeferredInterrupt\n"
+            "from deepq.training.control import DeferredInterrupt\n"
             "with DeferredInterrupt() as d:\n"
             "    os.kill(os.getpid(), signal.SIGTERM)\n"
             "    print('deferred', d.signum, flush=True)\n"
@@ -366,7 +366,7 @@ def test_files_a_run_writes_respect_the_umask(tmp_path: Path) -> None:
 
 
 def test_minatar_episodes_have_a_time_limit_so_an_evaluation_ends() -> None:
-    from deepq.envs import make_env
+    from deepq.envs.gym import make_env
 
     env = make_env("MinAtar/Seaquest-v1", cfg=deepq.Config(env="MinAtar/Seaquest-v1", max_episode_frames=50))
     env.reset(seed=0)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from deepq.per import PrioritizedSampler, SumTree, beta_schedule
+from deepq.core.per import PrioritizedSampler, SumTree, beta_schedule
 
 
 def expected_find(leaves: np.ndarray, prefix: np.ndarray) -> np.ndarray:

@@ -14,12 +14,12 @@ import pytest
 import torch
 
 import deepq
-from deepq.agent import safe_load
-from deepq.envs import make_env, make_vec_env
-from deepq.frame_replay import FrameReplay
-from deepq.networks import MLP, NatureCNN, SmallCNN, build_network, resolve_arch
-from deepq.replay import ReplayMemory
-from deepq.train import CHECKPOINT_FORMAT, checkpoint_path, make_replay
+from deepq.core.agent import safe_load
+from deepq.core.frame_replay import FrameReplay
+from deepq.core.networks import MLP, NatureCNN, SmallCNN, build_network, resolve_arch
+from deepq.core.replay import ReplayMemory
+from deepq.envs.gym import make_env, make_vec_env
+from deepq.training.loop import CHECKPOINT_FORMAT, checkpoint_path, make_replay
 
 FAST = dict(progress=False, eval_interval=0, eval_episodes=1, checkpoint_interval=0, learning_starts=64, batch_size=8,
             buffer_size=2_000, train_freq=4, eps_decay_steps=200)

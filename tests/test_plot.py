@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from deepq.plot import (
+from deepq.run.plot import (
     DPI,
     FIGSIZE,
     MAX_POINTS,
@@ -255,5 +255,5 @@ def test_long_runs_draw_decimated_lines(tmp_path: Path) -> None:
 
 
 def test_matplotlib_is_not_imported_with_deepq() -> None:
-    code = "import sys, deepq, deepq.plot; assert 'matplotlib' not in sys.modules, 'matplotlib imported'"
+    code = "import sys, deepq, deepq.run.plot; assert 'matplotlib' not in sys.modules, 'matplotlib imported'"
     subprocess.run([sys.executable, "-c", code], check=True)

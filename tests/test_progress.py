@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from deepq.progress import Progress
+from deepq.run.progress import Progress
 
 
 def test_plain_progress_prints_the_final_line_once_and_no_negative_eta(capsys: pytest.CaptureFixture[str]) -> None:

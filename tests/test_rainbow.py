@@ -10,9 +10,9 @@ import pytest
 import torch
 
 import deepq
-from deepq.agent import Agent
-from deepq.networks import NoisyLinear, QNetwork
-from deepq.replay import ReplayMemory
+from deepq.core.agent import Agent
+from deepq.core.networks import NoisyLinear, QNetwork
+from deepq.core.replay import ReplayMemory
 
 SMALL: dict[str, Any] = dict(env="CartPole-v1", total_steps=1_200, learning_starts=200, train_freq=2, batch_size=16,
                              buffer_size=1_000, hidden_sizes=(16, 16), eps_decay_steps=500, eval_interval=0,

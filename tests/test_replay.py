@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from deepq.replay import Batch, ReplayMemory
+from deepq.core.replay import Batch, ReplayMemory
 
 
 def transitions(start: int, n: int, obs_dim: int = 2) -> tuple[np.ndarray, ...]:

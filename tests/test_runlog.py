@@ -7,8 +7,8 @@ from pathlib import Path
 
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from deepq.evaluate import EvalResult
-from deepq.runlog import RunLog
+from deepq.core.results import EvalResult
+from deepq.run.log import RunLog
 
 
 def test_every_scalar_reaches_tensorboard_with_its_logging_time(tmp_path: Path) -> None:

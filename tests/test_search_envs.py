@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 
 import deepq
-from deepq.envs import VecEnv, episode_seed, make_env, obs_converter
+from deepq.envs.gym import VecEnv, episode_seed, make_env, obs_converter
+from deepq.envs.search import ALEState, ClassicControlState, make_search_env
 from deepq.errors import ConfigError
-from deepq.search_envs import ALEState, ClassicControlState, make_search_env
 
 pytest.importorskip("ale_py")
 

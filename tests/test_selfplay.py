@@ -13,13 +13,13 @@ import torch
 
 import deepq
 from deepq.cli import main
+from deepq.core.explore import masked_epsilon_greedy, random_legal
+from deepq.core.losses import td_target
 from deepq.errors import ConfigError
-from deepq.explore import masked_epsilon_greedy, random_legal
 from deepq.games.adapters import OpenSpielGame, PettingZooGame, make_game
 from deepq.games.bot import as_bot
 from deepq.games.vec import GameVecEnv
-from deepq.loss import td_target
-from deepq.train import make_replay
+from deepq.training.loop import make_replay
 
 GAMMA = 0.9
 LEARN_STEPS = 100_000  # plies, about 80 s on one CPU core (60k still lost 1-3 games of 400 on seeds 0-1)

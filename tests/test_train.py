@@ -16,8 +16,8 @@ import pytest
 import torch
 
 import deepq
-from deepq.agent import safe_load
-from deepq.train import CHECKPOINT_FORMAT, checkpoint_path, crossings
+from deepq.core.agent import safe_load
+from deepq.training.loop import CHECKPOINT_FORMAT, checkpoint_path, crossings
 
 SMALL = dict(env="CartPole-v1", total_steps=3_000, learning_starts=200, train_freq=2, batch_size=32,
              buffer_size=2_000, hidden_sizes=(32, 32), target_update_interval=100, eps_decay_steps=1_000,

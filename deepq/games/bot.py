@@ -8,12 +8,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pyspiel
 
+from deepq.core.mcts import MCTS, MCTSConfig
 from deepq.errors import ConfigError
 from deepq.games.adapters import OpenSpielGame
-from deepq.mcts import MCTS
 
 if TYPE_CHECKING:
-    from deepq.agent import Agent
+    from deepq.core.agent import Agent
 
 
 class AgentBot(pyspiel.Bot):  # type: ignore[misc]
@@ -76,9 +76,7 @@ def as_bot(agent: Agent, temperature: float = 0.0, seed: int = 0, mcts_simulatio
     """
     search = None
     if mcts_simulations > 0:
-        from deepq.mcts_train import search_config
-
-        cfg = search_config(agent.cfg, seed)
+        cfg = MCTSConfig.from_config(agent.cfg, seed)
         cfg.simulations = mcts_simulations
         search = MCTS(agent.q_values, cfg, two_player=True)
     return AgentBot(agent, game_of(agent), temperature, seed, search)

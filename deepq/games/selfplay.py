@@ -20,13 +20,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from deepq.explore import masked_epsilon_greedy
+from deepq.core.explore import masked_epsilon_greedy
 from deepq.games.vec import GameVecEnv
 
 if TYPE_CHECKING:
-    from deepq.agent import Agent
     from deepq.config import Config
-    from deepq.evaluate import EvalResult
+    from deepq.core.agent import Agent
+    from deepq.core.results import EvalResult
 
 
 class OpponentPool:
@@ -96,7 +96,7 @@ def evaluate_game(agent: Agent, cfg: Config, games_per_seat: int, seed: int,
                   opponent: str | None = None) -> EvalResult:
     """Greedy games against `opponent` (default cfg.eval_opponent) from both seats; returns are the
     agent's results, +1 win, 0 draw, −1 loss, and the protocol line gives the per-seat record."""
-    from deepq.evaluate import EvalResult
+    from deepq.core.results import EvalResult
 
     opponent = opponent or cfg.eval_opponent
     was_training = agent.online.training
@@ -129,8 +129,8 @@ def opponent_factory(game: Any, name: str, seed: int) -> Any:
 
 
 def _pettingzoo_vs_random(agent: Agent, cfg: Config, games_per_seat: int, seed: int) -> EvalResult:
-    from deepq.evaluate import EvalResult
-    from deepq.explore import random_legal
+    from deepq.core.explore import random_legal
+    from deepq.core.results import EvalResult
     from deepq.games.adapters import PettingZooGame, make_game
 
     assert isinstance(cfg.env, str)

@@ -3,10 +3,10 @@
 Every ply is one transition, from the mover's point of view: (s, a, r, s', terminated), where s is
 the position seen by the player to move, r the mover's reward for a, and s' the next position seen
 by the *opponent*, who moves next. The loop stores all plies, whoever played them (Q-learning is
-off-policy), and the TD target negates the value of s' (deepq/loss.py, td_target). The legal
+off-policy), and the TD target negates the value of s' (deepq/core/losses.py, td_target). The legal
 actions of s' are returned with each step, so every max in a target runs over legal moves only.
 
-Same interface as deepq.envs.VecEnv, plus `legal` (the masks of the positions to act on) and
+Same interface as deepq.envs.gym.VecEnv, plus `legal` (the masks of the positions to act on) and
 `movers` (who played the last step's moves).
 """
 
@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from deepq.envs import Step, episode_seed
+from deepq.envs.gym import Step, episode_seed
 from deepq.games.adapters import Game, PettingZooGame, make_game
 
 

@@ -26,7 +26,7 @@ from deepq.games.adapters import is_game
 def make_env(spec: EnvSpec, render_mode: str | None = None, cfg: Config | None = None) -> gym.Env:
     """A Gymnasium env from an id ('CartPole-v1', 'ALE/Pong-v5', 'MinAtar/Breakout-v1') or a factory.
 
-    Atari ids get the standard DQN preprocessing (deepq/atari.py) set by `cfg`; MinAtar grids become
+    Atari ids get the standard DQN preprocessing (deepq/envs/atari.py) set by `cfg`; MinAtar grids become
     channels-first uint8; with cfg.frame_stack > 1 other envs get their last k observations stacked.
     """
     cfg = cfg if cfg is not None else Config()
@@ -42,7 +42,7 @@ def make_env(spec: EnvSpec, render_mode: str | None = None, cfg: Config | None =
         raise ConfigError(f"unknown environment id {spec!r}: it is neither a deepq preset nor a "
                           f"registered Gymnasium id.{hint} Run `deepq presets` for the presets.")
     if "ale_py" in str(gym.registry[spec].entry_point):  # an Atari game: the standard DQN preprocessing
-        from deepq.atari import make_atari_env
+        from deepq.envs.atari import make_atari_env
 
         return make_atari_env(spec, cfg, render_mode=render_mode)
     try:
@@ -337,7 +337,7 @@ def make_vec_env(cfg: Config) -> Any:
     if cfg.backend == "envpool":
         if not isinstance(cfg.env, str):
             raise ConfigError("backend='envpool' needs an Atari env id such as 'ALE/Pong-v5', not a factory")
-        from deepq.atari import EnvPoolVecEnv
+        from deepq.envs.atari import EnvPoolVecEnv
 
         return EnvPoolVecEnv(cfg.env, cfg.num_envs, cfg.seed, cfg)
     spec = cfg.env

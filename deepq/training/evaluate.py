@@ -3,38 +3,18 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
 
 import gymnasium as gym
 import numpy as np
 
-from deepq.agent import Agent
 from deepq.config import Config, EnvSpec
-from deepq.envs import check_spaces, episode_seed, make_env, obs_converter
+from deepq.core.agent import Agent
+from deepq.core.results import EvalResult
+from deepq.envs.gym import check_spaces, episode_seed, make_env, obs_converter
 from deepq.errors import ConfigError
 from deepq.games.adapters import is_game
 
 EVAL_SEED_OFFSET = 1_000_003  # evaluation episodes never share reset seeds with training episodes
-
-
-@dataclass
-class EvalResult:
-    returns: list[float]  # raw scores (never clipped)
-    lengths: list[int] = field(default_factory=list)  # agent steps
-    protocol: str = ""  # how the episodes were played, e.g. "eps=0.05, up to 30 no-op starts, ..."
-    seats: tuple[float, float] | None = None  # two-player games: mean score (+1/0/−1) playing first, second
-
-    @property
-    def mean(self) -> float:
-        return float(np.mean(self.returns))
-
-    @property
-    def std(self) -> float:
-        return float(np.std(self.returns))
-
-    def __str__(self) -> str:
-        how = f" ({self.protocol})" if self.protocol else ""
-        return f"mean {self.mean:.2f} ± {self.std:.2f} over {len(self.returns)} episodes{how}"
 
 
 def evaluate(agent: Agent, env: EnvSpec | None = None, episodes: int = 10, eps: float | None = None,
@@ -51,7 +31,7 @@ def evaluate(agent: Agent, env: EnvSpec | None = None, episodes: int = 10, eps: 
     """
     if episodes <= 0:
         raise ConfigError(f"episodes={episodes} is not valid: evaluate at least 1 episode")
-    from deepq.memory import Need, available_bytes, evaluation_bytes, refuse
+    from deepq.core.memory import Need, available_bytes, evaluation_bytes, refuse
 
     refuse([Need("evaluation (each episode's return and length)", f"episodes={episodes:,}", "evaluate fewer episodes",
                  evaluation_bytes(agent.cfg, episodes))], available_bytes(), "this machine")

@@ -1,5 +1,5 @@
 """The training loop's bookkeeping: counters saved in every checkpoint, when to stop, Ctrl-C between steps,
-and episode tracking. Nothing here learns; deepq/train.py calls it."""
+and episode tracking. Nothing here learns; deepq/training/loop.py calls it."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ import numpy as np
 from deepq.config import Config
 from deepq.errors import CheckpointError, RunInterrupted
 from deepq.files import safe_load
-from deepq.runlog import RunLog
+from deepq.run.log import RunLog
 
 
 @dataclass

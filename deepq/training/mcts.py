@@ -2,14 +2,14 @@
 
     repeat:
         play `mcts_episodes` episodes; at every state s, search from s with the Q-network guiding
-            (deepq/mcts.py), record (s, Q_mcts(s, ·)) for the actions the search tried, and play its
+            (deepq/core/mcts.py), record (s, Q_mcts(s, ·)) for the actions the search tried, and play its
             most visited action (a uniformly random legal one with probability ε)
         after the episodes end: gradient steps on mean over searched (s, a) of (Q(s, a) − Q_mcts(s, a))²,
             minibatches drawn from a replay of such pairs
         (an action the search never tried gets no target: no value is invented for it)
 
 The targets come from search, not from a copy of the network, so there is no target network.
-Games (OpenSpiel, PettingZoo) and single-agent envs that can be cloned (deepq/search_envs.py) work.
+Games (OpenSpiel, PettingZoo) and single-agent envs that can be cloned (deepq/envs/search.py) work.
 Checkpoints are written between rounds, when no episode is in progress, so resuming needs no env state.
 """
 
@@ -21,15 +21,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from deepq.agent import Agent
 from deepq.config import Config
+from deepq.core.agent import Agent
+from deepq.core.explore import random_legal
+from deepq.core.mcts import MCTS, MCTSConfig
+from deepq.core.memory import check_memory
 from deepq.errors import ConfigError
-from deepq.explore import random_legal
 from deepq.games.adapters import is_game, make_game
-from deepq.mcts import MCTS, MCTSConfig
-from deepq.memory import check_memory
-from deepq.run_control import LoopState, track_episodes
-from deepq.runlog import RunLog
+from deepq.run.log import RunLog
+from deepq.training.control import LoopState, track_episodes
 
 
 class TargetMemory:
@@ -65,11 +65,6 @@ class TargetMemory:
         self.pos, self.size = state["pos"], n
 
 
-def search_config(cfg: Config, seed: int) -> MCTSConfig:
-    return MCTSConfig(simulations=cfg.mcts_simulations, c_puct=cfg.mcts_c_puct, gamma=cfg.gamma,
-                      leaf=cfg.mcts_leaf, batch=cfg.mcts_batch, seed=seed)
-
-
 def make_searchable(cfg: Config) -> Any:
     """A fresh searchable env for cfg.env (games, or a clonable single-agent env)."""
     if is_game(cfg.env):
@@ -77,13 +72,13 @@ def make_searchable(cfg: Config) -> Any:
     if not isinstance(cfg.env, str):
         raise ConfigError("target='mcts' needs an env id it can clone (a game, classic control or ALE), "
                           "not an env factory")
-    from deepq.search_envs import make_search_env
+    from deepq.envs.search import make_search_env
 
     return make_search_env(cfg.env, cfg)
 
 
 class SearchedEpisodes:
-    """target='mcts' as an Experience for deepq/train.py's loop: each iteration plays cfg.mcts_episodes
+    """target='mcts' as an Experience for deepq/training/loop.py's loop: each iteration plays cfg.mcts_episodes
     episodes with search at every state; a gradient step regresses Q toward a minibatch of the search's values.
     An iteration ends between episodes, so checkpoints need no env state."""
 
@@ -91,7 +86,7 @@ class SearchedEpisodes:
         self.cfg, self.rng = cfg, rng  # rng: ε draws, random actions, minibatches
         self.env = make_searchable(cfg)
         self.agent = Agent(tuple(self.env.obs_shape), self.env.n_actions, cfg)
-        self.search = MCTS(self.agent.q_values, search_config(cfg, cfg.seed), two_player=is_game(cfg.env))
+        self.search = MCTS(self.agent.q_values, MCTSConfig.from_config(cfg, cfg.seed), two_player=is_game(cfg.env))
         # one line, before allocating, if the target memory (and the rest of the run) cannot fit
         check_memory(cfg, tuple(self.env.obs_shape), np.float32, self.env.n_actions, self.agent.device, networks=False)
         self.memory = TargetMemory(cfg.buffer_size, tuple(self.env.obs_shape), self.env.n_actions)

@@ -29,9 +29,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from deepq.config import Config
+from deepq.core.losses import td_target
+from deepq.core.replay import Batch
 from deepq.errors import NonFiniteLossError
-from deepq.loss import td_target
-from deepq.replay import Batch
 
 _relu_backward = torch.ops.aten.threshold_backward.grad_input  # what autograd runs for ReLU's backward
 ArrayT = TypeVar("ArrayT", np.ndarray, torch.Tensor)
@@ -181,7 +181,7 @@ def numpy_layers(net: nn.Module) -> list[tuple[np.ndarray, np.ndarray]]:
 
 def td_target_numpy(rewards: np.ndarray, discounts: np.ndarray, next_q_target: np.ndarray,
                     next_q_online: np.ndarray | None, next_legal: np.ndarray | None) -> np.ndarray:
-    """deepq.loss.td_target in NumPy (see its docstring for the formula, Double DQN and games): (B,)."""
+    """deepq.core.losses.td_target in NumPy (see its docstring for the formula, Double DQN and games): (B,)."""
     if next_legal is not None:  # games: only legal a' count
         next_q_target = np.where(next_legal, next_q_target, -np.inf)  # (B, A)
         if next_q_online is not None:

@@ -10,8 +10,8 @@
         s = reset() if the episode ended else s'
 
 One loop serves every env and both ways of getting targets. What differs is an `Experience`: how
-experience is collected and what one gradient step fits. `Transitions` (deepq/transitions.py) is DQN's: env steps into
-replay, TD updates. target='mcts' uses deepq/mcts_train.py's `SearchedEpisodes`: episodes played with tree
+experience is collected and what one gradient step fits. `Transitions` (deepq/training/dqn.py) is DQN's: env steps into
+replay, TD updates. target='mcts' uses deepq/training/mcts.py's `SearchedEpisodes`: episodes played with tree
 search, Q regressed toward the search's values.
 
 Progress, logging and checkpoints are side channels called from here; the core
@@ -31,16 +31,16 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
-from deepq.agent import Agent, resolve_device, set_cpu_threads
 from deepq.config import Config
+from deepq.core.agent import Agent, resolve_device, set_cpu_threads
 from deepq.errors import CheckpointError, ConfigError, DiskFullError, NonFiniteLossError, RunDirError
-from deepq.evaluate import evaluate
 from deepq.files import atomic_save, safe_load
 from deepq.games import selfplay
 from deepq.games.adapters import is_game
-from deepq.plot import plot_learning_curve
-from deepq.progress import Progress
-from deepq.run_control import (
+from deepq.run.log import RunDirLock, RunLog, new_run_dir, open_run_dir, read_run_id, write_config
+from deepq.run.plot import plot_learning_curve
+from deepq.run.progress import Progress
+from deepq.training.control import (
     CHECKPOINT_FORMAT,
     DeferredInterrupt,
     LoopState,
@@ -53,8 +53,8 @@ from deepq.run_control import (
     time_limit,
     why_stopped,
 )
-from deepq.runlog import RunDirLock, RunLog, new_run_dir, open_run_dir, read_run_id, write_config
-from deepq.transitions import Transitions, exploration, make_replay
+from deepq.training.dqn import Transitions, exploration, make_replay
+from deepq.training.evaluate import evaluate
 
 # Fields a resumed run must share with its checkpoint (others, e.g. total_steps or lr, may change).
 RESUME_FIXED = ("env", "seed", "num_envs", "buffer_size", "hidden_sizes", "target", "network", "arch",
@@ -96,7 +96,7 @@ class Experience(Protocol):
 
 def make_experience(cfg: Config, rng: np.random.Generator) -> Experience:
     if cfg.target == "mcts":  # Q regressed toward tree-search values after each round of episodes
-        from deepq.mcts_train import SearchedEpisodes
+        from deepq.training.mcts import SearchedEpisodes
 
         return SearchedEpisodes(cfg, rng)
     return Transitions(cfg, rng)

@@ -22,9 +22,9 @@ from typing import Any, TypeVar
 import gymnasium as gym
 import numpy as np
 
-from deepq.atari import AtariFrames, is_atari
 from deepq.config import Config, EnvSpec
-from deepq.envs import check_spaces, make_env, obs_converter
+from deepq.envs.atari import AtariFrames, is_atari
+from deepq.envs.gym import check_spaces, make_env, obs_converter
 from deepq.errors import ConfigError
 from deepq.games.adapters import Game, is_game, make_game
 

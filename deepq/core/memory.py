@@ -20,9 +20,9 @@ import numpy as np
 import torch
 
 from deepq.config import Config
+from deepq.core.networks import build_network, resolve_arch
 from deepq.errors import ConfigError
 from deepq.games.adapters import is_game
-from deepq.networks import build_network, resolve_arch
 
 # evaluate() fills two arrays of `episodes` (float64 returns, int64 lengths), then lists of Python numbers
 # (a float object and a list slot each: ~32 bytes apiece): per episode 16 + 2 x 32 bytes.

@@ -28,7 +28,7 @@ import gymnasium as gym
 import numpy as np
 
 from deepq.config import Config
-from deepq.envs import Step
+from deepq.envs.gym import Step
 from deepq.errors import ConfigError
 
 ALE_HINT = "Atari needs ale-py (the game ROMs ship with it): pip install ale-py"
@@ -201,7 +201,7 @@ def envpool_task(env_id: str) -> str:
 
 
 class EnvPoolVecEnv:
-    """EnvPool's C++ Atari with the Config's preprocessing, stepped like deepq.envs.VecEnv.
+    """EnvPool's C++ Atari with the Config's preprocessing, stepped like deepq.envs.gym.VecEnv.
 
     Same-step autoreset: where env i's episode ended, step() returns its true last observation in
     final_obs[i] and the first observation of its next episode in obs[i]. EnvPool itself would

@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from deepq.config import Config
+from deepq.core.results import EvalResult
 from deepq.errors import RunDirError
-from deepq.evaluate import EvalResult
 from deepq.files import current_umask, remove_stale_temp_files
 
 COLUMNS = ["step", "episode", "episode_return", "episode_length", "epsilon", "loss",

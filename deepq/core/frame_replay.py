@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from deepq.replay import Batch, discounts, window_returns
+from deepq.core.replay import Batch, discounts, window_returns
 
 
 class FrameReplay:
@@ -47,7 +47,7 @@ class FrameReplay:
         self.k = obs_shape[0]  # frames per observation
         self.frame_shape = tuple(obs_shape[1:])
         self.num_envs = num_envs
-        self.n_step, self.gamma = n_step, gamma  # n-step returns (see deepq.replay.window_returns)
+        self.n_step, self.gamma = n_step, gamma  # n-step returns (see deepq.core.replay.window_returns)
         self.capacity = capacity
         self.device = torch.device(device)
         self.slots = capacity // num_envs  # transitions per env

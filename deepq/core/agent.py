@@ -14,13 +14,13 @@ from threadpoolctl import threadpool_limits
 from torch import nn
 
 from deepq.config import Config
+from deepq.core.fast_path import FusedMLPUpdate, NumpyMLPUpdate, NumpyPolicy
+from deepq.core.losses import categorical_projection, td_loss, td_target
+from deepq.core.memory import available_bytes, check_network_memory, network_needs, size_text
+from deepq.core.networks import build_network, resolve_arch
+from deepq.core.replay import Batch
 from deepq.errors import CheckpointError, ConfigError, NonFiniteLossError
 from deepq.files import FORMAT_VERSION, atomic_save, first_sentence, remove_stale_temp_files, safe_load, short_repr
-from deepq.fused import FusedMLPUpdate, NumpyMLPUpdate, NumpyPolicy
-from deepq.loss import categorical_projection, td_loss, td_target
-from deepq.memory import available_bytes, check_network_memory, network_needs, size_text
-from deepq.networks import build_network, resolve_arch
-from deepq.replay import Batch
 
 AGENT_FORMAT = "deepq-agent"
 MAX_OBS_VALUES = 2 ** 40  # numbers in one observation: far above any env's, far below int64 overflow in a layer
@@ -80,7 +80,7 @@ class Agent:
         self.optimizer = make_optimizer(self.online, cfg)
         self._params: list[torch.Tensor] = list(self.online.parameters())
         self._target_params: list[torch.Tensor] = list(self.target.parameters()) if self.target is not None else []
-        # The fast path for deepq's own MLP (deepq/fused.py): same update, same actions, less overhead.
+        # The fast path for deepq's own MLP (deepq/core/fast_path.py): same update, same actions, less overhead.
         rainbow = cfg.dueling or cfg.noisy or cfg.atoms > 1 or cfg.prioritized
         own_mlp = (cfg.fused and cfg.network is None and cfg.optimizer == "adam" and not rainbow
                    and resolve_arch(self.obs_shape, cfg) == "mlp")

@@ -1,4 +1,4 @@
-"""DQN's experience for deepq/train.py's loop: env steps stored in a replay memory, TD updates on minibatches
+"""DQN's experience for deepq/training/loop.py's loop: env steps stored in a replay memory, TD updates on minibatches
 drawn from it (prioritized when asked), the target network synced every C env steps. Games act on legal moves
 only, the learner or a past snapshot of it moving (deepq/games/selfplay.py)."""
 
@@ -11,18 +11,18 @@ from typing import Any
 import numpy as np
 import torch
 
-from deepq.agent import Agent
 from deepq.config import Config
-from deepq.envs import make_vec_env
+from deepq.core.agent import Agent
+from deepq.core.explore import EpsilonSchedule, epsilon_greedy
+from deepq.core.frame_replay import FrameReplay
+from deepq.core.per import PrioritizedSampler, beta_schedule
+from deepq.core.replay import ReplayMemory
+from deepq.envs.gym import make_vec_env
 from deepq.errors import EnvError
-from deepq.explore import EpsilonSchedule, epsilon_greedy
-from deepq.frame_replay import FrameReplay
 from deepq.games import selfplay
 from deepq.games.adapters import is_game
-from deepq.per import PrioritizedSampler, beta_schedule
-from deepq.replay import ReplayMemory
-from deepq.run_control import LoopState, crossings, track_episodes
-from deepq.runlog import RunLog
+from deepq.run.log import RunLog
+from deepq.training.control import LoopState, crossings, track_episodes
 
 Replay = ReplayMemory | FrameReplay
 
@@ -34,7 +34,7 @@ def make_replay(cfg: Config, obs_shape: tuple[int, ...], obs_dtype: Any, device:
     whose value is ours negated (see td_target).
     First the memory the run needs is checked against the memory available: a run that cannot fit stops here,
     in one ConfigError line, before anything is allocated (the Agent checked and built its networks already)."""
-    from deepq.memory import check_memory
+    from deepq.core.memory import check_memory
 
     check_memory(cfg, obs_shape, obs_dtype, n_actions, device, networks=False)
     if cfg.frame_stack > 1:
