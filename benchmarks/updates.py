@@ -9,8 +9,9 @@ on CartPole-sized observations (4 floats, 2 actions), the Nature CNN on uint8 4�
 deepq's small CNN on MinAtar Breakout's 4×10×10 grid (3 actions, batch 32).
   eager     deepq's plain autograd update (fused=False). Minibatches are drawn on the host from a ReplayMemory and
             copied to the device at every update, as in the usual single-file PyTorch DQN.
-  deepq     `agent.update` as deepq runs it by default: the NumPy update for the MLP on CPU, the fused torch path
-            for the MLP on CUDA, the autograd update for the CNN. Minibatches as in eager.
+  deepq     `agent.learner.update` as deepq runs it by default: the NumPy update for the MLP on CPU, the autograd
+            update elsewhere (a CUDA fast path comes back only when a GPU measurement here justifies it).
+            Minibatches as in eager.
   resident  the eager update, with the replay held on the device: indices drawn there, rows gathered there, so no
             host-to-device copy per update.
   compiled  resident, with the TD loss (both forward passes, the target, the loss) under torch.compile; on CUDA
@@ -109,10 +110,10 @@ def update_fn(variant: str, net: str, device: torch.device, seed: int) -> Callab
     agent = make_agent(net, device, fused=variant == "deepq", seed=seed)
     rng = np.random.default_rng(seed)
     if variant in ("eager", "deepq"):
-        return lambda: agent.update(mem.sample(batch, rng))
+        return lambda: agent.learner.update(mem.sample(batch, rng))
     sample = resident_sampler(mem, device, seed)
     if variant == "resident":
-        return lambda: agent.autograd_update(sample(batch))
+        return lambda: agent.learner.reference_update(sample(batch))
     loss_fn = td_loss_of(agent)
     compiled = torch.compile(loss_fn, mode="reduce-overhead" if device.type == "cuda" else "default")
     probe = sample(batch)

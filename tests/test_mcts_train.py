@@ -33,7 +33,7 @@ def test_regression_moves_searched_q_toward_targets_and_leaves_the_rest() -> Non
     searched[:, :2] = True  # action 2 was never searched: it must get no target and no gradient
     head_w, head_b = agent.online.net[-1].weight, agent.online.net[-1].bias  # type: ignore[index]
     w2, b2 = head_w[2].detach().clone(), head_b[2].detach().clone()
-    losses = [float(agent.fit_targets(obs, targets, searched)) for _ in range(100)]
+    losses = [float(agent.learner.fit_targets(obs, targets, searched).loss) for _ in range(100)]
     assert losses[-1] < 0.5 * losses[0]
     assert torch.equal(head_w[2], w2) and torch.equal(head_b[2], b2)
     with torch.no_grad():

@@ -33,7 +33,7 @@ def test_each_flag_trains_and_resumes_exactly(tmp_path: Path, flags: dict[str, A
     for x, y in zip(resumed.online.state_dict().values(), straight.online.state_dict().values(), strict=True):
         assert torch.equal(x, y)
     # n-step only changes the batch, so the fast path keeps it; the other pieces run on autograd
-    assert (resumed._fused is None) == (flags.keys() != {"n_step"})
+    assert (resumed.learner.fast is None) == (flags.keys() != {"n_step"})
     if flags.get("dueling") or flags.get("noisy") or flags.get("atoms", 1) > 1:
         assert isinstance(resumed.online, QNetwork)
 
@@ -73,7 +73,7 @@ def fixed_batch(memory_rows: int = 64) -> Any:
     mem.add(rng.normal(size=(memory_rows, 4)).astype(np.float32), rng.integers(2, size=memory_rows),
             rng.normal(size=memory_rows).astype(np.float32), rng.normal(size=(memory_rows, 4)).astype(np.float32),
             (rng.random(memory_rows) < 0.2))
-    return mem.batch(np.arange(memory_rows))
+    return mem.batch_slots(np.arange(memory_rows))
 
 
 @pytest.mark.parametrize("flags", [dict(), dict(atoms=11, v_min=-3.0, v_max=3.0), dict(dueling=True)], ids=str)
@@ -81,9 +81,9 @@ def test_updates_on_a_fixed_batch_reduce_the_loss(flags: dict[str, Any]) -> None
     torch.manual_seed(0)
     agent = Agent((4,), 2, deepq.Config(hidden_sizes=(32, 32), lr=1e-2, fused=False, **flags))  # target frozen
     batch = fixed_batch()
-    first = float(agent.update(batch))
+    first = float(agent.learner.update(batch).loss)
     for _ in range(200):
-        last = float(agent.update(batch))
+        last = float(agent.learner.update(batch).loss)
     # C51's cross-entropy bottoms out at the target distributions' entropy, so it falls less than a squared error
     assert last < (0.8 if agent.cfg.atoms > 1 else 0.5) * first
 
@@ -97,10 +97,10 @@ def test_importance_weights_scale_each_transitions_gradient() -> None:
         torch.manual_seed(0)
         agent = Agent((4,), 2, deepq.Config(hidden_sizes=(8,), fused=False, prioritized=True))
         before = [p.clone() for p in agent.online.parameters()]
-        agent.optimizer = torch.optim.SGD(agent.online.parameters(), lr=0.1)
-        agent.update(batch, w)
+        agent.learner.optimizer = torch.optim.SGD(agent.online.parameters(), lr=0.1)
+        td_errors = agent.learner.update(batch, w).td_errors
         grads.append([b - p.detach() for b, p in zip(before, agent.online.parameters(), strict=True)])
-        assert agent.td_errors is not None and agent.td_errors.shape == (8,) and (agent.td_errors >= 0).all()
+        assert td_errors.shape == (8,) and (td_errors >= 0).all()
     for g1, g2 in zip(*grads, strict=True):
         torch.testing.assert_close(g2, 2 * g1)
 

@@ -92,7 +92,7 @@ def test_terminated_is_stored_separately_from_the_rest() -> None:
     # same obs, action, reward and next obs; only the terminated flag differs
     mem.add(obs, np.zeros(3, np.int64), np.ones(3, np.float32), obs, np.array([True, False, True]))
     np.testing.assert_array_equal(mem.terminated, [1.0, 0.0, 1.0])
-    batch = mem.batch(np.array([0, 1, 2]))
+    batch = mem.batch_slots(np.array([0, 1, 2]))
     torch.testing.assert_close(batch.terminated, torch.tensor([1.0, 0.0, 1.0]))
 
 
@@ -139,7 +139,7 @@ def episode_memory(**kw: object) -> ReplayMemory:
 
 
 def test_n_step_returns_stop_at_terminals_truncations_and_the_newest_transition() -> None:
-    b = episode_memory().batch(np.arange(7))
+    b = episode_memory().batch_slots(np.arange(7))
     # t0: 1 + .5*2 + .25*4 = 3, terminal at t2 -> no bootstrap;   t1: 2 + .5*4 = 4;   t2: 4
     # t3: 8 + .5*16 = 16, cut by the truncation at t4 -> bootstrap from t4's true final obs with .5^2
     # t4: 16 (one step, truncation) -> .5;   t5: 32 + .5*64 = 64, cut by the newest (t6) -> .25;   t6: 64 -> .5
@@ -158,7 +158,7 @@ def test_n_step_follows_each_vector_env_and_the_circular_wrap() -> None:
         o = np.array([[step], [10 + step]], np.float32)
         mem.add(o, np.zeros(2, np.int64), r, o + 0.5, np.zeros(2, bool), np.zeros(2, bool))
     # rows now: 0,1 = step 3; 2,3 = step 4; 4,5 = step 2 (the oldest)
-    b = mem.batch(np.array([4, 5, 0, 1, 2]))
+    b = mem.batch_slots(np.array([4, 5, 0, 1, 2]))
     # step 2 -> step 3 wraps from row 4 to row 0: 2 + .5 * 3 = 3.5; env 1: 12 + .5 * 13 = 18.5
     torch.testing.assert_close(b.rewards, torch.tensor([3.5, 18.5, 3.0 + 0.5 * 4.0, 13.0 + 0.5 * 14.0, 4.0]))
     torch.testing.assert_close(b.next_obs[:, 0], torch.tensor([3.5, 13.5, 4.5, 14.5, 4.5]))
@@ -169,4 +169,4 @@ def test_one_step_discounts_are_gamma_or_zero() -> None:
     mem = ReplayMemory(4, (1,), gamma=0.9)
     mem.add(np.zeros((2, 1), np.float32), np.zeros(2, np.int64), np.ones(2, np.float32), np.zeros((2, 1), np.float32),
             np.array([False, True]))
-    torch.testing.assert_close(mem.batch(np.array([0, 1])).discounts, torch.tensor([0.9, 0.0]))
+    torch.testing.assert_close(mem.batch_slots(np.array([0, 1])).discounts, torch.tensor([0.9, 0.0]))

@@ -166,7 +166,7 @@ def test_vec_env_transitions_and_replay_hold_the_negated_discount(tmp_path: Path
         out = envs.step(np.array([a]))
         memory.add(obs, np.array([a]), out.rewards, out.final_obs, out.terminated, out.ended, out.next_legal)
         obs = out.obs
-    batch = memory.batch(np.arange(5))
+    batch = memory.batch_slots(np.arange(5))
     assert batch.rewards.tolist() == [0, 0, 0, 0, 1]
     assert batch.discounts.tolist() == pytest.approx([-GAMMA] * 4 + [0.0])
     assert batch.next_legal is not None and not batch.next_legal[4].any()

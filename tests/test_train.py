@@ -187,7 +187,7 @@ def test_a_diverging_run_stops_and_advises_resuming_only_from_a_checkpoint_that_
     assert data["loop"]["step"] == 500 and data["loop"]["updates"] == 0  # the diverged weights were not saved
     resumed = deepq.train(small(tmp_path, "div", learning_starts=600, checkpoint_interval=500, eval_interval=0,
                                 lr=1e-3), resume=tmp_path / "div")
-    assert resumed.params_finite()
+    assert resumed.learner.params_finite()
 
 
 def test_a_run_that_diverges_before_any_checkpoint_never_advises_a_resume(tmp_path: Path) -> None:
@@ -216,7 +216,7 @@ def test_public_api_round_trip(tmp_path: Path) -> None:
 @pytest.mark.parametrize("target", ["polyak", "none"])
 def test_target_modes_train(tmp_path: Path, target: str) -> None:
     agent = deepq.train(small(tmp_path, target, target=target, total_steps=1_000, double=True))
-    assert agent.params_finite()
+    assert agent.learner.params_finite()
     assert (agent.target is None) == (target == "none")
 
 

@@ -1,8 +1,8 @@
-"""Agent: the online Q-network, its target copy, the optimizer, and the TD update."""
+"""Agent: the public object that acts, learns and saves (a Policy and a Learner around one online network), and
+`load`, which reads an agent file back without executing anything from it."""
 
 from __future__ import annotations
 
-import copy
 import math
 import os
 from pathlib import Path
@@ -14,12 +14,11 @@ from threadpoolctl import threadpool_limits
 from torch import nn
 
 from deepq.config import Config
-from deepq.core.fast_path import FusedMLPUpdate, NumpyMLPUpdate, NumpyPolicy
-from deepq.core.losses import categorical_projection, td_loss, td_target
+from deepq.core.learner import Learner
 from deepq.core.memory import available_bytes, check_network_memory, network_needs, size_text
-from deepq.core.networks import build_network, resolve_arch
-from deepq.core.replay import Batch
-from deepq.errors import CheckpointError, ConfigError, NonFiniteLossError
+from deepq.core.networks import build_network
+from deepq.core.policy import Policy
+from deepq.errors import CheckpointError, ConfigError
 from deepq.files import FORMAT_VERSION, atomic_save, first_sentence, remove_stale_temp_files, safe_load, short_repr
 
 AGENT_FORMAT = "deepq-agent"
@@ -53,17 +52,12 @@ def set_cpu_threads(n: int) -> None:
     threadpool_limits(n, user_api="blas")
 
 
-def make_optimizer(net: nn.Module, cfg: Config) -> torch.optim.Optimizer:
-    if cfg.optimizer == "rmsprop":
-        # Nature DQN's table (gradient and squared-gradient momentum 0.95, min squared gradient 0.01),
-        # as the MinAtar paper's reference code sets it in torch.
-        return torch.optim.RMSprop(net.parameters(), lr=cfg.lr, alpha=0.95, eps=0.01, centered=True, momentum=0.95)
-    # fused Adam: one kernel for all parameters (3x faster than the per-tensor loop on CPU).
-    return torch.optim.Adam(net.parameters(), lr=cfg.lr, fused=True)
-
-
 class Agent:
-    """Q(s, .) for every action in one forward pass; greedy acting; one TD update per call."""
+    """A trained or training Q-network: a Policy that acts and a Learner that updates, sharing the online net.
+
+    `act` and `q_values` are the policy's; `agent.learner.update(batch)` is one gradient step; `save` writes the
+    one agent file that `deepq.load` reads.
+    """
 
     def __init__(self, obs_shape: tuple[int, ...], n_actions: int, cfg: Config,
                  device: torch.device | str | None = None) -> None:
@@ -72,158 +66,40 @@ class Agent:
         self.n_actions = n_actions
         self.device = resolve_device(cfg.device if device is None else str(device))
         check_network_memory(self.obs_shape, n_actions, cfg, self.device)  # before allocating: one line, not an OOM
-        self.online = build_network(self.obs_shape, n_actions, cfg).to(self.device)
-        # target="none": the online net computes its own target (the instability the target net prevents).
-        self.target: nn.Module | None = None
-        if cfg.target not in ("none", "mcts"):  # MCTS targets come from search, not from a copy of the net
-            self.target = copy.deepcopy(self.online).requires_grad_(False)
-        self.optimizer = make_optimizer(self.online, cfg)
-        self._params: list[torch.Tensor] = list(self.online.parameters())
-        self._target_params: list[torch.Tensor] = list(self.target.parameters()) if self.target is not None else []
-        # The fast path for deepq's own MLP (deepq/core/fast_path.py): same update, same actions, less overhead.
-        rainbow = cfg.dueling or cfg.noisy or cfg.atoms > 1 or cfg.prioritized
-        own_mlp = (cfg.fused and cfg.network is None and cfg.optimizer == "adam" and not rainbow
-                   and resolve_arch(self.obs_shape, cfg) == "mlp")
-        fast = NumpyMLPUpdate if self.device.type == "cpu" else FusedMLPUpdate  # NumPy on CPU: fewer, cheaper calls
-        self._fused = fast(self.online, self.target, self.optimizer, cfg) if own_mlp else None
-        self._numpy = NumpyPolicy(self.online) if own_mlp and self.device.type == "cpu" else None
-        self.td_errors: torch.Tensor | None = None  # (B,) of the last autograd update, for priorities
+        online = build_network(self.obs_shape, n_actions, cfg).to(self.device)
+        self.learner = Learner(online, self.obs_shape, cfg, self.device)
+        # After the learner: its fast path moves the weights into flat buffers, which the policy's views then see.
+        self.policy = Policy(online, self.obs_shape, n_actions, self.device, numpy_q=self.learner.fast is not None)
 
-    # ---- acting -------------------------------------------------------------------------
-    def _as_batch(self, obs: Any) -> tuple[torch.Tensor, bool]:
-        x = torch.as_tensor(np.asarray(obs), device=self.device)  # pixels stay uint8 (4x less to copy)
-        single = x.dim() == len(self.obs_shape)
-        return (x.unsqueeze(0) if single else x), single
+    @property
+    def online(self) -> nn.Module:
+        """The online Q-network θ."""
+        return self.learner.online
+
+    @property
+    def target(self) -> nn.Module | None:
+        """The target network θ⁻ (None for target='none' or 'mcts')."""
+        return self.learner.target
+
+    @property
+    def optimizer(self) -> torch.optim.Optimizer:
+        return self.learner.optimizer
 
     def q_values(self, obs: Any) -> np.ndarray:
         """Q values: [A] for one observation, [B, A] for a batch."""
-        if self._numpy is not None:
-            x = np.asarray(obs, dtype=np.float32)
-            single = x.ndim == len(self.obs_shape)
-            q = self._numpy.q_values(x[None] if single else x)  # (B, A)
-        else:
-            with torch.inference_mode():  # only the torch path needs it; the NumPy path skips the overhead
-                t, single = self._as_batch(obs)
-                q = self.online(t).float().cpu().numpy()  # (B, A)
-        return q[0] if single else q
+        return self.policy.q_values(obs)
 
     def act(self, obs: Any, legal: np.ndarray | None = None) -> Any:
         """Greedy action: an int for one observation, an int64 array for a batch.
         `legal` ([A] or [B, A] bool, games): the greedy choice is among legal actions only."""
-        q = self.q_values(obs)
-        if legal is not None:
-            q = np.where(legal, q, -np.inf)
-        a = q.argmax(axis=-1)
-        return int(a) if a.ndim == 0 else a
+        return self.policy.act(obs, legal)
 
-    # ---- learning -----------------------------------------------------------------------
-    def update(self, batch: Batch, weights: torch.Tensor | None = None) -> torch.Tensor:
-        """One gradient step on the TD loss; returns the loss (detached).
-
-        `weights` (B,): prioritized replay's importance weights, applied per transition. After the
-        autograd update `self.td_errors` (B,) holds each transition's |TD error| (C51: its
-        cross-entropy), which prioritized replay turns into new priorities.
-        """
-        if self._fused is not None:
-            return self._fused(batch)
-        return self.autograd_update(batch, weights)
-
-    def autograd_update(self, batch: Batch, weights: torch.Tensor | None = None) -> torch.Tensor:
-        """The reference TD update, as the algorithm states it; FusedMLPUpdate must match it bit for bit."""
-        cfg = self.cfg
-        target_net = self.target if self.target is not None else self.online
-        if cfg.noisy:  # fresh noise for this update's passes (the target net's independent of the online's)
-            for net in ([self.online] if target_net is self.online else [self.online, target_net]):  # fixed order
-                net.reset_noise()  # type: ignore[operator]
-        if cfg.atoms > 1:
-            per_sample = self._c51_loss(batch, target_net)  # (B,)
-            loss = per_sample.mean() if weights is None else (weights * per_sample).mean()
-            self.td_errors = per_sample.detach()
-        else:
-            double = cfg.double and self.target is not None
-            if double:
-                # One online pass over [s; s']: Q(s, .) for the loss, Q(s', .) (detached) to select a*.
-                q_both = self.online(torch.cat([batch.obs, batch.next_obs]))  # (2B, A)
-                q_all, next_q_online = q_both[: len(batch.obs)], q_both[len(batch.obs):].detach()  # (B, A) each
-            else:
-                q_all, next_q_online = self.online(batch.obs), None  # (B, A)
-            with torch.no_grad():
-                next_q = target_net(batch.next_obs)  # (B, A)
-                y = td_target(batch.rewards, batch.discounts, next_q, next_q_online, batch.next_legal)  # (B,)
-            q = q_all.gather(1, batch.actions.unsqueeze(1)).squeeze(1)  # (B,) Q(s, a)
-            if weights is None:
-                loss = td_loss(q, y, cfg.loss)
-            else:
-                loss = (weights * td_loss(q, y, cfg.loss, reduction="none")).mean()
-            self.td_errors = (y - q).detach().abs()
-        if not torch.isfinite(loss):
-            raise NonFiniteLossError(f"TD loss is {loss.item()}")
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if cfg.max_grad_norm > 0:
-            nn.utils.clip_grad_norm_(self._params, cfg.max_grad_norm)
-        self.optimizer.step()
-        if cfg.target == "polyak":
-            torch._foreach_lerp_(self._target_params, self._params, cfg.tau)  # θ⁻ ← θ⁻ + τ(θ − θ⁻)
-        return loss.detach()
-
-    def fit_targets(self, obs: torch.Tensor, targets: torch.Tensor, searched: torch.Tensor) -> torch.Tensor:
-        """target='mcts': one gradient step on the mean over searched (s, a) of (Q(s, a) − Q_mcts(s, a))².
-
-        obs (B, *obs_shape); targets (B, A) the search's mean values; searched (B, A) bool, the actions the
-        search tried: the others get no target and no gradient.
-        """
-        obs, targets, searched = (x.to(self.device) for x in (obs, targets, searched))
-        q = self.online(obs)  # (B, A)
-        mask = searched.to(q.dtype)  # (B, A)
-        loss = ((q - targets) ** 2 * mask).sum() / mask.sum().clamp(min=1.0)
-        if not torch.isfinite(loss):
-            raise NonFiniteLossError(f"MCTS regression loss is {loss.item()}")
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if self.cfg.max_grad_norm > 0:
-            nn.utils.clip_grad_norm_(self._params, self.cfg.max_grad_norm)
-        self.optimizer.step()
-        return loss.detach()
-
-    def _c51_loss(self, batch: Batch, target_net: nn.Module) -> torch.Tensor:
-        """C51 (Bellemare et al. 2017): cross-entropy between the projected target distribution of
-        r + γ^n Z(s', a*) and the predicted distribution of Z(s, a); (B,) per transition."""
-        rows = torch.arange(len(batch.actions), device=batch.actions.device)
-        log_p = self.online.log_probs(batch.obs)[rows, batch.actions]  # type: ignore[operator]  # (B, atoms)
-        with torch.no_grad():
-            support: torch.Tensor = target_net.head.support  # type: ignore[union-attr,assignment]  # (atoms,)
-            next_p = target_net.log_probs(batch.next_obs).exp()  # type: ignore[operator]  # (B, A, atoms)
-            if self.cfg.double and self.target is not None:
-                next_q = self.online(batch.next_obs)  # (B, A) Double: the online net chooses a*
-            else:
-                next_q = (next_p * support).sum(2)  # (B, A) the target's own expected values
-            if batch.next_legal is not None:  # games: a* among legal moves (a terminal s' has discount 0)
-                next_q = next_q.masked_fill(~batch.next_legal, float("-inf"))
-            best = next_q.argmax(dim=1)  # (B,) a*
-            target = categorical_projection(next_p[rows, best], batch.rewards, batch.discounts, support)  # (B, atoms)
-        return -(target * log_p).sum(1)  # (B,)
-
-    def sync_target(self) -> None:
-        """Hard sync θ⁻ ← θ."""
-        if self.target is not None:
-            self.target.load_state_dict(self.online.state_dict())
-
-    def params_finite(self) -> bool:
-        return all(bool(torch.isfinite(p).all()) for p in self._params)
-
-    # ---- persistence --------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
         """Everything a checkpoint needs to continue training bit-for-bit."""
-        return {"online": self.online.state_dict(),
-                "target": self.target.state_dict() if self.target is not None else None,
-                "optimizer": self.optimizer.state_dict()}
+        return self.learner.state_dict()
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.online.load_state_dict(state["online"])
-        if self.target is not None and state["target"] is not None:
-            self.target.load_state_dict(state["target"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        self.learner.load_state_dict(state)
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """One file with the config, the spaces and the online weights (no code)."""
@@ -258,7 +134,7 @@ def load(path: str | os.PathLike[str], network: Any = None, device: str = "cpu")
     except RuntimeError as e:  # check_weights found nothing wrong, so this is rare: torch's lines, joined into one
         why = "; ".join(line.strip() for line in str(e).splitlines() if line.strip())
         raise CheckpointError(f"{p}: the weights do not fit the network this config builds: {why}") from None
-    agent.sync_target()
+    agent.learner.sync_target()
     return agent
 
 

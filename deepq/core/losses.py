@@ -1,9 +1,25 @@
-"""TD targets and losses as pure functions, testable against numbers computed by hand."""
+"""TD targets and losses as pure functions, testable against numbers computed by hand.
+
+Each loss the learner minimises (`dqn_loss`, `c51_loss`, `mcts_regression_loss`) takes the networks and a batch
+and returns a `LossOutput`: the scalar to minimise and a per-sample value (the |TD error|, C51's cross-entropy)
+that prioritized replay turns into priorities (as Acme's `LossFn` returns `(loss, extra)`). The optimizer step
+that follows is the learner's (deepq/core/learner.py), the same for every loss.
+"""
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 import torch.nn.functional as F
+from torch import nn
+
+from deepq.core.replay import Batch
+
+
+class LossOutput(NamedTuple):
+    loss: torch.Tensor  # 0-d: what the gradient step minimises
+    per_sample: torch.Tensor  # (B,) detached: |y − Q(s, a)|, or C51's cross-entropy (prioritized replay's priorities)
 
 
 def td_target(
@@ -80,3 +96,70 @@ def categorical_projection(next_probs: torch.Tensor,  # (B, N) p(s', a*) over th
     out.index_add_(0, (lower + offset).flatten(), (next_probs * (upper.to(b.dtype) - b + exact)).flatten())
     out.index_add_(0, (upper + offset).flatten(), (next_probs * (b - lower.to(b.dtype))).flatten())
     return out.view(len(b), n)
+
+
+def weighted_mean(per_sample: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
+    """The batch mean, each sample weighted by prioritized replay's importance weight when given."""
+    return per_sample.mean() if weights is None else (weights * per_sample).mean()
+
+
+def dqn_loss(online: nn.Module, target_net: nn.Module, batch: Batch, kind: str = "mse", double: bool = False,
+             weights: torch.Tensor | None = None) -> LossOutput:
+    """The TD loss of one minibatch: mean over it of (y − Q(s, a))² ('mse') or Huber ('huber'), y = td_target.
+
+    `target_net` is the target network (the online net itself where there is none, target='none'); games
+    store the discount −γ and the legal moves of s', so the same line computes the negated, masked target.
+    `double`: Double DQN, the online net choosing a* (one online pass over [s; s'], as the update needs both).
+    `weights` (B,): prioritized replay's importance weights, applied per transition.
+    """
+    if double:
+        q_both = online(torch.cat([batch.obs, batch.next_obs]))  # (2B, A)
+        q_all, next_q_online = q_both[: len(batch.obs)], q_both[len(batch.obs):].detach()  # (B, A) each
+    else:
+        q_all, next_q_online = online(batch.obs), None  # (B, A)
+    with torch.no_grad():
+        next_q = target_net(batch.next_obs)  # (B, A)
+        y = td_target(batch.rewards, batch.discounts, next_q, next_q_online, batch.next_legal)  # (B,)
+    q = q_all.gather(1, batch.actions.unsqueeze(1)).squeeze(1)  # (B,) Q(s, a)
+    if weights is None:
+        loss = td_loss(q, y, kind)
+    else:
+        loss = (weights * td_loss(q, y, kind, reduction="none")).mean()
+    return LossOutput(loss, (y - q).detach().abs())
+
+
+def c51_loss(online: nn.Module, target_net: nn.Module, batch: Batch, double: bool = False,
+             weights: torch.Tensor | None = None) -> LossOutput:
+    """C51 (Bellemare et al. 2017): cross-entropy between the projected target distribution of
+    r + γ^n Z(s', a*) and the predicted distribution of Z(s, a), per transition; a* by the target net's
+    expected values, or the online net's (`double`); games choose a* among the legal moves of s'."""
+    rows = torch.arange(len(batch.actions), device=batch.actions.device)
+    log_p = online.log_probs(batch.obs)[rows, batch.actions]  # type: ignore[operator]  # (B, atoms)
+    with torch.no_grad():
+        support: torch.Tensor = target_net.head.support  # type: ignore[union-attr,assignment]  # (atoms,)
+        next_p = target_net.log_probs(batch.next_obs).exp()  # type: ignore[operator]  # (B, A, atoms)
+        if double:
+            next_q = online(batch.next_obs)  # (B, A) Double: the online net chooses a*
+        else:
+            next_q = (next_p * support).sum(2)  # (B, A) the target's own expected values
+        if batch.next_legal is not None:  # games: a* among legal moves (a terminal s' has discount 0)
+            next_q = next_q.masked_fill(~batch.next_legal, float("-inf"))
+        best = next_q.argmax(dim=1)  # (B,) a*
+        target = categorical_projection(next_p[rows, best], batch.rewards, batch.discounts, support)  # (B, atoms)
+    per_sample = -(target * log_p).sum(1)  # (B,)
+    return LossOutput(weighted_mean(per_sample, weights), per_sample.detach())
+
+
+def mcts_regression_loss(online: nn.Module, obs: torch.Tensor, targets: torch.Tensor,
+                         searched: torch.Tensor) -> LossOutput:
+    """target='mcts': the mean over searched (s, a) of (Q(s, a) − Q_mcts(s, a))².
+
+    obs (B, *obs_shape); targets (B, A) the search's mean values; searched (B, A) bool, the actions the search
+    tried: the others get no target and no gradient. per_sample: each state's mean squared error over its
+    searched actions.
+    """
+    q = online(obs)  # (B, A)
+    mask = searched.to(q.dtype)  # (B, A)
+    sq = (q - targets) ** 2 * mask  # (B, A)
+    loss = sq.sum() / mask.sum().clamp(min=1.0)
+    return LossOutput(loss, (sq.sum(1) / mask.sum(1).clamp(min=1.0)).detach())

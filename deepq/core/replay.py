@@ -113,7 +113,7 @@ class ReplayMemory:
     def sample(self, batch_size: int, rng: np.random.Generator) -> Batch:
         """Uniform random minibatch (with replacement) as tensors on the memory's device."""
         idx = rng.integers(0, self.size, size=batch_size)
-        return self.batch(idx)
+        return self.batch_slots(idx)
 
     # Slots (for prioritized replay) are rows; every filled row is sampleable.
     @property
@@ -123,15 +123,13 @@ class ReplayMemory:
     def valid_slots(self, slots: np.ndarray) -> np.ndarray:
         return np.asarray(slots) < self.size
 
-    def batch_slots(self, slots: np.ndarray) -> Batch:
-        return self.batch(slots)
-
     def _successor(self, idx: np.ndarray, k: int) -> np.ndarray:
         """Row of the k-th later transition of idx's env, or -1 where it is not stored yet."""
         age = (self.pos - 1 - idx) % self.capacity  # 0 for the newest row
         return np.where(age >= k * self.num_envs, (idx + k * self.num_envs) % self.capacity, -1)
 
-    def batch(self, idx: np.ndarray) -> Batch:
+    def batch_slots(self, idx: np.ndarray) -> Batch:
+        """Transitions by row (a row is a slot for prioritized replay)."""
         if self.n_step == 1:
             rewards, last, m = self.rewards[idx], idx, None
         else:

@@ -96,7 +96,7 @@ class Transitions:
 
     def learn(self, step: int) -> torch.Tensor:
         if self.per is None:
-            return self.agent.update(self.memory.sample(self.cfg.batch_size, self.rng))
+            return self.agent.learner.update(self.memory.sample(self.cfg.batch_size, self.rng)).loss
         return self._prioritized_update(step)
 
     def _prioritized_update(self, step: int) -> torch.Tensor:
@@ -109,14 +109,13 @@ class Transitions:
         while not (ok := memory.valid_slots(slots)).all():  # FrameReplay: frames overwritten since the last add
             per.set_invalid(slots[~ok])
             slots, weights = per.sample(cfg.batch_size, self.rng, beta)
-        loss = self.agent.update(memory.batch_slots(slots), torch.from_numpy(weights).to(self.agent.device))
-        assert self.agent.td_errors is not None
-        per.update(slots, self.agent.td_errors.cpu().numpy())
-        return loss
+        out = self.agent.learner.update(memory.batch_slots(slots), torch.from_numpy(weights).to(self.agent.device))
+        per.update(slots, out.td_errors.cpu().numpy())
+        return out.loss
 
     def after_updates(self, prev: int, step: int) -> None:
         if self.cfg.target == "hard" and crossings(prev, step, self.cfg.target_update_interval):
-            self.agent.sync_target()
+            self.agent.learner.sync_target()
             if self.pool is not None:
                 self.pool.add(self.agent.online)
 

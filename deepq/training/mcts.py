@@ -116,7 +116,7 @@ class SearchedEpisodes:
         return self.memory.size >= self.cfg.batch_size
 
     def learn(self, step: int) -> torch.Tensor:
-        return self.agent.fit_targets(*self.memory.sample(self.cfg.batch_size, self.rng))
+        return self.agent.learner.fit_targets(*self.memory.sample(self.cfg.batch_size, self.rng)).loss
 
     def after_updates(self, prev: int, step: int) -> None:
         pass  # no target network to sync

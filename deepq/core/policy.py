@@ -1,0 +1,84 @@
+"""The policy: Q values and actions (greedy, masked to legal moves, ε-greedy) from a network's weights.
+
+In the learner's process the policy shares the online network, so acting is always current and nothing is copied.
+`weights()` exports a snapshot as plain NumPy arrays, and `Policy.from_weights` builds a policy from one in another
+process (an actor) in one call; `load_weights` refreshes it from a newer snapshot. For deepq's own MLP on CPU the Q
+values come from NumPy on views of the weights (deepq/core/fast_path.py's NumpyPolicy), a fraction of a torch call.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from deepq.config import Config
+from deepq.core import fast_path
+from deepq.core.explore import epsilon_greedy, masked_epsilon_greedy
+from deepq.core.networks import build_network
+
+
+class Policy:
+    """Acts from `net`: one forward pass gives Q(s, ·) for every action."""
+
+    def __init__(self, net: nn.Module, obs_shape: tuple[int, ...], n_actions: int, device: torch.device,
+                 numpy_q: bool = False) -> None:
+        self.net, self.obs_shape, self.n_actions, self.device = net, tuple(obs_shape), n_actions, device
+        self._numpy = fast_path.NumpyPolicy(net) if numpy_q else None  # views of the weights: always current
+
+    @classmethod
+    def from_weights(cls, cfg: Config, obs_shape: tuple[int, ...], n_actions: int, weights: dict[str, np.ndarray],
+                     device: str | torch.device = "cpu") -> Policy:
+        """A policy in another process: the network `cfg` builds (deepq's own; a custom one from cfg.network),
+        loaded with a snapshot from `weights()`."""
+        dev = torch.device(device)
+        net = build_network(tuple(obs_shape), n_actions, cfg).to(dev)
+        policy = cls(net, obs_shape, n_actions, dev, numpy_q=fast_path.supports(cfg, tuple(obs_shape), dev))
+        policy.load_weights(weights)
+        return policy
+
+    def weights(self) -> dict[str, np.ndarray]:
+        """A snapshot of the network's weights (and buffers, e.g. C51's support) as plain NumPy arrays."""
+        return {k: v.detach().cpu().numpy().copy() for k, v in self.net.state_dict().items()}
+
+    def load_weights(self, weights: dict[str, np.ndarray]) -> None:
+        """Copy a snapshot into the network in place (the NumPy views stay valid)."""
+        with torch.no_grad():
+            for k, v in self.net.state_dict().items():
+                v.copy_(torch.from_numpy(np.asarray(weights[k])))
+
+    def _as_batch(self, obs: Any) -> tuple[torch.Tensor, bool]:
+        x = torch.as_tensor(np.asarray(obs), device=self.device)  # pixels stay uint8 (4x less to copy)
+        single = x.dim() == len(self.obs_shape)
+        return (x.unsqueeze(0) if single else x), single
+
+    def q_values(self, obs: Any) -> np.ndarray:
+        """Q values: [A] for one observation, [B, A] for a batch."""
+        if self._numpy is not None:
+            x = np.asarray(obs, dtype=np.float32)
+            single = x.ndim == len(self.obs_shape)
+            q = self._numpy.q_values(x[None] if single else x)  # (B, A)
+        else:
+            with torch.inference_mode():  # only the torch path needs it; the NumPy path skips the overhead
+                t, single = self._as_batch(obs)
+                q = self.net(t).float().cpu().numpy()  # (B, A)
+        return q[0] if single else q
+
+    def act(self, obs: Any, legal: np.ndarray | None = None) -> Any:
+        """Greedy action: an int for one observation, an int64 array for a batch.
+        `legal` ([A] or [B, A] bool, games): the greedy choice is among legal actions only."""
+        q = self.q_values(obs)
+        if legal is not None:
+            q = np.where(legal, q, -np.inf)
+        a = q.argmax(axis=-1)
+        return int(a) if a.ndim == 0 else a
+
+    def explore(self, obs: np.ndarray, eps: float, rng: np.random.Generator,
+                legal: np.ndarray | None = None) -> np.ndarray:
+        """ε-greedy actions (N,) for a batch of observations (N, *obs_shape): uniformly random with probability
+        ε (among the legal moves where `legal` (N, A) is given), else greedy."""
+        if legal is None:
+            return epsilon_greedy(self.act, obs, eps, self.n_actions, rng)
+        return masked_epsilon_greedy(self.act, obs, legal, eps, rng)
