@@ -174,7 +174,7 @@ def _train(cfg: Config, mode: Experience, rng: np.random.Generator, run_dir: Pat
     try:
         with interrupted, warnings.catch_warnings():
             # NumPy's overflow warnings from a diverging update: the non-finite loss check says it in one line
-            warnings.filterwarnings("ignore", category=RuntimeWarning, module=r"deepq\.fused")
+            warnings.filterwarnings("ignore", category=RuntimeWarning, module=r"deepq\.core\.fast_path")
             while running(state, cfg, interrupted, out_of_time):
                 prev = state.step
                 mode.collect(state, eps_at, log)  # act, step the env(s), store
