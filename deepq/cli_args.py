@@ -2,8 +2,8 @@
 
 - Parser: argparse whose errors are one line, `deepq: error: --lr: expected a number, got 'abc'`, exit 2;
   `unknown_option` names an unknown option's close names (and the Stable-Baselines3 / CleanRL names).
-- add_config_options: one --field per Config field, grouped by the `# ...` sections of Config's body,
-  with its docstring as help; the dash spelling (--total-steps) is accepted too but not listed.
+- add_config_options: one --field per Config field, in the group its tag names (deepq/config.py), with its
+  docstring as help; the dash spelling (--total-steps) is accepted too but not listed.
 - TrainHelp: `deepq train PRESET --help` shows that preset's values as the defaults.
 """
 
@@ -14,16 +14,14 @@ import ast
 import dataclasses
 import difflib
 import inspect
-import io
 import itertools
 import re
 import textwrap
-import tokenize
 from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
 from typing import Any, NoReturn
 
-from deepq.config import FIELD_ALIASES, Config
+from deepq.config import FIELD_ALIASES, TAGS, Config, groups
 from deepq.errors import DeepQError
 from deepq.presets import PRESETS
 
@@ -106,22 +104,15 @@ def _optional_float(text: str) -> float | None:
         raise argparse.ArgumentTypeError(f"expected a number or none, got {text!r}") from None
 
 
-def _config_fields() -> tuple[dict[str, str], dict[str, str]]:
-    """Each Config field's docstring (the string literal under it) and its section: the `# ...` comment line
-    above its group in Config's body (fields before the first one are in 'run'). Both read from the source."""
-    source = textwrap.dedent(inspect.getsource(Config))
-    body = ast.parse(source).body[0].body  # type: ignore[attr-defined]
-    headings = {tok.start[0]: tok.string.lstrip("#").strip()
-                for tok in tokenize.generate_tokens(io.StringIO(source).readline)
-                if tok.type == tokenize.COMMENT and tok.start[1] == 4 and tok.line.lstrip().startswith("#")}
-    docs, sections = {}, {}
+def _field_docs() -> dict[str, str]:
+    """Each Config field's docstring, on one line: the string literal under the field, read from the source."""
+    body = ast.parse(textwrap.dedent(inspect.getsource(Config))).body[0].body  # type: ignore[attr-defined]
+    docs = {}
     for node, nxt in itertools.pairwise(body):
-        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
-            above = [line for line in headings if line < node.lineno]
-            sections[node.target.id] = headings[max(above)] if above else "run"
-            if isinstance(nxt, ast.Expr) and isinstance(nxt.value, ast.Constant) and isinstance(nxt.value.value, str):
-                docs[node.target.id] = " ".join(nxt.value.value.split())
-    return docs, sections
+        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and isinstance(nxt, ast.Expr) \
+                and isinstance(nxt.value, ast.Constant) and isinstance(nxt.value.value, str):
+            docs[node.target.id] = " ".join(nxt.value.value.split())
+    return docs
 
 
 def _show(value: Any) -> str:
@@ -134,8 +125,8 @@ def _show(value: Any) -> str:
 
 
 def add_config_options(parser: argparse.ArgumentParser) -> None:
-    docs, sections = _config_fields()
-    groups: dict[str, Any] = {}
+    docs = _field_docs()
+    sections = {group: parser.add_argument_group(group) for group in groups()}  # in the groups' order
     for f in dataclasses.fields(Config):
         if f.name in _NOT_ON_CLI:
             continue
@@ -151,13 +142,10 @@ def add_config_options(parser: argparse.ArgumentParser) -> None:
             kw.update(type=integer if kind == "int" else number, metavar=kind.upper())
         else:
             kw.update(type=str, metavar="ID" if f.name == "env" else "TEXT")
-        section = sections.get(f.name, "run")
-        if section not in groups:
-            groups[section] = parser.add_argument_group(section)
-        groups[section].add_argument(f"--{f.name}", dest=f.name, **kw)
+        section = sections[TAGS[f.name].group]
+        section.add_argument(f"--{f.name}", dest=f.name, **kw)
         if "_" in f.name:  # the dash spelling is accepted too, and not listed twice
-            groups[section].add_argument(f"--{f.name.replace('_', '-')}", dest=f.name,
-                                         **{**kw, "help": argparse.SUPPRESS})
+            section.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, **{**kw, "help": argparse.SUPPRESS})
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):

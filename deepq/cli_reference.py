@@ -2,8 +2,8 @@
 
     python -m deepq.cli_reference > docs/reference/cli.md      # or: make docs-reference
 
-Every `deepq train` flag comes from a Config field (deepq/cli_args.py): its group is the `# ...` section comment
-in Config's body, its text the field's docstring, its default Config's. The other commands' options, and the
+Every `deepq train` flag comes from a Config field (deepq/cli_args.py): its group is the one the field is tagged
+with (deepq/config.py), its text the field's docstring, its default Config's. The other commands' options, and the
 presets table (deepq.presets.describe_presets), are read the same way, so the page cannot say what the
 command line does not do. tests/test_docs.py fails when the committed page differs from this output.
 """
@@ -11,19 +11,15 @@ command line does not do. tests/test_docs.py fails when the committed page diffe
 from __future__ import annotations
 
 import argparse
-import ast
 import dataclasses
-import functools
-import inspect
 import re
 import sys
-import textwrap
 from typing import Any
 
 from deepq import cli_args
 from deepq.cli import build_parser
-from deepq.cli_args import _config_fields, _show
-from deepq.config import Config
+from deepq.cli_args import _field_docs, _show
+from deepq.config import TAGS, Config, groups
 from deepq.presets import PRESETS, describe_presets
 
 COMMAND = "python -m deepq.cli_reference > docs/reference/cli.md"
@@ -60,22 +56,10 @@ def _kind(action: argparse.Action, field: dataclasses.Field[Any] | None) -> str:
         return "number"
     if field is not None and field.name == "env":
         return "env id"
-    if field is not None and field.name in _choices():
-        return " or ".join(f"`{c}`" for c in _choices()[field.name])
+    check = TAGS[field.name].check if field is not None else None
+    if check is not None and check.options:  # a text field with fixed choices, as validate() checks them
+        return " or ".join(f"`{c}`" for c in check.options)
     return "text"
-
-
-@functools.cache
-def _choices() -> dict[str, tuple[str, ...]]:
-    """The fixed choices of text fields, as Config.validate checks them: its `_choice("loss", self.loss, (...))`
-    calls, read from the source."""
-    tree = ast.parse(textwrap.dedent(inspect.getsource(Config.validate)))
-    out = {}
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "_choice" \
-                and isinstance(node.args[0], ast.Constant) and isinstance(node.args[2], ast.Tuple):
-            out[str(node.args[0].value)] = tuple(str(e.value) for e in node.args[2].elts if isinstance(e, ast.Constant))
-    return out
 
 
 def _default(action: argparse.Action, field: dataclasses.Field[Any] | None) -> str:
@@ -134,10 +118,9 @@ def _heading(section: str) -> tuple[str, str]:
 
 def _train(parser: argparse.ArgumentParser) -> list[str]:
     fields = {f.name: f for f in dataclasses.fields(Config)}
-    _, sections = _config_fields()
-    config_sections = set(sections.values())
-    groups = [g for g in parser._action_groups if _visible(g)]
-    command_options = [a for g in groups if g.title not in config_sections for a in _visible(g)]
+    config_sections = set(groups())
+    shown = [g for g in parser._action_groups if _visible(g)]
+    command_options = [a for g in shown if g.title not in config_sections for a in _visible(g)]
     out = [
         "## deepq train", "",
         "```text", (parser.usage or "").strip(), "```", "",
@@ -153,7 +136,7 @@ def _train(parser: argparse.ArgumentParser) -> list[str]:
         "preset's values as the defaults. Units: *env steps* count transitions collected, summed over all "
         "`num_envs` environments; *emulator frames* are Atari frames before `frame_skip`.", "",
     ]
-    for g in groups:
+    for g in shown:
         if g.title not in config_sections:
             continue
         heading, rest = _heading(g.title or "")
@@ -162,7 +145,7 @@ def _train(parser: argparse.ArgumentParser) -> list[str]:
             out += [_md(rest), ""]
         out += [*_table(_visible(g), fields), ""]
     python_only = [n for n in fields if n in cli_args._NOT_ON_CLI]
-    docs, _ = _config_fields()
+    docs = _field_docs()
     out += ["### Python only", "",
             "These fields hold code, so they have no flag and are not stored in a run's `config.json`; "
             "pass them to `deepq.Config` (and again to `deepq.load`).", "",

@@ -2,22 +2,68 @@
 
 Units are stated per field. "env steps" count transitions collected, summed over all
 vector envs, so a setting means the same thing whatever `num_envs` is.
+
+Each field is tagged where it is declared (deepq/config_checks.py): its group, whether a resume may change
+it, its value check. From the tags come RESUME_FIXED, the groups of `deepq train --help` (deepq/cli_args.py)
+and `validate()`: group by group, each field's check, then the group's checks across fields (GROUP_CHECKS).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from deepq.config_checks import (
+    IN_0_1,
+    IN_OPEN_0_1,
+    INT_AT_LEAST_0,
+    POSITIVE_INT,
+    POSITIVE_NUMBER,
+    Check,
+    Tag,
+    choice,
+    is_int,
+    is_num,
+    number_at_least_0,
+    tag,
+    tag_of,
+)
 from deepq.errors import ConfigError
 from deepq.games.adapters import is_game
 
 EnvSpec = str | Callable[[], Any]  # a Gymnasium id, or a zero-argument factory returning a gym.Env
 NetworkFactory = Callable[[tuple[int, ...], int], Any]  # (obs_shape, n_actions) -> nn.Module
+
+# The groups, in --help's order (a group's place is that of its first field). The text is the section heading;
+# words after a short name, as a parenthesis, become the sentence under it in docs/reference/cli.md.
+RUN = "run"
+NETWORK = "Q-network"
+PIXELS = "pixels and Atari (ALE ids such as 'ALE/Pong-v5'; other envs ignore the Atari-only fields)"
+TD = "TD learning"
+RAINBOW = "the Rainbow components (Hessel et al. 2018), each one flag; `double` and `n_step` are above"
+TARGET = "target network"
+MCTS = "MCTS (target='mcts' trains on search values; games can also search at play time)"
+EXPLORATION = "exploration"
+GAMES = "two-player games (env 'openspiel:<game>' or 'pettingzoo:<game>'): self-play, see deepq/games"
+EVAL = "evaluation, logging, checkpoints"
+DEVICE = "device and speed"
+
+# The value checks that only one field has (the shared ones are in deepq/config_checks.py).
+ENV_SPEC = Check("a Gymnasium id such as 'CartPole-v1' or a zero-argument callable returning a gym.Env",
+                 lambda v: (isinstance(v, str) and v != "") or callable(v), advice=True)
+WIDTHS = Check("a non-empty list of positive integers",
+               lambda v: isinstance(v, tuple | list) and len(v) > 0 and all(is_int(h) and h > 0 for h in v))
+ATOMS = Check("1 (off) or an integer >= 2", lambda v: is_int(v) and v >= 1)
+RETURN_OR_NONE = Check("a number or None", lambda v: v is None or is_num(v), advice=True)
+EVAL_OPPONENT = Check("'random', 'perfect' or 'mcts:N' (N simulations, N >= 2)",
+                      lambda v: v in ("random", "perfect") or (isinstance(v, str) and v.startswith("mcts:")
+                                                               and v[5:].isdigit() and int(v[5:]) >= 2))
+DEVICE_NAME = Check("'auto', 'cpu', 'cuda' or 'cuda:N'",
+                    lambda v: isinstance(v, str) and (v in ("auto", "cpu", "cuda")
+                                                      or (v.startswith("cuda:") and v[5:].isdigit())))
 
 
 # Names users bring from Stable-Baselines3 and CleanRL: an unknown field among these is told its deepq name
@@ -48,236 +94,177 @@ FIELD_ALIASES: dict[str, tuple[str, str]] = {
 
 @dataclass
 class Config:
-    """Every setting of a DQN run. Field docs are the CLI's --help."""
+    """Every setting of a DQN run. Field docs are the CLI's --help.
 
-    env: EnvSpec = "CartPole-v1"
+    A field reads `name: type = tag(default, GROUP, check, resume_fixed=...)` and then its one-line doc."""
+
+    env: EnvSpec = tag("CartPole-v1", RUN, ENV_SPEC, resume_fixed=True)  # noqa: RUF009 (tag() returns a field())
     """Gymnasium environment id, or a zero-argument callable returning a gym.Env."""
-    seed: int = 0
+    seed: int = tag(0, RUN, INT_AT_LEAST_0, resume_fixed=True)
     """Seed for torch, numpy, environment resets and action sampling."""
-    total_steps: int = 100_000
+    total_steps: int = tag(100_000, RUN, POSITIVE_INT)
     """Training length in env steps (summed over all vector envs)."""
-    num_envs: int = 1
+    num_envs: int = tag(1, RUN, POSITIVE_INT, resume_fixed=True)
     """Environments stepped together; one batched forward pass acts for all of them."""
-    name: str = ""
+    name: str = tag("", RUN)
     """Run name used for the run directory (defaults to the preset or env id)."""
 
-    # Q-network
-    hidden_sizes: tuple[int, ...] = (120, 84)
+    hidden_sizes: tuple[int, ...] = tag((120, 84), NETWORK, WIDTHS, resume_fixed=True)
     """Widths of the default MLP's hidden layers."""
-    network: NetworkFactory | None = None
+    network: NetworkFactory | None = tag(None, NETWORK, resume_fixed=True)  # noqa: RUF009 (a field())
     """Optional factory (obs_shape, n_actions) -> nn.Module mapping [B, *obs] to [B, A] (Python API only)."""
-    arch: str = "auto"
+    arch: str = tag("auto", NETWORK, choice("auto", "mlp", "nature_cnn", "small_cnn"), resume_fixed=True)
     """Default network: 'auto' (Nature CNN for images of side >= 36, a small CNN for smaller grids such
     as MinAtar, an MLP otherwise), 'mlp', 'nature_cnn' or 'small_cnn'."""
 
-    # pixels and Atari (ALE ids such as 'ALE/Pong-v5'; other envs ignore the Atari-only fields)
-    frame_stack: int = 1
+    frame_stack: int = tag(1, PIXELS, POSITIVE_INT, resume_fixed=True)
     """History: the network sees the last k observations (frames) stacked; 1 means no history."""
-    backend: str = "gymnasium"
+    backend: str = tag("gymnasium", PIXELS, choice("gymnasium", "envpool"), resume_fixed=True)
     """Env backend: 'gymnasium' (Atari through ale-py) or 'envpool' (EnvPool's C++ Atari, vectorized)."""
-    noop_max: int = 30
+    noop_max: int = tag(30, PIXELS, INT_AT_LEAST_0, resume_fixed=True)
     """Atari: up to this many no-op actions after each reset (random start states); 0 disables."""
-    frame_skip: int = 4
+    frame_skip: int = tag(4, PIXELS, POSITIVE_INT, resume_fixed=True)
     """Atari: emulator frames per agent step (the action repeats; the max of the last two frames is seen)."""
-    screen_size: int = 84
+    screen_size: int = tag(84, PIXELS, POSITIVE_INT, resume_fixed=True)
     """Atari: frames are resized to screen_size x screen_size."""
-    grayscale: bool = True
+    grayscale: bool = tag(True, PIXELS, resume_fixed=True)
     """Atari: grayscale frames (False: RGB)."""
-    sticky_actions: bool = False
+    sticky_actions: bool = tag(False, PIXELS, resume_fixed=True)
     """Atari: repeat the previous action with probability 0.25 at each emulator frame (Machado et al. 2018)."""
-    fire_reset: bool = True
+    fire_reset: bool = tag(True, PIXELS, resume_fixed=True)
     """Atari: press FIRE after a reset and after a life loss, in games that need it to start (e.g. Breakout)."""
-    episodic_life: bool = False
+    episodic_life: bool = tag(False, PIXELS)
     """Atari training: a lost life is a terminal transition (no bootstrap); the game goes on (no reset)."""
-    clip_rewards: bool = False
+    clip_rewards: bool = tag(False, PIXELS)
     """Train on sign(reward); logged and evaluated returns stay the raw score."""
-    max_episode_frames: int = 108_000
+    max_episode_frames: int = tag(108_000, PIXELS, POSITIVE_INT, resume_fixed=True)
     """Atari: an episode is truncated after this many emulator frames (108,000 = 30 minutes); MinAtar: after
     this many steps (a step is a frame there)."""
 
-    # TD learning
-    gamma: float = 0.99
+    gamma: float = tag(0.99, TD, IN_0_1)
     """Discount factor per env step, in [0, 1]."""
-    lr: float = 2.5e-4
+    lr: float = tag(2.5e-4, TD, POSITIVE_NUMBER)
     """Learning rate of the optimizer."""
-    optimizer: str = "adam"
+    optimizer: str = tag("adam", TD, choice("adam", "rmsprop"))
     """'adam', or 'rmsprop': centered RMSProp as in Nature DQN and the MinAtar paper (0.95 momenta, eps 0.01)."""
-    batch_size: int = 128
+    batch_size: int = tag(128, TD, POSITIVE_INT)
     """Transitions per minibatch."""
-    buffer_size: int = 10_000
+    buffer_size: int = tag(10_000, TD, POSITIVE_INT, resume_fixed=True)
     """Replay memory capacity in transitions."""
-    learning_starts: int = 1_000
+    learning_starts: int = tag(1_000, TD, INT_AT_LEAST_0)
     """Env steps collected before the first gradient step."""
-    train_freq: int = 10
+    train_freq: int = tag(10, TD, POSITIVE_INT)
     """Env steps between updates (k)."""
-    gradient_steps: int = 1
+    gradient_steps: int = tag(1, TD, POSITIVE_INT)
     """Gradient steps per update (g)."""
-    loss: str = "mse"
+    loss: str = tag("mse", TD, choice("mse", "huber"))
     """TD loss: 'mse' (squared TD error) or 'huber'."""
-    double: bool = False
+    double: bool = tag(False, TD)
     """Double DQN: the online net selects the next action, the target net evaluates it."""
-    n_step: int = 1
+    n_step: int = tag(1, TD, POSITIVE_INT)
     """n-step returns: the target sums n discounted rewards, then bootstraps with gamma^n (cut at episode ends)."""
 
-    # the Rainbow components (Hessel et al. 2018), each one flag; `double` and `n_step` are above
-    dueling: bool = False
+    dueling: bool = tag(False, RAINBOW, resume_fixed=True)
     """Dueling head: Q = V + A - mean(A), separate value and advantage streams (Wang et al. 2016)."""
-    noisy: bool = False
+    noisy: bool = tag(False, RAINBOW, resume_fixed=True)
     """Noisy nets: factorised Gaussian noise in the head's layers explores instead of epsilon-greedy."""
-    noisy_sigma: float = 0.5
+    noisy_sigma: float = tag(0.5, RAINBOW, number_at_least_0())
     """Noisy nets: initial noise scale sigma0 (each weight's sigma starts at sigma0 / sqrt(fan-in))."""
-    eps_with_noisy: bool = False
+    eps_with_noisy: bool = tag(False, RAINBOW)
     """Noisy nets: keep epsilon-greedy on its schedule as well (default: uniform actions until learning_starts,
     then the noise alone explores, as in the Rainbow paper)."""
-    atoms: int = 1
+    atoms: int = tag(1, RAINBOW, ATOMS, resume_fixed=True)
     """Distributional C51 with this many atoms on [v_min, v_max] (51 in the paper); 1 = expected values."""
-    v_min: float = -10.0
+    v_min: float = tag(-10.0, RAINBOW)
     """C51: the lowest return on the support."""
-    v_max: float = 10.0
+    v_max: float = tag(10.0, RAINBOW)
     """C51: the highest return on the support."""
-    prioritized: bool = False
+    prioritized: bool = tag(False, RAINBOW, resume_fixed=True)
     """Prioritized replay (proportional): sample transitions with probability ~ (|TD error| + eps)^alpha."""
-    per_alpha: float = 0.5
+    per_alpha: float = tag(0.5, RAINBOW, number_at_least_0(), resume_fixed=True)
     """Prioritized replay: the priority exponent alpha (0 = uniform)."""
-    per_beta: float = 0.4
+    per_beta: float = tag(0.4, RAINBOW, IN_0_1)
     """Prioritized replay: importance-weight exponent at the start, annealed linearly to 1 over total_steps
     (so extending a finished run with a larger total_steps re-spreads the rest of the annealing)."""
-    max_grad_norm: float = 0.0
+    max_grad_norm: float = tag(0.0, RAINBOW, number_at_least_0("0 disables clipping"))
     """Clip the gradient's global L2 norm to this value; 0 disables clipping."""
 
-    # target network
-    target: str = "hard"
+    target: str = tag("hard", TARGET, choice("hard", "polyak", "none", "mcts"), resume_fixed=True)
     """How the TD target is computed: 'hard' (copy every C steps), 'polyak' (tau), 'none', or 'mcts' (no TD:
     Q regressed toward tree-search estimates after each round of episodes, see deepq/training/mcts.py)."""
-    target_update_interval: int = 500
+    target_update_interval: int = tag(500, TARGET, POSITIVE_INT)
     """C: env steps between hard target syncs."""
-    tau: float = 0.005
+    tau: float = tag(0.005, TARGET, IN_OPEN_0_1)
     """Polyak coefficient applied after each gradient step, in (0, 1]."""
 
-    # MCTS (target='mcts' trains on search values; games can also search at play time)
-    mcts_simulations: int = 50
+    mcts_simulations: int = tag(50, MCTS, POSITIVE_INT)
     """Simulations per search (one search per state visited in training)."""
-    mcts_c_puct: float = 1.25
+    mcts_c_puct: float = tag(1.25, MCTS, number_at_least_0())
     """PUCT's exploration weight (priors are softmax of the legal actions' Q)."""
-    mcts_leaf: str = "network"
+    mcts_leaf: str = tag("network", MCTS, choice("network", "rollout"))
     """Leaf value: 'network' (max legal Q at the leaf) or 'rollout' (a uniformly random playout)."""
-    mcts_batch: int = 16
+    mcts_batch: int = tag(16, MCTS, POSITIVE_INT)
     """Leaves evaluated together in one forward pass (1: unbatched)."""
-    mcts_episodes: int = 8
+    mcts_episodes: int = tag(8, MCTS, POSITIVE_INT)
     """target='mcts': episodes played (searching at every state) before each round of gradient steps."""
 
-    # exploration
-    eps_schedule: str = "linear"
+    eps_schedule: str = tag("linear", EXPLORATION, choice("linear", "exponential"))
     """Exploration schedule: 'linear' or 'exponential'."""
-    eps_start: float = 1.0
+    eps_start: float = tag(1.0, EXPLORATION, IN_0_1)
     """Initial epsilon, in [0, 1]."""
-    eps_end: float = 0.05
+    eps_end: float = tag(0.05, EXPLORATION, IN_0_1)
     """Final epsilon, in [0, 1]."""
-    eps_decay_steps: int = 10_000
+    eps_decay_steps: int = tag(10_000, EXPLORATION, INT_AT_LEAST_0)
     """Env steps for the linear decay, or the e-folding time of the exponential one."""
-    eval_eps: float = 0.0
+    eval_eps: float = tag(0.0, EXPLORATION, IN_0_1)
     """Epsilon during evaluation episodes, in [0, 1]."""
 
-    # two-player games (env 'openspiel:<game>' or 'pettingzoo:<game>'): self-play, see deepq/games
-    eval_opponent: str = "random"
+    eval_opponent: str = tag("random", GAMES, EVAL_OPPONENT)
     """Games: who evaluations play, from both seats (eval_episodes games per seat): 'random', 'perfect'
     (exact minimax, small games such as tic-tac-toe) or 'mcts:N' (OpenSpiel's MCTS, N rollout simulations)."""
-    opponent_pool: int = 0
+    opponent_pool: int = tag(0, GAMES, INT_AT_LEAST_0, resume_fixed=True)
     """Games: past snapshots of the network kept as training opponents (one seat of each game is played by
     one drawn at random; snapshots taken at target syncs); 0 = the learner plays both seats."""
 
-    # evaluation, logging, checkpoints
-    eval_interval: int = 10_000
+    eval_interval: int = tag(10_000, EVAL, INT_AT_LEAST_0)
     """Env steps between greedy evaluations; 0 disables periodic evaluation."""
-    eval_episodes: int = 10
+    eval_episodes: int = tag(10, EVAL, POSITIVE_INT)
     """Episodes per evaluation."""
-    stop_at_return: float | None = None
+    stop_at_return: float | None = tag(None, EVAL, RETURN_OR_NONE)
     """Stop training once an evaluation's mean return reaches this (the task is solved)."""
-    max_minutes: float = 0.0
+    max_minutes: float = tag(0.0, EVAL, number_at_least_0("0: no limit"))
     """Stop training after this much wall-clock time (0: no limit), e.g. to compare methods at equal compute."""
-    checkpoint_interval: int = 10_000
+    checkpoint_interval: int = tag(10_000, EVAL, INT_AT_LEAST_0)
     """Env steps between checkpoints written for --resume; 0 disables periodic checkpoints."""
-    run_dir: str = ""
+    run_dir: str = tag("", EVAL)
     """Run directory; default runs/<name>-<seed>-<timestamp>/."""
-    device: str = "auto"
+
+    device: str = tag("auto", DEVICE, DEVICE_NAME)
     """Torch device: 'auto' (CUDA when available), 'cpu', 'cuda' or 'cuda:N'."""
-    threads: int = 1
+    threads: int = tag(1, DEVICE, POSITIVE_INT)
     """CPU threads for torch and NumPy's BLAS; 1 is fastest for small networks."""
-    flush_denormal: bool = True
+    flush_denormal: bool = tag(True, DEVICE)
     """CPU: treat denormal floats (below ~1e-38) as zero; a few of them in optimizer state can halve the speed."""
-    fused: bool = True
+    fused: bool = tag(True, DEVICE)
     """For the default MLP: hand-written update (on CPU in NumPy, equal to autograd up to float rounding;
     on other devices in torch, bit-identical) and NumPy acting on CPU; False: the autograd update."""
-    progress: bool = True
+
+    progress: bool = tag(True, EVAL)  # --help lists it under logging; fields never move (checkpoints)
     """Show a progress bar (plain periodic lines when stdout is not a terminal)."""
 
     def validate(self) -> Config:
-        """Raise ConfigError naming the first field whose value cannot work; return self."""
-        for name in ("total_steps", "num_envs", "batch_size", "buffer_size", "train_freq",
-                     "gradient_steps", "target_update_interval", "eval_episodes", "threads",
-                     "frame_stack", "frame_skip", "screen_size", "max_episode_frames", "n_step"):
-            _check(name, getattr(self, name), "a positive integer", lambda v: _is_int(v) and v > 0)
-        for name in ("learning_starts", "eps_decay_steps", "eval_interval", "checkpoint_interval", "noop_max"):
-            _check(name, getattr(self, name), "an integer >= 0", lambda v: _is_int(v) and v >= 0)
-        _check("seed", self.seed, "an integer >= 0", lambda v: _is_int(v) and v >= 0)
-        _check("lr", self.lr, "a positive number", lambda v: _is_num(v) and v > 0)
-        _check("max_grad_norm", self.max_grad_norm, "a number >= 0 (0 disables clipping)",
-               lambda v: _is_num(v) and v >= 0)
-        _check("gamma", self.gamma, "a number in [0, 1]", lambda v: _is_num(v) and 0 <= v <= 1)
-        _check("tau", self.tau, "a number in (0, 1]", lambda v: _is_num(v) and 0 < v <= 1)
-        for name in ("eps_start", "eps_end", "eval_eps"):
-            _check(name, getattr(self, name), "a number in [0, 1]", lambda v: _is_num(v) and 0 <= v <= 1)
-        _choice("loss", self.loss, ("mse", "huber"))
-        _choice("target", self.target, ("hard", "polyak", "none", "mcts"))
-        _choice("mcts_leaf", self.mcts_leaf, ("network", "rollout"))
-        for name in ("mcts_simulations", "mcts_batch", "mcts_episodes"):
-            _check(name, getattr(self, name), "a positive integer", lambda v: _is_int(v) and v > 0)
-        _check("max_minutes", self.max_minutes, "a number >= 0 (0: no limit)", lambda v: _is_num(v) and v >= 0)
-        _check("mcts_c_puct", self.mcts_c_puct, "a number >= 0", lambda v: _is_num(v) and v >= 0)
-        if self.target == "mcts" and (self.atoms > 1 or self.noisy or self.prioritized or self.n_step > 1):
-            raise ConfigError("target='mcts' regresses Q toward search values: it does not combine with atoms, "
-                              "noisy, prioritized or n_step (TD-target features); turn those off")
-        _choice("eps_schedule", self.eps_schedule, ("linear", "exponential"))
-        _choice("arch", self.arch, ("auto", "mlp", "nature_cnn", "small_cnn"))
-        _choice("backend", self.backend, ("gymnasium", "envpool"))
-        _choice("optimizer", self.optimizer, ("adam", "rmsprop"))
-        _check("atoms", self.atoms, "1 (off) or an integer >= 2", lambda v: _is_int(v) and v >= 1)
-        _check("noisy_sigma", self.noisy_sigma, "a number >= 0", lambda v: _is_num(v) and v >= 0)
-        _check("per_alpha", self.per_alpha, "a number >= 0", lambda v: _is_num(v) and v >= 0)
-        _check("per_beta", self.per_beta, "a number in [0, 1]", lambda v: _is_num(v) and 0 <= v <= 1)
-        if not (_is_num(self.v_min) and _is_num(self.v_max) and self.v_min < self.v_max):
-            raise ConfigError(f"v_min={self.v_min!r}, v_max={self.v_max!r} are not valid: C51's support needs "
-                              "numbers with v_min < v_max")
-        _check("device", self.device, "'auto', 'cpu', 'cuda' or 'cuda:N'",
-               lambda v: isinstance(v, str) and (v in ("auto", "cpu", "cuda")
-                                                 or (v.startswith("cuda:") and v[5:].isdigit())))
-        _check("hidden_sizes", self.hidden_sizes, "a non-empty list of positive integers",
-               lambda v: isinstance(v, tuple | list) and len(v) > 0 and all(_is_int(h) and h > 0 for h in v))
-        if self.batch_size > self.buffer_size:
-            raise ConfigError(f"batch_size={self.batch_size} is larger than buffer_size={self.buffer_size}: "
-                              "a minibatch is drawn from the replay memory, so use batch_size <= buffer_size")
-        if self.stop_at_return is not None and not _is_num(self.stop_at_return):
-            raise ConfigError(f"stop_at_return={self.stop_at_return!r} is not valid: use a number or None")
-        if self.stop_at_return is not None and self.eval_interval == 0:
-            raise ConfigError("stop_at_return needs periodic evaluation: set eval_interval > 0")
-        _check("opponent_pool", self.opponent_pool, "an integer >= 0", lambda v: _is_int(v) and v >= 0)
-        _check("eval_opponent", self.eval_opponent, "'random', 'perfect' or 'mcts:N' (N simulations, N >= 2)",
-               lambda v: v in ("random", "perfect") or (isinstance(v, str) and v.startswith("mcts:")
-                                                        and v[5:].isdigit() and int(v[5:]) >= 2))
-        if is_game(self.env):
-            for name, ok, why in (("frame_stack", self.frame_stack == 1, "1: a game position is its own history"),
-                                  ("backend", self.backend == "gymnasium", "'gymnasium' (EnvPool is Atari only)"),
-                                  ("episodic_life", not self.episodic_life, "False (Atari only)"),
-                                  ("clip_rewards", not self.clip_rewards, "False (game rewards are already -1/0/1)")):
-                if not ok:
-                    raise ConfigError(f"{name}={getattr(self, name)!r} does not apply to the two-player game "
-                                      f"{self.env!r}: use {why}")
-            if self.eval_opponent != "random" and not self.env.startswith("openspiel:"):
-                raise ConfigError(f"eval_opponent={self.eval_opponent!r} needs an OpenSpiel game (its MCTS bot and "
-                                  f"minimax work on OpenSpiel states); {self.env!r} can use eval_opponent='random'")
-        if not (isinstance(self.env, str) and self.env) and not callable(self.env):
-            raise ConfigError(f"env={self.env!r} is not valid: use a Gymnasium id such as 'CartPole-v1' "
-                              "or a zero-argument callable returning a gym.Env")
+        """Raise ConfigError naming the first field whose value cannot work; return self.
+
+        Group by group in --help's order: each field's own check in field order, then the group's checks
+        across fields (so they can rely on those fields' types); the two-player game checks last."""
+        for group, names in groups().items():
+            for name in names:
+                check = TAGS[name].check
+                if check is not None:
+                    check(name, getattr(self, name))
+            if group in GROUP_CHECKS:
+                GROUP_CHECKS[group](self)
+        _check_games(self)
         return self
 
     @property
@@ -326,18 +313,58 @@ class Config:
         return dataclasses.replace(self, **overrides)
 
 
-def _is_int(v: object) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
+TAGS: dict[str, Tag] = {f.name: tag_of(f) for f in dataclasses.fields(Config)}
+# Fields a resumed run must share with its checkpoint (others, e.g. total_steps or lr, may change).
+RESUME_FIXED: tuple[str, ...] = tuple(name for name, t in TAGS.items() if t.resume_fixed)
 
 
-def _is_num(v: object) -> bool:
-    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+def groups() -> dict[str, list[str]]:
+    """Each group's fields in field order; the groups in the order of their first fields."""
+    out: dict[str, list[str]] = {}
+    for name, t in TAGS.items():
+        out.setdefault(t.group, []).append(name)
+    return out
 
 
-def _check(name: str, value: object, valid: str, ok: Callable[[Any], bool]) -> None:
-    if not ok(value):
-        raise ConfigError(f"{name}={value!r} is not valid: {name} must be {valid}")
+# The checks across fields, one function per group; each runs after that group's own field checks.
+
+def _check_td(cfg: Config) -> None:
+    if cfg.batch_size > cfg.buffer_size:
+        raise ConfigError(f"batch_size={cfg.batch_size} is larger than buffer_size={cfg.buffer_size}: "
+                          "a minibatch is drawn from the replay memory, so use batch_size <= buffer_size")
 
 
-def _choice(name: str, value: object, options: tuple[str, ...]) -> None:
-    _check(name, value, "one of " + ", ".join(repr(o) for o in options), lambda v: v in options)
+def _check_rainbow(cfg: Config) -> None:
+    if not (is_num(cfg.v_min) and is_num(cfg.v_max) and cfg.v_min < cfg.v_max):
+        raise ConfigError(f"v_min={cfg.v_min!r}, v_max={cfg.v_max!r} are not valid: C51's support needs "
+                          "numbers with v_min < v_max")
+
+
+def _check_target(cfg: Config) -> None:
+    if cfg.target == "mcts" and (cfg.atoms > 1 or cfg.noisy or cfg.prioritized or cfg.n_step > 1):
+        raise ConfigError("target='mcts' regresses Q toward search values: it does not combine with atoms, "
+                          "noisy, prioritized or n_step (TD-target features); turn those off")
+
+
+def _check_eval(cfg: Config) -> None:
+    if cfg.stop_at_return is not None and cfg.eval_interval == 0:
+        raise ConfigError("stop_at_return needs periodic evaluation: set eval_interval > 0")
+
+
+GROUP_CHECKS: dict[str, Callable[[Config], None]] = {
+    TD: _check_td, RAINBOW: _check_rainbow, TARGET: _check_target, EVAL: _check_eval}
+
+
+def _check_games(cfg: Config) -> None:
+    """The two-player games' checks (they know game env ids, so they are to move to deepq/games)."""
+    if is_game(cfg.env):
+        for name, ok, why in (("frame_stack", cfg.frame_stack == 1, "1: a game position is its own history"),
+                              ("backend", cfg.backend == "gymnasium", "'gymnasium' (EnvPool is Atari only)"),
+                              ("episodic_life", not cfg.episodic_life, "False (Atari only)"),
+                              ("clip_rewards", not cfg.clip_rewards, "False (game rewards are already -1/0/1)")):
+            if not ok:
+                raise ConfigError(f"{name}={getattr(cfg, name)!r} does not apply to the two-player game "
+                                  f"{cfg.env!r}: use {why}")
+        if cfg.eval_opponent != "random" and not cfg.env.startswith("openspiel:"):
+            raise ConfigError(f"eval_opponent={cfg.eval_opponent!r} needs an OpenSpiel game (its MCTS bot and "
+                              f"minimax work on OpenSpiel states); {cfg.env!r} can use eval_opponent='random'")

@@ -1,8 +1,12 @@
-"""Config: presets, overrides, validation messages, and the dict round trip."""
+"""Config: presets, overrides, validation messages, the dict round trip, and the fields' tags."""
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
 import json
+import re
+from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
@@ -10,6 +14,25 @@ import pytest
 
 import deepq
 from deepq import PRESETS, Config, ConfigError, preset
+from deepq.cli import build_parser
+from deepq.config import (
+    DEVICE,
+    EVAL,
+    EXPLORATION,
+    GAMES,
+    MCTS,
+    NETWORK,
+    PIXELS,
+    RAINBOW,
+    RESUME_FIXED,
+    RUN,
+    TAGS,
+    TARGET,
+    TD,
+    groups,
+)
+from deepq.config_checks import Check, Tag, tag_of
+from deepq.training import loop
 
 PRESET_NAMES = ["cartpole", "acrobot", "mountaincar", "lunarlander"]
 
@@ -147,3 +170,139 @@ def test_env_must_be_an_id_or_callable() -> None:
 def test_public_api() -> None:
     assert deepq.preset is preset and deepq.Config is Config
     assert issubclass(ConfigError, ValueError) and issubclass(ConfigError, deepq.DeepQError)
+
+
+# Field tags: group, resume rule, value check (deepq/config_checks.py) ----------------------------------------------
+
+def test_every_field_is_tagged_with_a_known_group() -> None:
+    fields = dataclasses.fields(Config)
+    assert list(TAGS) == [f.name for f in fields]  # made from the dataclass, so a field without `tag` fails here
+    for f in fields:
+        t = tag_of(f)
+        assert isinstance(t, Tag) and isinstance(t.resume_fixed, bool), f.name
+        assert t.check is None or isinstance(t.check, Check), f.name
+    assert list(groups()) == [RUN, NETWORK, PIXELS, TD, RAINBOW, TARGET, MCTS, EXPLORATION, GAMES, EVAL, DEVICE]
+    assert sorted(n for names in groups().values() for n in names) == sorted(TAGS)  # each field in one group
+    assert all(TAGS[n].group == g for g, names in groups().items() for n in names)
+
+
+# The fields a resume may not change, as docs/guides/checkpoints.md lists them (they shape the networks, the
+# replay memory or the envs); a checkpoint written before the tags refuses and accepts the same resumes.
+DOCUMENTED_RESUME_FIXED = {
+    "env", "seed", "num_envs", "buffer_size", "hidden_sizes", "target", "network", "arch", "dueling", "noisy",
+    "atoms", "prioritized", "per_alpha", "frame_stack", "backend", "noop_max", "frame_skip", "screen_size",
+    "grayscale", "sticky_actions", "fire_reset", "max_episode_frames", "opponent_pool"}
+
+
+def test_resume_fixed_is_derived_from_the_tags_and_equals_the_documented_list() -> None:
+    assert set(RESUME_FIXED) == DOCUMENTED_RESUME_FIXED and len(RESUME_FIXED) == 23
+    assert list(RESUME_FIXED) == [n for n in TAGS if n in DOCUMENTED_RESUME_FIXED]  # in field order
+    assert loop.RESUME_FIXED is RESUME_FIXED
+    guide = " ".join((Path(__file__).parents[1] / "docs" / "guides" / "checkpoints.md").read_text().split())
+    paragraph = guide[guide.index("Some fields cannot change on resume"):guide.index("A resume that changes one")]
+    named = set(re.findall(r"`(\w+)`", paragraph)) - {"RESUME_FIXED", "resume_fixed"}
+    assert named == DOCUMENTED_RESUME_FIXED
+
+
+# One sample per check and per group at least: the message each gave before the checks were made from tags.
+MESSAGES: list[tuple[str, Any, str]] = [
+    ("env", 3, "env=3 is not valid: use a Gymnasium id such as 'CartPole-v1' or a zero-argument callable "
+               "returning a gym.Env"),
+    ("seed", -1, "seed=-1 is not valid: seed must be an integer >= 0"),
+    ("total_steps", 0, "total_steps=0 is not valid: total_steps must be a positive integer"),
+    ("num_envs", 1.5, "num_envs=1.5 is not valid: num_envs must be a positive integer"),
+    ("hidden_sizes", (), "hidden_sizes=() is not valid: hidden_sizes must be a non-empty list of positive integers"),
+    ("arch", "x", "arch='x' is not valid: arch must be one of 'auto', 'mlp', 'nature_cnn', 'small_cnn'"),
+    ("frame_stack", 0, "frame_stack=0 is not valid: frame_stack must be a positive integer"),
+    ("backend", "x", "backend='x' is not valid: backend must be one of 'gymnasium', 'envpool'"),
+    ("noop_max", -1, "noop_max=-1 is not valid: noop_max must be an integer >= 0"),
+    ("max_episode_frames", True, "max_episode_frames=True is not valid: max_episode_frames must be a positive integer"),
+    ("gamma", 1.5, "gamma=1.5 is not valid: gamma must be a number in [0, 1]"),
+    ("lr", float("nan"), "lr=nan is not valid: lr must be a positive number"),
+    ("optimizer", "x", "optimizer='x' is not valid: optimizer must be one of 'adam', 'rmsprop'"),
+    ("batch_size", True, "batch_size=True is not valid: batch_size must be a positive integer"),
+    ("loss", "x", "loss='x' is not valid: loss must be one of 'mse', 'huber'"),
+    ("n_step", 0, "n_step=0 is not valid: n_step must be a positive integer"),
+    ("atoms", 0, "atoms=0 is not valid: atoms must be 1 (off) or an integer >= 2"),
+    ("noisy_sigma", -1, "noisy_sigma=-1 is not valid: noisy_sigma must be a number >= 0"),
+    ("per_beta", 1.5, "per_beta=1.5 is not valid: per_beta must be a number in [0, 1]"),
+    ("max_grad_norm", -1, "max_grad_norm=-1 is not valid: max_grad_norm must be a number >= 0 (0 disables clipping)"),
+    ("v_min", "x", "v_min='x', v_max=10.0 are not valid: C51's support needs numbers with v_min < v_max"),
+    ("target", "x", "target='x' is not valid: target must be one of 'hard', 'polyak', 'none', 'mcts'"),
+    ("target_update_interval", 0,
+     "target_update_interval=0 is not valid: target_update_interval must be a positive integer"),
+    ("tau", 0, "tau=0 is not valid: tau must be a number in (0, 1]"),
+    ("mcts_simulations", 0, "mcts_simulations=0 is not valid: mcts_simulations must be a positive integer"),
+    ("mcts_c_puct", -1, "mcts_c_puct=-1 is not valid: mcts_c_puct must be a number >= 0"),
+    ("mcts_leaf", "x", "mcts_leaf='x' is not valid: mcts_leaf must be one of 'network', 'rollout'"),
+    ("eps_schedule", "x", "eps_schedule='x' is not valid: eps_schedule must be one of 'linear', 'exponential'"),
+    ("eps_decay_steps", -1, "eps_decay_steps=-1 is not valid: eps_decay_steps must be an integer >= 0"),
+    ("eval_eps", 1.5, "eval_eps=1.5 is not valid: eval_eps must be a number in [0, 1]"),
+    ("eval_opponent", "mcts:1", "eval_opponent='mcts:1' is not valid: eval_opponent must be 'random', 'perfect' or "
+                                "'mcts:N' (N simulations, N >= 2)"),
+    ("opponent_pool", -1, "opponent_pool=-1 is not valid: opponent_pool must be an integer >= 0"),
+    ("eval_episodes", 0, "eval_episodes=0 is not valid: eval_episodes must be a positive integer"),
+    ("stop_at_return", "x", "stop_at_return='x' is not valid: use a number or None"),
+    ("max_minutes", -1, "max_minutes=-1 is not valid: max_minutes must be a number >= 0 (0: no limit)"),
+    ("checkpoint_interval", 1.5, "checkpoint_interval=1.5 is not valid: checkpoint_interval must be an integer >= 0"),
+    ("device", "cuda:x", "device='cuda:x' is not valid: device must be 'auto', 'cpu', 'cuda' or 'cuda:N'"),
+    ("threads", 0, "threads=0 is not valid: threads must be a positive integer"),
+]
+
+
+@pytest.mark.parametrize(("field", "value", "message"), MESSAGES, ids=[m[0] for m in MESSAGES])
+def test_a_bad_value_gives_the_message_it_always_gave(field: str, value: Any, message: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        Config(**{field: value}).validate()
+    assert str(err.value) == message
+
+
+def test_the_samples_cover_every_group_and_every_checked_field_rejects_a_value() -> None:
+    assert {TAGS[f].group for f, _, _ in MESSAGES} == set(groups())
+    for name, t in TAGS.items():
+        if t.check is not None:  # a check that accepts everything would be a silent gap
+            assert not all(t.check.ok(v) for v in (-1, 0, 1.5, "x", None, True, ())), name
+
+
+def _bad(**fields: Any) -> str:
+    with pytest.raises(ConfigError) as err:
+        Config(**fields).validate()
+    return str(err.value)
+
+
+def test_checks_across_fields_keep_their_messages() -> None:
+    assert _bad(target="mcts", atoms=51) == (
+        "target='mcts' regresses Q toward search values: it does not combine with atoms, noisy, prioritized or "
+        "n_step (TD-target features); turn those off")
+    assert _bad(v_min=5.0, v_max=1.0) == \
+        "v_min=5.0, v_max=1.0 are not valid: C51's support needs numbers with v_min < v_max"
+    assert _bad(batch_size=64, buffer_size=32) == ("batch_size=64 is larger than buffer_size=32: a minibatch is "
+                                                   "drawn from the replay memory, so use batch_size <= buffer_size")
+    assert _bad(stop_at_return=1.0, eval_interval=0) == \
+        "stop_at_return needs periodic evaluation: set eval_interval > 0"
+    assert _bad(env="openspiel:tic_tac_toe", frame_stack=4) == (
+        "frame_stack=4 does not apply to the two-player game 'openspiel:tic_tac_toe': use 1: a game position is its "
+        "own history")
+
+
+def test_fields_are_checked_group_by_group_and_a_groups_own_checks_come_before_its_cross_checks() -> None:
+    # the first failing field in the groups' order (--help's) is the one named
+    assert _bad(threads=0, lr=0, total_steps=0).startswith("total_steps=0 ")
+    assert _bad(threads=0, lr=0).startswith("lr=0 ")
+    # a cross-field check sees fields already checked: a wrong type is named, not a TypeError from `>`
+    assert _bad(batch_size="64", buffer_size=32).startswith("batch_size='64' ")
+    assert _bad(target="mcts", atoms="51").startswith("atoms='51' ")  # atoms (Rainbow) is checked before target's
+
+
+def test_help_lists_every_field_under_its_group(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLUMNS", "200")  # no wrapping: a heading is a line of its own
+    train = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)).choices["train"]
+    section, under = "", {}
+    for line in train.format_help().splitlines():
+        if line and not line.startswith(" ") and line.endswith(":"):
+            section = line[:-1]
+        elif m := re.match(r"  --(\w+) ", line):
+            under[m.group(1)] = section
+    on_cli = {n: t.group for n, t in TAGS.items() if n != "network"}  # network holds code: Python only
+    assert {n: s for n, s in under.items() if n in TAGS} == on_cli
+    assert "network" not in under

@@ -31,7 +31,7 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
-from deepq.config import Config
+from deepq.config import RESUME_FIXED, Config
 from deepq.core.agent import Agent, resolve_device, set_cpu_threads
 from deepq.errors import CheckpointError, ConfigError, DiskFullError, NonFiniteLossError, RunDirError
 from deepq.files import atomic_save, safe_load
@@ -56,11 +56,6 @@ from deepq.training.control import (
 from deepq.training.dqn import Transitions, exploration, make_replay
 from deepq.training.evaluate import evaluate
 
-# Fields a resumed run must share with its checkpoint (others, e.g. total_steps or lr, may change).
-RESUME_FIXED = ("env", "seed", "num_envs", "buffer_size", "hidden_sizes", "target", "network", "arch",
-                "dueling", "noisy", "atoms", "prioritized", "per_alpha",
-                "frame_stack", "backend", "noop_max", "frame_skip", "screen_size", "grayscale", "sticky_actions",
-                "fire_reset", "max_episode_frames", "opponent_pool")
 __all__ = ["CHECKPOINT_FORMAT", "Experience", "Transitions", "checkpoint_path", "crossings", "make_replay", "train"]
 
 
@@ -266,7 +261,7 @@ def _restore(run_dir: Path, cfg: Config, mode: Experience, rng: np.random.Genera
                           f"{own}): it was copied here from elsewhere. Resume that run from its own directory")
     saved = data["config"]
     now = cfg.to_dict()
-    for name in RESUME_FIXED:
+    for name in RESUME_FIXED:  # the fields tagged resume_fixed in deepq/config.py, in field order
         if saved.get(name) != now.get(name):
             raise ConfigError(f"cannot resume {run_dir}: {name} was {saved.get(name)!r} in that run "
                               f"and is {now.get(name)!r} now; {name} cannot change on resume")

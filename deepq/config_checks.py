@@ -1,0 +1,85 @@
+"""What each Config field is tagged with: its --help group, whether a resume may change it, its value check.
+
+    total_steps: int = tag(100_000, RUN, POSITIVE_INT)
+    buffer_size: int = tag(10_000, TD, POSITIVE_INT, resume_fixed=True)
+
+`tag` returns a `dataclasses.field` whose metadata holds a `Tag`; deepq/config.py derives RESUME_FIXED, the
+--help groups and the simple half of `Config.validate` from them. A `Check` is one field's value rule; the
+rules that relate fields (batch_size <= buffer_size, ...) are per-group functions in deepq/config.py.
+This module is the base layer's: it imports nothing from deepq but errors.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, NamedTuple, TypeVar
+
+from deepq.errors import ConfigError
+
+T = TypeVar("T")
+TAG = "deepq"  # the metadata key
+
+
+@dataclass(frozen=True)
+class Check:
+    """A rule for one field's value. The message reads `lr=0 is not valid: lr must be a positive number`,
+    or, with advice=True, `env=3 is not valid: use a Gymnasium id ...`."""
+
+    valid: str  # what is valid, as the message says it: "a positive integer"
+    ok: Callable[[Any], bool]
+    options: tuple[str, ...] = ()  # the fixed choices of a text field (the CLI reference lists them)
+    advice: bool = False
+
+    def __call__(self, name: str, value: object) -> None:
+        """Raise ConfigError when `value` breaks the rule."""
+        if not self.ok(value):
+            why = f"use {self.valid}" if self.advice else f"{name} must be {self.valid}"
+            raise ConfigError(f"{name}={value!r} is not valid: {why}")
+
+
+def is_int(v: object) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)  # True is an int to Python, not a count to us
+
+
+def is_num(v: object) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+
+
+POSITIVE_INT = Check("a positive integer", lambda v: is_int(v) and v > 0)
+INT_AT_LEAST_0 = Check("an integer >= 0", lambda v: is_int(v) and v >= 0)
+POSITIVE_NUMBER = Check("a positive number", lambda v: is_num(v) and v > 0)
+IN_0_1 = Check("a number in [0, 1]", lambda v: is_num(v) and 0 <= v <= 1)
+IN_OPEN_0_1 = Check("a number in (0, 1]", lambda v: is_num(v) and 0 < v <= 1)
+
+
+def number_at_least_0(note: str = "") -> Check:
+    """A finite number >= 0; `note` says what 0 means: number_at_least_0("0: no limit")."""
+    return Check("a number >= 0" + (f" ({note})" if note else ""), lambda v: is_num(v) and v >= 0)
+
+
+def choice(*options: str) -> Check:
+    """One of a few fixed strings."""
+    return Check("one of " + ", ".join(repr(o) for o in options), lambda v: v in options, options=options)
+
+
+class Tag(NamedTuple):
+    group: str  # the --help section, one of deepq/config.py's group titles
+    resume_fixed: bool  # a resume that changes the field is refused (it shapes the nets, the replay or the envs)
+    check: Check | None  # None: any value of the annotated type works (bools, names, paths)
+
+
+def tag(default: T, group: str, check: Check | None = None, *, resume_fixed: bool = False) -> T:
+    """A Config field with its default and its tags (typed as the default, so the annotation stays the truth)."""
+    return dataclasses.field(default=default, metadata={TAG: Tag(group, resume_fixed, check)})
+
+
+def tag_of(f: dataclasses.Field[Any]) -> Tag:
+    """The tags of one dataclass field (deepq/config.py reads them all on import, so none can be missing)."""
+    if TAG not in f.metadata:
+        raise TypeError(f"Config field {f.name!r} has no tags: declare it as `{f.name}: type = tag(default, GROUP, "
+                        "check, resume_fixed=...)` (deepq/config_checks.py)")
+    t: Tag = f.metadata[TAG]
+    return t
