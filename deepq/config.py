@@ -246,8 +246,8 @@ class Config:
     flush_denormal: bool = tag(True, DEVICE)
     """CPU: treat denormal floats (below ~1e-38) as zero; a few of them in optimizer state can halve the speed."""
     fused: bool = tag(True, DEVICE)
-    """For the default MLP: hand-written update (on CPU in NumPy, equal to autograd up to float rounding;
-    on other devices in torch, bit-identical) and NumPy acting on CPU; False: the autograd update."""
+    """For the default MLP on CPU: the NumPy update (equal to autograd up to float rounding) and NumPy acting;
+    False, or any other device: the autograd update."""
 
     progress: bool = tag(True, EVAL)  # --help lists it under logging; fields never move (checkpoints)
     """Show a progress bar (plain periodic lines when stdout is not a terminal)."""
