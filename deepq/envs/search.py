@@ -24,7 +24,8 @@ import numpy as np
 
 from deepq.config import Config, EnvSpec
 from deepq.envs.atari import AtariFrames, is_atari
-from deepq.envs.gym import check_spaces, make_env, obs_converter
+from deepq.envs.base import check_spaces, obs_converter
+from deepq.envs.gym import make_env
 from deepq.errors import ConfigError
 from deepq.games.adapters import Game, is_game, make_game
 
@@ -130,7 +131,7 @@ class _SearchEnv:
         self._owner[0], self._snap = weakref.ref(self), None
 
     def reset(self, seed: int) -> None:
-        """Start a new episode from the env's reset with this seed (as VecEnv resets with its episode seeds)."""
+        """Start a new episode from the env's reset with this seed (as GymVecEnv resets with its episode seeds)."""
         self._acquire(restore=False)
         obs, _ = self.env.reset(seed=seed)
         self._obs, self._done = self._convert(obs), False

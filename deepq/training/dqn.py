@@ -70,6 +70,7 @@ class Transitions:
     def collect(self, state: LoopState, eps_at: Callable[[int], float], log: RunLog) -> None:
         envs, rng, eps = self.envs, self.rng, eps_at(state.step)
         if self.game:  # legal moves only; the learner, or a past snapshot, moves
+            assert isinstance(envs, selfplay.GameVecEnv)
             actions = selfplay.act(self.agent, envs, self.obs, eps, rng, self.pool)  # (N,)
         else:
             actions = epsilon_greedy(self.agent.act, self.obs, eps, envs.n_actions, rng)  # (N,)
@@ -80,13 +81,15 @@ class Transitions:
         # s' is the true final observation where an episode ended (terminated or truncated);
         # only `terminated` stops the bootstrap. Clipped rewards train; raw rewards are logged.
         rewards = np.sign(out.rewards) if self.cfg.clip_rewards else out.rewards
-        slots = self.memory.add(self.obs, actions, rewards, out.final_obs, out.terminated, out.ended, out.next_legal)
+        slots = self.memory.add(self.obs, actions, rewards, out.final_obs, out.terminated, out.ended,
+                                 out.next_legal)  # type: ignore[arg-type]  # FrameReplay: never a game's (frame_stack 1)
         if self.per is not None:
             self.per.add(slots)  # new transitions get the highest priority so far
         self.obs = out.obs
         state.step += envs.num_envs
         # Games log each game's return for the first player (the mover's reward, signed by seat).
-        logged = np.where(envs.movers == 0, out.rewards, -out.rewards) if self.game else out.rewards
+        logged = np.where(envs.movers == 0  # type: ignore[attr-defined]
+                          , out.rewards, -out.rewards) if self.game else out.rewards
         track_episodes(state, logged, out.ended, eps, log)
         if self.pool is not None:
             self.pool.new_games(out.ended, rng)
