@@ -23,7 +23,7 @@ import time
 import numpy as np
 
 import deepq
-from deepq.envs.gym import make_vec_env
+from deepq.envs.kinds import make_vec_env
 
 
 def rate(game: str, backend: str, num_envs: int, steps: int, seed: int) -> float:

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from deepq.errors import ConfigError
-from deepq.games.adapters import is_game
 
 EnvSpec = str | Callable[[], Any]  # a Gymnasium id, or a zero-argument factory returning a gym.Env
 NetworkFactory = Callable[[tuple[int, ...], int], Any]  # (obs_shape, n_actions) -> nn.Module
@@ -264,17 +263,6 @@ class Config:
         _check("eval_opponent", self.eval_opponent, "'random', 'perfect' or 'mcts:N' (N simulations, N >= 2)",
                lambda v: v in ("random", "perfect") or (isinstance(v, str) and v.startswith("mcts:")
                                                         and v[5:].isdigit() and int(v[5:]) >= 2))
-        if is_game(self.env):
-            for name, ok, why in (("frame_stack", self.frame_stack == 1, "1: a game position is its own history"),
-                                  ("backend", self.backend == "gymnasium", "'gymnasium' (EnvPool is Atari only)"),
-                                  ("episodic_life", not self.episodic_life, "False (Atari only)"),
-                                  ("clip_rewards", not self.clip_rewards, "False (game rewards are already -1/0/1)")):
-                if not ok:
-                    raise ConfigError(f"{name}={getattr(self, name)!r} does not apply to the two-player game "
-                                      f"{self.env!r}: use {why}")
-            if self.eval_opponent != "random" and not self.env.startswith("openspiel:"):
-                raise ConfigError(f"eval_opponent={self.eval_opponent!r} needs an OpenSpiel game (its MCTS bot and "
-                                  f"minimax work on OpenSpiel states); {self.env!r} can use eval_opponent='random'")
         if not (isinstance(self.env, str) and self.env) and not callable(self.env):
             raise ConfigError(f"env={self.env!r} is not valid: use a Gymnasium id such as 'CartPole-v1' "
                               "or a zero-argument callable returning a gym.Env")

@@ -210,7 +210,10 @@ def test_other_envs_are_refused_clearly(spec: Any) -> None:
 
 def test_game_ids_give_the_game_adapters() -> None:
     pytest.importorskip("pyspiel")
-    game = make_search_env("openspiel:tic_tac_toe")
+    from deepq.training.setup import env_kind
+
+    cfg = deepq.Config(env="openspiel:tic_tac_toe")
+    game = env_kind(cfg).make_search_env(cfg)
     assert game.to_move == 0 and game.n_actions == 9 and game.clone().legal_mask().all()
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import math
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -66,13 +67,14 @@ class Agent:
     """Q(s, .) for every action in one forward pass; greedy acting; one TD update per call."""
 
     def __init__(self, obs_shape: tuple[int, ...], n_actions: int, cfg: Config,
-                 device: torch.device | str | None = None) -> None:
-        self.cfg = cfg
+                 device: torch.device | str | None = None, two_player: bool = False) -> None:
+        self.cfg = cfg  # two_player: the env kind's (board games get the MLP, networks.resolve_arch)
         self.obs_shape = tuple(obs_shape)
         self.n_actions = n_actions
         self.device = resolve_device(cfg.device if device is None else str(device))
-        check_network_memory(self.obs_shape, n_actions, cfg, self.device)  # before allocating: one line, not an OOM
-        self.online = build_network(self.obs_shape, n_actions, cfg).to(self.device)
+        # before allocating: one line, not an OOM
+        check_network_memory(self.obs_shape, n_actions, cfg, self.device, two_player=two_player)
+        self.online = build_network(self.obs_shape, n_actions, cfg, two_player=two_player).to(self.device)
         # target="none": the online net computes its own target (the instability the target net prevents).
         self.target: nn.Module | None = None
         if cfg.target not in ("none", "mcts"):  # MCTS targets come from search, not from a copy of the net
@@ -83,7 +85,7 @@ class Agent:
         # The fast path for deepq's own MLP (deepq/core/fast_path.py): same update, same actions, less overhead.
         rainbow = cfg.dueling or cfg.noisy or cfg.atoms > 1 or cfg.prioritized
         own_mlp = (cfg.fused and cfg.network is None and cfg.optimizer == "adam" and not rainbow
-                   and resolve_arch(self.obs_shape, cfg) == "mlp")
+                   and resolve_arch(self.obs_shape, cfg, two_player=two_player) == "mlp")
         fast = NumpyMLPUpdate if self.device.type == "cpu" else FusedMLPUpdate  # NumPy on CPU: fewer, cheaper calls
         self._fused = fast(self.online, self.target, self.optimizer, cfg) if own_mlp else None
         self._numpy = NumpyPolicy(self.online) if own_mlp and self.device.type == "cpu" else None
@@ -233,13 +235,15 @@ class Agent:
                      "online": {k: v.cpu() for k, v in self.online.state_dict().items()}}, path)
 
 
-def load(path: str | os.PathLike[str], network: Any = None, device: str = "cpu") -> Agent:
+def load(path: str | os.PathLike[str], network: Any = None, device: str = "cpu",
+         two_player: Callable[[Config], bool] = lambda cfg: False) -> Agent:
     """Load an agent saved by Agent.save (or a run directory's agent.pt); never executes code from the file.
 
     A custom network is code, so it is not in the file: pass the same factory as `network`. The file is
     checked before anything is allocated from it: its entries' types and ranges, its config, the size of
     the network that config builds against the memory available, then each tensor's name, shape, dtype and
     values (NaN and inf are refused). Each problem is one CheckpointError naming the file.
+    `two_player(cfg)`: whether the file's env is a two-player game (its kind's; deepq.load passes it).
     """
     p = Path(path)
     if p.is_dir():
@@ -247,10 +251,11 @@ def load(path: str | os.PathLike[str], network: Any = None, device: str = "cpu")
     data = safe_load(p, AGENT_FORMAT)
     obs_shape, n_actions, weights = _agent_entries(p, data)
     cfg = _agent_config(p, data, network).replace(device=device)
-    expected = _network_state(p, obs_shape, n_actions, cfg)  # None for a custom network (its factory is code)
+    game = two_player(cfg)
+    expected = _network_state(p, obs_shape, n_actions, cfg, game)  # None for a custom network (its factory is code)
     if expected is not None:
         check_weights(p, weights, expected)
-    agent = Agent(obs_shape, n_actions, cfg)
+    agent = Agent(obs_shape, n_actions, cfg, two_player=game)
     if expected is None:
         check_weights(p, weights, agent.online.state_dict())
     try:
@@ -311,15 +316,15 @@ def _agent_config(p: Path, data: dict[str, Any], network: Any) -> Config:
 
 
 def _network_state(p: Path, obs_shape: tuple[int, ...], n_actions: int,
-                   cfg: Config) -> dict[str, torch.Tensor] | None:
+                   cfg: Config, two_player: bool) -> dict[str, torch.Tensor] | None:
     """The state dict (meta tensors: shapes and dtypes, no storage) of the built-in network the file's config
     builds, once its size is known to fit in memory; None for a custom network."""
     if cfg.network is not None:
         return None
     try:
         with torch.device("meta"):
-            state = build_network(obs_shape, n_actions, cfg).state_dict()
-        needs = network_needs(obs_shape, n_actions, cfg)
+            state = build_network(obs_shape, n_actions, cfg, two_player=two_player).state_dict()
+        needs = network_needs(obs_shape, n_actions, cfg, two_player=two_player)
     except (ConfigError, RuntimeError, ValueError, OverflowError, TypeError) as e:
         why = first_sentence(str(e)) or type(e).__name__
         raise CheckpointError(f"{p}: its config and spaces (observations {list(obs_shape)}, {n_actions:,} actions) "

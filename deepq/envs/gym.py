@@ -1,4 +1,5 @@
 """Environments: make_env for Gymnasium ids and factories, and a small synchronous vector env.
+(deepq/envs/kinds.py picks the vector env of each kind: this one, EnvPool's, or a game's.)
 
 GymVecEnv (a deepq.envs.base.VecEnv) resets an env as soon as its episode ends and hands back the true final observation
 separately, so the loop can store (s, a, r, s_final) and act from the reset observation.
@@ -19,9 +20,8 @@ import gymnasium as gym
 import numpy as np
 
 from deepq.config import Config, EnvSpec
-from deepq.envs.base import Step, VecEnv, check_spaces, env_label, episode_seed, obs_converter, obs_dtype
+from deepq.envs.base import Step, check_spaces, env_label, episode_seed, obs_converter, obs_dtype
 from deepq.errors import ConfigError, EnvError
-from deepq.games.adapters import is_game
 
 
 def make_env(spec: EnvSpec, render_mode: str | None = None, cfg: Config | None = None) -> gym.Env:
@@ -36,7 +36,7 @@ def make_env(spec: EnvSpec, render_mode: str | None = None, cfg: Config | None =
         if not isinstance(env, gym.Env):
             raise ConfigError(f"env factory {spec!r} returned {type(env).__name__}, not a gymnasium.Env")
         return _stack(env, cfg.frame_stack)
-    _register_namespace(spec)
+    register_namespace(spec)
     if spec not in gym.registry:
         close = difflib.get_close_matches(spec, list(gym.registry), n=3)
         hint = f" Did you mean {', '.join(close)}?" if close else ""
@@ -58,7 +58,7 @@ def make_env(spec: EnvSpec, render_mode: str | None = None, cfg: Config | None =
     return _stack(env, cfg.frame_stack)
 
 
-def _register_namespace(spec: str) -> None:
+def register_namespace(spec: str) -> None:
     """Atari and MinAtar ids are registered by their packages on import: import them when an id is named
     that Gymnasium does not know yet, so that any registered id of an installed family works.
 
@@ -261,21 +261,3 @@ class GymVecEnv:
     def close(self) -> None:
         for env in self.envs:
             env.close()
-
-
-def make_vec_env(cfg: Config) -> VecEnv:
-    """The training envs: GymVecEnv over Gymnasium envs, EnvPool's vectorized Atari (backend='envpool'),
-    or two-player games ('openspiel:<game>', 'pettingzoo:<game>') for self-play."""
-    if is_game(cfg.env):  # two-player games: self-play, one ply per step
-        from deepq.games.vec import GameVecEnv
-
-        return GameVecEnv(cfg.env, cfg.num_envs, cfg.seed)
-    if cfg.backend == "envpool":
-        if not isinstance(cfg.env, str):
-            raise ConfigError("backend='envpool' needs an Atari env id such as 'ALE/Pong-v5', not a factory")
-        from deepq.envs.atari import EnvPoolVecEnv
-
-        return EnvPoolVecEnv(cfg.env, cfg.num_envs, cfg.seed, cfg)
-    spec = cfg.env
-    return GymVecEnv([lambda: make_env(spec, cfg=cfg) for _ in range(cfg.num_envs)], cfg.seed,
-                  custom_network=cfg.network is not None, episodic_life=cfg.episodic_life)
