@@ -3,7 +3,7 @@
     python benchmarks/atari_envs.py                      # Breakout, 1 and 8 envs, 3 repeats
     python benchmarks/atari_envs.py --game ALE/Pong-v5 --envs 1 4 16 --steps 4000
 
-Backends: backend='gymnasium' (deepq.envs.gym.VecEnv over ale-py envs with deepq/envs/atari.py's
+Backends: backend='gymnasium' (deepq.envs.gym.GymVecEnv over ale-py envs with deepq/envs/atari.py's
 preprocessing, stepped one after another in this process) and backend='envpool'
 (deepq.envs.atari.EnvPoolVecEnv: EnvPool's C++ envs, stepped in its thread pool, one thread per
 core). Both give (k, 84, 84) uint8 stacks with frame skip 4 and max-pooling, and both reset
@@ -23,7 +23,7 @@ import time
 import numpy as np
 
 import deepq
-from deepq.envs.gym import make_vec_env
+from deepq.envs.kinds import make_vec_env
 
 
 def rate(game: str, backend: str, num_envs: int, steps: int, seed: int) -> float:

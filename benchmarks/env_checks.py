@@ -18,11 +18,11 @@ from typing import Any
 
 import numpy as np
 
-from deepq.envs.gym import VecEnv, make_env
+from deepq.envs.gym import GymVecEnv, make_env
 
 
-class Unchecked(VecEnv):
-    """VecEnv with the per-step checks removed: the observation is only converted."""
+class Unchecked(GymVecEnv):
+    """GymVecEnv with the per-step checks removed: the observation is only converted."""
 
     def _checked(self, i: int, obs: Any, what: str) -> np.ndarray:
         return self._convert(obs)
@@ -31,7 +31,7 @@ class Unchecked(VecEnv):
         pass
 
 
-def per_step_us(cls: type[VecEnv], steps: int, num_envs: int, seed: int) -> float:
+def per_step_us(cls: type[GymVecEnv], steps: int, num_envs: int, seed: int) -> float:
     vec = cls([lambda: make_env("CartPole-v1") for _ in range(num_envs)], seed=0)
     vec.reset()
     actions = np.random.default_rng(seed).integers(2, size=(steps, num_envs))
@@ -49,7 +49,7 @@ def main() -> None:
     args = ap.parse_args()
     checked, bare = [], []
     for r in range(args.repeats):  # interleaved, so drifts in machine load hit both alike
-        checked.append(per_step_us(VecEnv, args.steps, args.envs, r))
+        checked.append(per_step_us(GymVecEnv, args.steps, args.envs, r))
         bare.append(per_step_us(Unchecked, args.steps, args.envs, r))
     diffs = [c - b for c, b in zip(checked, bare, strict=True)]
     ratios = [c / b for c, b in zip(checked, bare, strict=True)]

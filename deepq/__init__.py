@@ -6,7 +6,7 @@
 """
 
 from deepq.config import Config
-from deepq.core.agent import Agent, load
+from deepq.core.agent import Agent
 from deepq.core.results import EvalResult
 from deepq.errors import (
     CheckpointError,
@@ -21,6 +21,7 @@ from deepq.errors import (
 from deepq.presets import PRESETS, preset
 from deepq.training.evaluate import evaluate
 from deepq.training.loop import train
+from deepq.training.setup import load
 
 __version__ = "0.1.0"
 __all__ = [

@@ -84,26 +84,29 @@ def _base_config(name: str) -> tuple[Config, str]:
     settings it takes ('' otherwise). An unknown name is a ConfigError with the close presets and ids."""
     if name.lower() in PRESETS:
         return preset(name), ""
-    from deepq.games.adapters import is_game, make_game
+    from deepq.envs import kinds
+    from deepq.games.kind import GameKind
+    from deepq.training.setup import env_kind
 
-    if is_game(name):  # 'openspiel:<game>' or 'pettingzoo:<game>': an unknown or unsupported game fails here
-        make_game(name)
+    game = kinds.registered(name)
+    if isinstance(game, GameKind):  # 'openspiel:<game>', 'pettingzoo:<game>': an unknown or unsupported game fails here
+        game.make_game()
         return Config(env=name, name=_short(name)), ""
     import gymnasium as gym
 
-    from deepq.envs.gym import _register_namespace, make_env
+    from deepq.envs.gym import make_env, register_namespace
 
-    _register_namespace(name)  # ale-py and MinAtar register their ids on import: before looking the id up
+    register_namespace(name)  # ale-py and MinAtar register their ids on import: before looking the id up
     looks_like_env = bool(difflib.get_close_matches(name, list(gym.registry), n=1))
     if name not in gym.registry and not looks_like_env \
             and (close := difflib.get_close_matches(name.lower(), PRESETS, n=1)):
         raise ConfigError(f"unknown preset or environment {name!r}; did you mean the preset {close[0]!r}? "
                           f"Presets: {', '.join(PRESETS)}; or pass a Gymnasium id such as CartPole-v1")
     make_env(name).close()  # an unknown id fails here, with suggestions
-    family = None
-    if "ale_py" in str(gym.registry[name].entry_point):
+    family, kind = None, env_kind(Config(env=name))
+    if kind.name == "atari":
         family, run_name = "atari", _short(name)
-    elif name.startswith("MinAtar/"):
+    elif kind.name == "minatar":
         family = f"minatar-{_short(name)}" if f"minatar-{_short(name)}" in PRESETS else "minatar-breakout"
         run_name = f"minatar-{_short(name)}"
     if family is None:
@@ -142,6 +145,8 @@ def _read_saved(run_dir: Path) -> dict[str, Any]:
 
 def config_from_args(args: argparse.Namespace) -> tuple[Config, Path | None, str]:
     """(the Config to train, the run directory to resume or None, a line to tell the user or '')."""
+    from deepq.training.setup import check
+
     overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(Config) if hasattr(args, f.name)}
     if args.resume:
         run_dir = Path(args.resume)
@@ -149,7 +154,7 @@ def config_from_args(args: argparse.Namespace) -> tuple[Config, Path | None, str
             raise ConfigError(f"--resume {run_dir}: no config.json there; pass a run directory made by deepq train")
         saved = _read_saved(run_dir)
         try:
-            cfg = Config.from_dict(saved).replace(**overrides).validate()
+            cfg = check(Config.from_dict(saved).replace(**overrides))  # the fields, then the env kind's (games)
         except TypeError as e:  # e.g. hidden_sizes: 5
             raise ConfigError(f"{run_dir / 'config.json'}: a field has a value of the wrong type ({e}); fix the file") \
                 from None
@@ -190,8 +195,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
-    from deepq.core.agent import load
     from deepq.training.evaluate import evaluate
+    from deepq.training.setup import load
 
     path = Path(args.path)
     agent = load(path)
@@ -206,9 +211,9 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
 
 def _cmd_play(args: argparse.Namespace) -> int:
-    from deepq.core.agent import load
     from deepq.games.bot import as_bot, game_of
     from deepq.games.play import play_session
+    from deepq.training.setup import load
 
     agent = load(Path(args.path))
     game = game_of(agent)

@@ -32,7 +32,6 @@ from deepq.config_checks import (
     tag_of,
 )
 from deepq.errors import ConfigError
-from deepq.games.adapters import is_game
 
 EnvSpec = str | Callable[[], Any]  # a Gymnasium id, or a zero-argument factory returning a gym.Env
 NetworkFactory = Callable[[tuple[int, ...], int], Any]  # (obs_shape, n_actions) -> nn.Module
@@ -256,7 +255,8 @@ class Config:
         """Raise ConfigError naming the first field whose value cannot work; return self.
 
         Group by group in --help's order: each field's own check in field order, then the group's checks
-        across fields (so they can rely on those fields' types); the two-player game checks last."""
+        across fields (so they can rely on those fields' types). What depends on the env's kind (two-player
+        games' limits) is the kind's own check, run at set-up: deepq/training/setup.py."""
         for group, names in groups().items():
             for name in names:
                 check = TAGS[name].check
@@ -264,7 +264,6 @@ class Config:
                     check(name, getattr(self, name))
             if group in GROUP_CHECKS:
                 GROUP_CHECKS[group](self)
-        _check_games(self)
         return self
 
     @property
@@ -354,17 +353,3 @@ def _check_eval(cfg: Config) -> None:
 GROUP_CHECKS: dict[str, Callable[[Config], None]] = {
     TD: _check_td, RAINBOW: _check_rainbow, TARGET: _check_target, EVAL: _check_eval}
 
-
-def _check_games(cfg: Config) -> None:
-    """The two-player games' checks (they know game env ids, so they are to move to deepq/games)."""
-    if is_game(cfg.env):
-        for name, ok, why in (("frame_stack", cfg.frame_stack == 1, "1: a game position is its own history"),
-                              ("backend", cfg.backend == "gymnasium", "'gymnasium' (EnvPool is Atari only)"),
-                              ("episodic_life", not cfg.episodic_life, "False (Atari only)"),
-                              ("clip_rewards", not cfg.clip_rewards, "False (game rewards are already -1/0/1)")):
-            if not ok:
-                raise ConfigError(f"{name}={getattr(cfg, name)!r} does not apply to the two-player game "
-                                  f"{cfg.env!r}: use {why}")
-        if cfg.eval_opponent != "random" and not cfg.env.startswith("openspiel:"):
-            raise ConfigError(f"eval_opponent={cfg.eval_opponent!r} needs an OpenSpiel game (its MCTS bot and "
-                              f"minimax work on OpenSpiel states); {cfg.env!r} can use eval_opponent='random'")

@@ -199,6 +199,7 @@ def check_deepq(argv: list[str], where: str, runs: TinyRuns | None, run_train: P
     `run_train`: a directory to also run a train command in, for real, capped at 0.05 minutes."""
     from deepq.cli import config_from_args, main, parse_args
     from deepq.errors import DeepQError
+    from deepq.training.setup import check
 
     command = "deepq " + " ".join(argv)
     if any(set(w) <= set("()") for w in argv):
@@ -213,7 +214,7 @@ def check_deepq(argv: list[str], where: str, runs: TinyRuns | None, run_train: P
             assert "--help" not in argv and "-h" not in argv, "--help did not exit"
             if args.command == "train":
                 cfg, _, _ = config_from_args(args)
-                cfg.validate()
+                check(cfg)  # Config.validate and the env kind's checks, as train() runs them
             elif args.command in ("eval", "presets"):
                 assert main(argv) == 0, "exit code not 0"
     except SystemExit as e:

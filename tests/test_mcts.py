@@ -46,7 +46,7 @@ class CountingEvaluator:
 
 def small_agent() -> deepq.Agent:
     cfg = deepq.Config(env="openspiel:tic_tac_toe", hidden_sizes=(128, 128), device="cpu")
-    return deepq.Agent((3, 3, 3), 9, cfg)
+    return deepq.Agent((3, 3, 3), 9, cfg, two_player=True)  # a board game's network: the MLP
 
 
 @pytest.mark.parametrize("batch", [1, 16])

@@ -80,14 +80,12 @@ def test_cli_refuses_a_huge_buffer_in_one_line(tmp_path: Path) -> None:
 
 def _spaces(cfg: deepq.Config) -> tuple[tuple[int, ...], Any, int]:
     """The real env's observation shape and dtype and its number of actions."""
+    from deepq.training.setup import env_kind
+
     if cfg.target == "mcts":
-        from deepq.training.mcts import make_searchable
-
-        env = make_searchable(cfg)
+        env = env_kind(cfg).make_search_env(cfg)
         return tuple(env.obs_shape), np.float32, env.n_actions
-    from deepq.envs.gym import make_vec_env
-
-    envs = make_vec_env(cfg)
+    envs = env_kind(cfg).make_vec_env(cfg)
     try:
         return envs.obs_shape, envs.obs_dtype, envs.n_actions
     finally:
@@ -100,8 +98,11 @@ def test_no_preset_is_refused_on_a_24_GB_machine(name: str) -> None:
 
     cfg = deepq.PRESETS[name]
     shape, dtype, n_actions = _spaces(cfg)
-    check_memory(cfg, shape, dtype, n_actions, "cpu", available=22 * GB)  # a 24 GB machine has ~22 GB available
-    replay = estimate(cfg, shape, dtype, n_actions)[0]
+    from deepq.training.setup import two_player
+
+    game = two_player(cfg)
+    check_memory(cfg, shape, dtype, n_actions, "cpu", available=22 * GB, two_player=game)  # 24 GB: ~22 GB available
+    replay = estimate(cfg, shape, dtype, n_actions, two_player=game)[0]
     if name.startswith(("atari", "pong", "breakout", "rainbow-atari")):  # 1M frames of 84x84: counted, and fits
         assert 7 * GB < replay.nbytes < 7.5 * GB
 
@@ -122,13 +123,14 @@ def test_replay_estimate_is_the_bytes_replay_memory_allocates(case: str) -> None
                           "prioritized": dict(prioritized=True, buffer_size=1_000)}[case]
     cfg = deepq.Config(**(dict(buffer_size=777, device="cpu") | kw))
     shape, n_actions = (3, 5), 9
-    memory = make_replay(cfg, shape, np.float32, torch.device("cpu"), n_actions)
+    game = case == "game-legal-moves"
+    memory = make_replay(cfg, shape, np.float32, torch.device("cpu"), n_actions, two_player=game)
     assert isinstance(memory, ReplayMemory)
     got = _allocated(memory.obs, memory.next_obs, memory.actions, memory.rewards, memory.terminated, memory.ended,
                      memory.next_legal)
     if cfg.prioritized:
         got += PrioritizedSampler(memory.num_slots, cfg.per_alpha).tree._tree.nbytes
-    assert replay_bytes(cfg, shape, np.float32, n_actions) == got
+    assert replay_bytes(cfg, shape, np.float32, n_actions, two_player=game) == got
 
 
 @pytest.mark.parametrize("num_envs", [1, 2, 3])

@@ -18,7 +18,8 @@ from deepq.core.agent import safe_load
 from deepq.core.frame_replay import FrameReplay
 from deepq.core.networks import MLP, NatureCNN, SmallCNN, build_network, resolve_arch
 from deepq.core.replay import ReplayMemory
-from deepq.envs.gym import make_env, make_vec_env
+from deepq.envs.gym import make_env
+from deepq.envs.kinds import make_vec_env
 from deepq.training.loop import CHECKPOINT_FORMAT, checkpoint_path, make_replay
 
 FAST = dict(progress=False, eval_interval=0, eval_episodes=1, checkpoint_interval=0, learning_starts=64, batch_size=8,

@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 
 import deepq
-from deepq.envs.gym import VecEnv, episode_seed, make_env, obs_converter
+from deepq.envs.base import episode_seed, obs_converter
+from deepq.envs.gym import GymVecEnv, make_env
 from deepq.envs.search import ALEState, ClassicControlState, make_search_env
 from deepq.errors import ConfigError
 
@@ -177,10 +178,10 @@ def test_legal_mask_and_terminal_after_the_end() -> None:
 @pytest.mark.parametrize(("spec", "kw"), CASES)
 def test_observation_is_what_vecenv_gives(spec: str, kw: dict[str, Any]) -> None:
     cfg = cfg_for(spec, kw)
-    vec = VecEnv([lambda: make_env(spec, cfg=cfg)], seed=SEED)
+    vec = GymVecEnv([lambda: make_env(spec, cfg=cfg)], seed=SEED)
     first = vec.reset()[0]
     env = make_search_env(spec, cfg)
-    env.reset(episode_seed(SEED, 0, 0))  # VecEnv's seed for env 0's first episode: the very same state
+    env.reset(episode_seed(SEED, 0, 0))  # GymVecEnv's seed for env 0's first episode: the very same state
     assert env.n_actions == vec.n_actions
     for a in [0, 1, 1, 0, 1]:
         obs = env.observation()
@@ -209,7 +210,10 @@ def test_other_envs_are_refused_clearly(spec: Any) -> None:
 
 def test_game_ids_give_the_game_adapters() -> None:
     pytest.importorskip("pyspiel")
-    game = make_search_env("openspiel:tic_tac_toe")
+    from deepq.training.setup import env_kind
+
+    cfg = deepq.Config(env="openspiel:tic_tac_toe")
+    game = env_kind(cfg).make_search_env(cfg)
     assert game.to_move == 0 and game.n_actions == 9 and game.clone().legal_mask().all()
 
 

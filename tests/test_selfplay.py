@@ -160,7 +160,7 @@ def test_unsupported_games_fail_clearly() -> None:
 def test_vec_env_transitions_and_replay_hold_the_negated_discount(tmp_path: Path) -> None:
     cfg = deepq.Config(env="openspiel:tic_tac_toe", gamma=GAMMA, buffer_size=100, batch_size=8)
     envs = GameVecEnv(cfg.env, 1, seed=0)
-    memory = make_replay(cfg, envs.obs_shape, envs.obs_dtype, torch.device("cpu"), envs.n_actions)
+    memory = make_replay(cfg, envs.obs_shape, envs.obs_dtype, torch.device("cpu"), envs.n_actions, two_player=True)
     obs = envs.reset()
     for a in (0, 3, 1, 4, 2):  # X wins on the fifth ply
         out = envs.step(np.array([a]))
@@ -197,12 +197,16 @@ def test_pettingzoo_game_trains_and_evaluates(tmp_path: Path) -> None:
 
 
 def test_game_config_errors() -> None:
+    """The game kind's checks (deepq/games/kind.py), run at set-up after Config.validate."""
+    from deepq.training.setup import check
+
     with pytest.raises(ConfigError, match="frame_stack"):
-        deepq.Config(env="openspiel:tic_tac_toe", frame_stack=4).validate()
+        check(deepq.Config(env="openspiel:tic_tac_toe", frame_stack=4))
     with pytest.raises(ConfigError, match="eval_opponent"):
-        deepq.Config(env="pettingzoo:tictactoe_v3", eval_opponent="perfect").validate()
+        check(deepq.Config(env="pettingzoo:tictactoe_v3", eval_opponent="perfect"))
     with pytest.raises(ConfigError, match="eval_opponent"):
-        deepq.Config(env="openspiel:tic_tac_toe", eval_opponent="mcts:x").validate()
+        check(deepq.Config(env="openspiel:tic_tac_toe", eval_opponent="mcts:x"))
+    deepq.Config(env="openspiel:tic_tac_toe", frame_stack=4).validate()  # the Config alone knows no env kinds
 
 
 # ---- as_bot, eval and play -----------------------------------------------------------------------

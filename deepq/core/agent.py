@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -60,14 +61,15 @@ class Agent:
     """
 
     def __init__(self, obs_shape: tuple[int, ...], n_actions: int, cfg: Config,
-                 device: torch.device | str | None = None) -> None:
-        self.cfg = cfg
+                 device: torch.device | str | None = None, two_player: bool = False) -> None:
+        self.cfg = cfg  # two_player: the env kind's (board games get the MLP, networks.resolve_arch)
         self.obs_shape = tuple(obs_shape)
         self.n_actions = n_actions
         self.device = resolve_device(cfg.device if device is None else str(device))
-        check_network_memory(self.obs_shape, n_actions, cfg, self.device)  # before allocating: one line, not an OOM
-        online = build_network(self.obs_shape, n_actions, cfg).to(self.device)
-        self.learner = Learner(online, self.obs_shape, cfg, self.device)
+        # before allocating: one line, not an OOM
+        check_network_memory(self.obs_shape, n_actions, cfg, self.device, two_player=two_player)
+        online = build_network(self.obs_shape, n_actions, cfg, two_player=two_player).to(self.device)
+        self.learner = Learner(online, self.obs_shape, cfg, self.device, two_player)
         # After the learner: its fast path moves the weights into flat buffers, which the policy's views then see.
         self.policy = Policy(online, self.obs_shape, n_actions, self.device, numpy_q=self.learner.fast is not None)
 
@@ -109,13 +111,15 @@ class Agent:
                      "online": {k: v.cpu() for k, v in self.online.state_dict().items()}}, path)
 
 
-def load(path: str | os.PathLike[str], network: Any = None, device: str = "cpu") -> Agent:
+def load(path: str | os.PathLike[str], network: Any = None, device: str = "cpu",
+         two_player: Callable[[Config], bool] = lambda cfg: False) -> Agent:
     """Load an agent saved by Agent.save (or a run directory's agent.pt); never executes code from the file.
 
     A custom network is code, so it is not in the file: pass the same factory as `network`. The file is
     checked before anything is allocated from it: its entries' types and ranges, its config, the size of
     the network that config builds against the memory available, then each tensor's name, shape, dtype and
     values (NaN and inf are refused). Each problem is one CheckpointError naming the file.
+    `two_player(cfg)`: whether the file's env is a two-player game (its kind's; deepq.load passes it).
     """
     p = Path(path)
     if p.is_dir():
@@ -123,10 +127,11 @@ def load(path: str | os.PathLike[str], network: Any = None, device: str = "cpu")
     data = safe_load(p, AGENT_FORMAT)
     obs_shape, n_actions, weights = _agent_entries(p, data)
     cfg = _agent_config(p, data, network).replace(device=device)
-    expected = _network_state(p, obs_shape, n_actions, cfg)  # None for a custom network (its factory is code)
+    game = two_player(cfg)
+    expected = _network_state(p, obs_shape, n_actions, cfg, game)  # None for a custom network (its factory is code)
     if expected is not None:
         check_weights(p, weights, expected)
-    agent = Agent(obs_shape, n_actions, cfg)
+    agent = Agent(obs_shape, n_actions, cfg, two_player=game)
     if expected is None:
         check_weights(p, weights, agent.online.state_dict())
     try:
@@ -187,15 +192,15 @@ def _agent_config(p: Path, data: dict[str, Any], network: Any) -> Config:
 
 
 def _network_state(p: Path, obs_shape: tuple[int, ...], n_actions: int,
-                   cfg: Config) -> dict[str, torch.Tensor] | None:
+                   cfg: Config, two_player: bool) -> dict[str, torch.Tensor] | None:
     """The state dict (meta tensors: shapes and dtypes, no storage) of the built-in network the file's config
     builds, once its size is known to fit in memory; None for a custom network."""
     if cfg.network is not None:
         return None
     try:
         with torch.device("meta"):
-            state = build_network(obs_shape, n_actions, cfg).state_dict()
-        needs = network_needs(obs_shape, n_actions, cfg)
+            state = build_network(obs_shape, n_actions, cfg, two_player=two_player).state_dict()
+        needs = network_needs(obs_shape, n_actions, cfg, two_player=two_player)
     except (ConfigError, RuntimeError, ValueError, OverflowError, TypeError) as e:
         why = first_sentence(str(e)) or type(e).__name__
         raise CheckpointError(f"{p}: its config and spaces (observations {list(obs_shape)}, {n_actions:,} actions) "

@@ -42,7 +42,8 @@ def make_optimizer(net: nn.Module, cfg: Config) -> torch.optim.Optimizer:
 class Learner:
     """Owns the online net θ, the target net θ⁻ (none for target='none' or 'mcts'), the optimizer and the update."""
 
-    def __init__(self, online: nn.Module, obs_shape: tuple[int, ...], cfg: Config, device: torch.device) -> None:
+    def __init__(self, online: nn.Module, obs_shape: tuple[int, ...], cfg: Config, device: torch.device,
+                 two_player: bool = False) -> None:
         self.cfg, self.online = cfg, online
         # target="none": the online net computes its own target (the instability the target net prevents).
         self.target: nn.Module | None = None
@@ -52,7 +53,7 @@ class Learner:
         self._params: list[torch.Tensor] = list(online.parameters())
         self._target_params: list[torch.Tensor] = list(self.target.parameters()) if self.target is not None else []
         self.fast: fast_path.NumpyMLPUpdate | None = None  # the swap-in, chosen here only
-        if fast_path.supports(cfg, obs_shape, device):
+        if fast_path.supports(cfg, obs_shape, device, two_player):
             self.fast = fast_path.NumpyMLPUpdate(online, self.target, self.optimizer, cfg)
 
     def update(self, batch: Batch, weights: torch.Tensor | None = None) -> UpdateResult:

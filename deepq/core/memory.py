@@ -22,7 +22,6 @@ import torch
 from deepq.config import Config
 from deepq.core.networks import build_network, resolve_arch
 from deepq.errors import ConfigError
-from deepq.games.adapters import is_game
 
 # evaluate() fills two arrays of `episodes` (float64 returns, int64 lengths), then lists of Python numbers
 # (a float object and a list slot each: ~32 bytes apiece): per episode 16 + 2 x 32 bytes.
@@ -46,9 +45,10 @@ def _numel(shape: tuple[int, ...]) -> int:
     return math.prod(int(d) for d in shape)
 
 
-def replay_bytes(cfg: Config, obs_shape: tuple[int, ...], obs_dtype: Any, n_actions: int) -> int:
-    """Bytes of the arrays the run's experience memory allocates (deepq.train.make_replay's, or target='mcts''s
-    TargetMemory), with prioritized replay's sum tree."""
+def replay_bytes(cfg: Config, obs_shape: tuple[int, ...], obs_dtype: Any, n_actions: int, *,
+                 two_player: bool = False) -> int:
+    """Bytes of the arrays the run's experience memory allocates (deepq.training.dqn.make_replay's, or
+    target='mcts''s TargetMemory), with prioritized replay's sum tree. `two_player` (games): s' legal moves too."""
     obs = _numel(obs_shape) * np.dtype(obs_dtype).itemsize  # one observation
     n = cfg.num_envs
     if cfg.target == "mcts":  # TargetMemory: float32 obs, (A,) float32 targets, (A,) bool searched
@@ -61,35 +61,36 @@ def replay_bytes(cfg: Config, obs_shape: tuple[int, ...], obs_dtype: Any, n_acti
         total, num_slots = frames + n * slots * FRAME_TRANSITION_BYTES + per_env, n * slots
     else:  # ReplayMemory: obs and next_obs, int64 actions, float32 rewards and terminated, bool ended
         capacity = cfg.buffer_size - cfg.buffer_size % n
-        legal = n_actions if is_game(cfg.env) else 0  # games: the (A,) legal moves of s'
+        legal = n_actions if two_player else 0  # games: the (A,) legal moves of s'
         total, num_slots = capacity * (2 * obs + 8 + 4 + 4 + 1 + legal), capacity
     if cfg.prioritized:  # SumTree: float64 nodes, twice the leaves rounded up to a power of two
         total += 2 * (1 << (num_slots - 1).bit_length()) * 8
     return total
 
 
-def evaluation_bytes(cfg: Config, episodes: int | None = None) -> int:
+def evaluation_bytes(cfg: Config, episodes: int | None = None, *, two_player: bool = False) -> int:
     """Bytes one evaluation of `episodes` (default cfg.eval_episodes) builds; games play that many per seat."""
     n = cfg.eval_episodes if episodes is None else episodes
-    return n * EVAL_BYTES_PER_EPISODE * (2 if is_game(cfg.env) else 1)
+    return n * EVAL_BYTES_PER_EPISODE * (2 if two_player else 1)
 
 
-def network_size(obs_shape: tuple[int, ...], n_actions: int, cfg: Config) -> tuple[int, int, int] | None:
+def network_size(obs_shape: tuple[int, ...], n_actions: int, cfg: Config, *,
+                 two_player: bool = False) -> tuple[int, int, int] | None:
     """(bytes of one copy of the Q-network's state dict, bytes of its parameters, their number) of the built-in network
     this config builds, from a copy on torch's meta device (nothing allocated, no random numbers drawn).
     None for a custom network (its factory is the user's code: it is not called twice)."""
     if cfg.network is not None:
         return None
     with torch.device("meta"):
-        net = build_network(obs_shape, n_actions, cfg)
+        net = build_network(obs_shape, n_actions, cfg, two_player=two_player)
     state = sum(t.numel() * t.element_size() for t in net.state_dict().values())
     params = sum(p.numel() * p.element_size() for p in net.parameters())
     return state, params, sum(p.numel() for p in net.parameters())
 
 
-def network_setting(obs_shape: tuple[int, ...], cfg: Config) -> tuple[str, str]:
+def network_setting(obs_shape: tuple[int, ...], cfg: Config, *, two_player: bool = False) -> tuple[str, str]:
     """(what sets the network's size, how to lower it), for messages."""
-    arch = resolve_arch(obs_shape, cfg)
+    arch = resolve_arch(obs_shape, cfg, two_player=two_player)
     if arch == "mlp":
         setting, fix = f"hidden_sizes={list(cfg.hidden_sizes)}", "lower hidden_sizes"
     else:
@@ -99,15 +100,16 @@ def network_setting(obs_shape: tuple[int, ...], cfg: Config) -> tuple[str, str]:
     return setting, fix
 
 
-def network_needs(obs_shape: tuple[int, ...], n_actions: int, cfg: Config) -> tuple[Need, Need] | None:
+def network_needs(obs_shape: tuple[int, ...], n_actions: int, cfg: Config, *,
+                  two_player: bool = False) -> tuple[Need, Need] | None:
     """What the Agent allocates (the online network and its target copy), and what training adds
     (gradients and optimizer state: Adam's two moments, centered RMSProp's three buffers)."""
-    size = network_size(obs_shape, n_actions, cfg)
+    size = network_size(obs_shape, n_actions, cfg, two_player=two_player)
     if size is None:
         return None
     state, params, count = size
     copies = 1 if cfg.target in ("none", "mcts") else 2  # target="none" and "mcts" keep no target copy
-    setting, fix = network_setting(obs_shape, cfg)
+    setting, fix = network_setting(obs_shape, cfg, two_player=two_player)
     moments = 3 if cfg.optimizer == "rmsprop" else 2
     nets = "the Q-network" + (" and its target copy" if copies == 2 else "") + f" ({count:,} parameters)"
     return (Need(nets, setting, fix, copies * state, on_device=True),
@@ -115,16 +117,16 @@ def network_needs(obs_shape: tuple[int, ...], n_actions: int, cfg: Config) -> tu
 
 
 def estimate(cfg: Config, obs_shape: tuple[int, ...], obs_dtype: Any, n_actions: int,
-             networks: bool = True) -> list[Need]:
+             networks: bool = True, *, two_player: bool = False) -> list[Need]:
     """Everything a training run allocates that grows with its settings; `networks=False` leaves out the
-    online and target networks (where an Agent already holds them)."""
-    replay = replay_bytes(cfg, obs_shape, obs_dtype, n_actions)
+    online and target networks (where an Agent already holds them). `two_player`: the env kind's (games)."""
+    replay = replay_bytes(cfg, obs_shape, obs_dtype, n_actions, two_player=two_player)
     setting = f"buffer_size={cfg.buffer_size:,}"
     needs = [Need("the replay memory", setting, "lower buffer_size", replay),
              Need("the copy of it that checkpoints make", setting, "lower buffer_size", replay),
              Need("evaluation (each episode's return and length)", f"eval_episodes={cfg.eval_episodes:,}",
-                  "lower eval_episodes", evaluation_bytes(cfg))]
-    nets = network_needs(obs_shape, n_actions, cfg)
+                  "lower eval_episodes", evaluation_bytes(cfg, two_player=two_player))]
+    nets = network_needs(obs_shape, n_actions, cfg, two_player=two_player)
     if nets is not None:
         needs += list(nets) if networks else [nets[1]]
     return needs
@@ -196,7 +198,8 @@ def _where(device: torch.device) -> str:
 
 
 def check_memory(cfg: Config, obs_shape: tuple[int, ...], obs_dtype: Any, n_actions: int,
-                 device: torch.device | str = "cpu", networks: bool = True, available: int | None = None) -> None:
+                 device: torch.device | str = "cpu", networks: bool = True, available: int | None = None, *,
+                 two_player: bool = False) -> None:
     """Raise ConfigError, in one line naming the biggest item and the setting to lower, when a training run of
     `cfg` needs more memory than the machine has available. Cheap: nothing is allocated.
 
@@ -204,7 +207,7 @@ def check_memory(cfg: Config, obs_shape: tuple[int, ...], obs_dtype: Any, n_acti
     (gradients, optimizer moments) is still counted. On a CUDA device the networks' part is checked against the
     device's free memory, the rest against the host's. `available`: the host's bytes (default: measured)."""
     device = torch.device(device)
-    needs = estimate(cfg, obs_shape, obs_dtype, n_actions, networks)
+    needs = estimate(cfg, obs_shape, obs_dtype, n_actions, networks, two_player=two_player)
     host = needs
     if device.type == "cuda":
         host = [n for n in needs if not n.on_device]
@@ -213,9 +216,10 @@ def check_memory(cfg: Config, obs_shape: tuple[int, ...], obs_dtype: Any, n_acti
 
 
 def check_network_memory(obs_shape: tuple[int, ...], n_actions: int, cfg: Config,
-                         device: torch.device | str = "cpu", available: int | None = None) -> None:
+                         device: torch.device | str = "cpu", available: int | None = None, *,
+                         two_player: bool = False) -> None:
     """ConfigError when the online network and its target copy alone do not fit where they would live."""
     device = torch.device(device)
-    nets = network_needs(obs_shape, n_actions, cfg)
+    nets = network_needs(obs_shape, n_actions, cfg, two_player=two_player)
     if nets is not None:
         refuse([nets[0]], available_bytes(device) if available is None else available, _where(device))

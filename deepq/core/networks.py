@@ -13,7 +13,6 @@ from torch import nn
 
 from deepq.config import Config
 from deepq.errors import ConfigError
-from deepq.games.adapters import is_game
 
 
 class MLP(nn.Module):
@@ -228,22 +227,24 @@ class QNetwork(nn.Module):
 NATURE_MIN_SIDE = 36  # the Nature CNN's three convolutions need frames at least this large
 
 
-def resolve_arch(obs_shape: tuple[int, ...], cfg: Config) -> str:
+def resolve_arch(obs_shape: tuple[int, ...], cfg: Config, *, two_player: bool = False) -> str:
     """The built-in network a config gets: 'auto' picks by observation shape (images have >= 3 dims);
-    board games get the MLP (boards are tiny: the small CNN's unpadded 3x3 filter leaves 1x1 of tic-tac-toe)."""
+    board games (`two_player`, the env kind's) get the MLP (boards are tiny: the small CNN's unpadded 3x3 filter
+    leaves 1x1 of tic-tac-toe)."""
     if cfg.arch != "auto":
         return cfg.arch
-    if is_game(cfg.env):
+    if two_player:
         return "mlp"
     if len(obs_shape) >= 3:
         return "nature_cnn" if min(obs_shape[-2:]) >= NATURE_MIN_SIDE else "small_cnn"
     return "mlp"
 
 
-def build_network(obs_shape: tuple[int, ...], n_actions: int, cfg: Config) -> nn.Module:
-    """The config's custom factory if given (checked for the right output shape), else a built-in network."""
+def build_network(obs_shape: tuple[int, ...], n_actions: int, cfg: Config, *, two_player: bool = False) -> nn.Module:
+    """The config's custom factory if given (checked for the right output shape), else a built-in network
+    (`two_player`: a board game's, see resolve_arch)."""
     if cfg.network is None:
-        arch = resolve_arch(obs_shape, cfg)
+        arch = resolve_arch(obs_shape, cfg, two_player=two_player)
         if arch != "mlp" and len(obs_shape) < 2:
             raise ConfigError(f"arch={arch!r} needs image observations (C, H, W); this env's are {obs_shape}")
         if arch == "nature_cnn" and min(obs_shape[-2:]) < NATURE_MIN_SIDE:

@@ -30,12 +30,12 @@ class Policy:
 
     @classmethod
     def from_weights(cls, cfg: Config, obs_shape: tuple[int, ...], n_actions: int, weights: dict[str, np.ndarray],
-                     device: str | torch.device = "cpu") -> Policy:
-        """A policy in another process: the network `cfg` builds (deepq's own; a custom one from cfg.network),
-        loaded with a snapshot from `weights()`."""
-        dev = torch.device(device)
-        net = build_network(tuple(obs_shape), n_actions, cfg).to(dev)
-        policy = cls(net, obs_shape, n_actions, dev, numpy_q=fast_path.supports(cfg, tuple(obs_shape), dev))
+                     device: str | torch.device = "cpu", two_player: bool = False) -> Policy:
+        """A policy in another process: the network `cfg` builds (deepq's own; a custom one from cfg.network;
+        `two_player` as the env kind says), loaded with a snapshot from `weights()`."""
+        dev, shape = torch.device(device), tuple(obs_shape)
+        net = build_network(shape, n_actions, cfg, two_player=two_player).to(dev)
+        policy = cls(net, shape, n_actions, dev, numpy_q=fast_path.supports(cfg, shape, dev, two_player))
         policy.load_weights(weights)
         return policy
 

@@ -28,7 +28,7 @@ import gymnasium as gym
 import numpy as np
 
 from deepq.config import Config
-from deepq.envs.gym import Step
+from deepq.envs.base import Step
 from deepq.errors import ConfigError
 
 ALE_HINT = "Atari needs ale-py (the game ROMs ship with it): pip install ale-py"
@@ -201,7 +201,7 @@ def envpool_task(env_id: str) -> str:
 
 
 class EnvPoolVecEnv:
-    """EnvPool's C++ Atari with the Config's preprocessing, stepped like deepq.envs.gym.VecEnv.
+    """EnvPool's C++ Atari with the Config's preprocessing, a deepq.envs.base.VecEnv stepped like GymVecEnv.
 
     Same-step autoreset: where env i's episode ended, step() returns its true last observation in
     final_obs[i] and the first observation of its next episode in obs[i]. EnvPool itself would
@@ -210,7 +210,7 @@ class EnvPoolVecEnv:
     EnvPool presses FIRE only at reset; after a lost life the agent serves by choosing FIRE itself.
     (Sending an extra FIRE step here would push two frames through EnvPool's frame stack in one agent
     step, and the frame replay, which stores one new frame per step, rightly refuses that.)
-    As in VecEnv, with cfg.episodic_life a lost life is reported as terminated while the game goes
+    As in GymVecEnv, with cfg.episodic_life a lost life is reported as terminated while the game goes
     on (`ended` False); `last_lives` (N,) holds the lives in the state `obs` shows.
 
     EnvPool cannot reseed single episodes, so a checkpoint cannot restore the envs exactly
@@ -230,6 +230,7 @@ class EnvPoolVecEnv:
         if self.task not in envpool.list_all_envs():
             raise ConfigError(f"EnvPool has no task {self.task!r} for {env_id!r}; use backend='gymnasium'")
         self.env_id, self.num_envs, self.seed, self.cfg = env_id, num_envs, seed, cfg
+        self.env_label = env_id
         self.restarts = 0  # load_state_dict calls: each restart draws new env seeds
         probe = gym.make(env_id)
         meanings = probe.unwrapped.get_action_meanings()  # type: ignore[attr-defined]
@@ -289,7 +290,7 @@ class EnvPoolVecEnv:
 
         record(self._pool.step(np.asarray(actions, dtype=np.int32), self._all))
         lost = ~(terminated | truncated) & (lives < self.last_lives)  # a life, not the game
-        # As in VecEnv: with episodic_life a lost life is terminal for learning, but the game goes on
+        # As in GymVecEnv: with episodic_life a lost life is terminal for learning, but the game goes on
         lost_life = lost if self.cfg.episodic_life else np.zeros(n, bool)
         final_obs = obs.copy()
         ended = terminated | truncated

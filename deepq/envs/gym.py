@@ -1,6 +1,7 @@
 """Environments: make_env for Gymnasium ids and factories, and a small synchronous vector env.
+(deepq/envs/kinds.py picks the vector env of each kind: this one, EnvPool's, or a game's.)
 
-VecEnv resets an env as soon as its episode ends and hands back the true final observation
+GymVecEnv (a deepq.envs.base.VecEnv) resets an env as soon as its episode ends and hands back the true final observation
 separately, so the loop can store (s, a, r, s_final) and act from the reset observation.
 Every episode is reset with its own seed, derived from (seed, env index, episode index),
 and the actions since the last reset are kept: a checkpoint stores those integers and a
@@ -13,14 +14,14 @@ import difflib
 import math
 import warnings
 from collections.abc import Callable, Sequence
-from typing import Any, NamedTuple
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
 
 from deepq.config import Config, EnvSpec
+from deepq.envs.base import Step, check_spaces, env_label, episode_seed, obs_converter, obs_dtype
 from deepq.errors import ConfigError, EnvError
-from deepq.games.adapters import is_game
 
 
 def make_env(spec: EnvSpec, render_mode: str | None = None, cfg: Config | None = None) -> gym.Env:
@@ -35,7 +36,7 @@ def make_env(spec: EnvSpec, render_mode: str | None = None, cfg: Config | None =
         if not isinstance(env, gym.Env):
             raise ConfigError(f"env factory {spec!r} returned {type(env).__name__}, not a gymnasium.Env")
         return _stack(env, cfg.frame_stack)
-    _register_namespace(spec)
+    register_namespace(spec)
     if spec not in gym.registry:
         close = difflib.get_close_matches(spec, list(gym.registry), n=3)
         hint = f" Did you mean {', '.join(close)}?" if close else ""
@@ -57,7 +58,7 @@ def make_env(spec: EnvSpec, render_mode: str | None = None, cfg: Config | None =
     return _stack(env, cfg.frame_stack)
 
 
-def _register_namespace(spec: str) -> None:
+def register_namespace(spec: str) -> None:
     """Atari and MinAtar ids are registered by their packages on import: import them when an id is named
     that Gymnasium does not know yet, so that any registered id of an installed family works.
 
@@ -112,66 +113,6 @@ class ChannelsFirst(gym.ObservationWrapper):  # type: ignore[type-arg]
         return np.ascontiguousarray(np.moveaxis(obs, -1, 0), dtype=np.uint8)  # (C, H, W)
 
 
-def check_spaces(env: gym.Env, custom_network: bool = False) -> tuple[tuple[int, ...], int]:
-    """(obs_shape as the network sees it, number of actions); a clear error for what deepq can't take.
-
-    Observations must be arrays (Box) or integers (Discrete, one-hot encoded). Images (>= 3 dims,
-    e.g. (C, H, W) or a stack of frames) get a CNN by default (see networks.resolve_arch).
-    """
-    act, obs = env.action_space, env.observation_space
-    name = env.spec.id if env.spec else type(env.unwrapped).__name__
-    if not isinstance(act, gym.spaces.Discrete):
-        raise ConfigError(f"{name} has action space {act}; DQN needs a Discrete action space (one Q value "
-                          "per action). Discretize it with a wrapper, or use an algorithm for continuous actions.")
-    if isinstance(obs, gym.spaces.Discrete):
-        return (int(obs.n),), int(act.n)  # one-hot encoded
-    if not isinstance(obs, gym.spaces.Box):
-        raise ConfigError(f"{name} has observation space {obs}; deepq takes Box or Discrete observations. "
-                          "Wrap the env with gymnasium.wrappers.FlattenObservation to make it a Box.")
-    shape = tuple(int(d) for d in obs.shape)
-    if len(shape) == 3 and shape[-1] in (1, 3, 4) and shape[0] > 4 and not custom_network:
-        raise ConfigError(f"{name} has channels-last image observations {shape} (H, W, C); deepq's CNNs take "
-                          "channels-first (C, H, W) images. Wrap the env to move the channel axis first, "
-                          "or pass Config(network=...) with a module that takes (H, W, C).")
-    return shape, int(act.n)
-
-
-class Step(NamedTuple):
-    obs: np.ndarray  # (N, *obs_shape): what to act on next (reset obs where an episode ended)
-    rewards: np.ndarray  # (N,) float32
-    terminated: np.ndarray  # (N,) bool
-    truncated: np.ndarray  # (N,) bool
-    final_obs: np.ndarray  # (N, *obs_shape): the true s' of this step (the final obs where one ended)
-    ended: np.ndarray  # (N,) bool: the env was reset after this step (game over or time limit)
-    next_legal: np.ndarray | None = None  # (N, A) bool, two-player games: the legal actions in s'
-
-
-def obs_converter(space: gym.Space) -> Callable[[Any], np.ndarray]:
-    """Observation -> the array the network takes: uint8 stays uint8 (pixels, stored compactly), bool
-    becomes uint8, other Boxes float32, and Discrete observations become one-hot float32."""
-    if isinstance(space, gym.spaces.Discrete):
-        n, start = int(space.n), int(space.start)
-
-        def one_hot(obs: Any) -> np.ndarray:
-            out = np.zeros(n, dtype=np.float32)
-            out[int(obs) - start] = 1.0
-            return out
-
-        return one_hot
-    dtype = obs_dtype(space)
-    return lambda obs: np.asarray(obs, dtype=dtype)
-
-
-def obs_dtype(space: gym.Space) -> Any:
-    """The dtype observations are stored and fed in: uint8 for uint8/bool Boxes, float32 otherwise."""
-    return np.uint8 if isinstance(space, gym.spaces.Box) and space.dtype in (np.uint8, np.bool_) else np.float32
-
-
-def env_label(env: gym.Env) -> str:
-    """How messages and run names call an env: its registered id, else its class."""
-    return env.spec.id if env.spec is not None else type(env.unwrapped).__name__
-
-
 def _a(noun: str) -> str:
     return f"{'an' if noun[0] in 'aeiou' else 'a'} {noun}"
 
@@ -180,12 +121,7 @@ def _dtype(obs: Any) -> str:
     return f", dtype {obs.dtype}" if hasattr(obs, "dtype") else ""
 
 
-def episode_seed(seed: int, env_index: int, episode: int) -> int:
-    """The reset seed of one episode of one env: independent streams from one run seed."""
-    return int(np.random.SeedSequence([seed, env_index, episode]).generate_state(1)[0])
-
-
-class VecEnv:
+class GymVecEnv:
     """N Gymnasium envs stepped in lockstep, reset on the step an episode ends (see module doc).
 
     With `episodic_life` (Atari training), a lost life is reported as terminated, so its value is not
@@ -325,21 +261,3 @@ class VecEnv:
     def close(self) -> None:
         for env in self.envs:
             env.close()
-
-
-def make_vec_env(cfg: Config) -> Any:
-    """The training envs: VecEnv over Gymnasium envs, EnvPool's vectorized Atari (backend='envpool'),
-    or two-player games ('openspiel:<game>', 'pettingzoo:<game>') for self-play."""
-    if is_game(cfg.env):  # two-player games: self-play, one ply per step
-        from deepq.games.vec import GameVecEnv
-
-        return GameVecEnv(cfg.env, cfg.num_envs, cfg.seed)
-    if cfg.backend == "envpool":
-        if not isinstance(cfg.env, str):
-            raise ConfigError("backend='envpool' needs an Atari env id such as 'ALE/Pong-v5', not a factory")
-        from deepq.envs.atari import EnvPoolVecEnv
-
-        return EnvPoolVecEnv(cfg.env, cfg.num_envs, cfg.seed, cfg)
-    spec = cfg.env
-    return VecEnv([lambda: make_env(spec, cfg=cfg) for _ in range(cfg.num_envs)], cfg.seed,
-                  custom_network=cfg.network is not None, episodic_life=cfg.episodic_life)

@@ -17,16 +17,17 @@ from __future__ import annotations
 import copy
 import weakref
 from collections import deque
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import gymnasium as gym
 import numpy as np
 
 from deepq.config import Config, EnvSpec
+from deepq.core.mcts import Searchable
 from deepq.envs.atari import AtariFrames, is_atari
-from deepq.envs.gym import check_spaces, make_env, obs_converter
+from deepq.envs.base import check_spaces, obs_converter
+from deepq.envs.gym import make_env
 from deepq.errors import ConfigError
-from deepq.games.adapters import Game, is_game, make_game
 
 # The wrappers make_env puts around these envs, and the attributes of each that a step changes.
 # OrderEnforcing and PassiveEnvChecker only check API use after the first reset and step: they
@@ -130,7 +131,7 @@ class _SearchEnv:
         self._owner[0], self._snap = weakref.ref(self), None
 
     def reset(self, seed: int) -> None:
-        """Start a new episode from the env's reset with this seed (as VecEnv resets with its episode seeds)."""
+        """Start a new episode from the env's reset with this seed (as GymVecEnv resets with its episode seeds)."""
         self._acquire(restore=False)
         obs, _ = self.env.reset(seed=seed)
         self._obs, self._done = self._convert(obs), False
@@ -209,13 +210,18 @@ class ALEState(_SearchEnv):
         self._ale.restoreState(state)  # leaves the ALEState as it was: restorable again
 
 
-SearchEnv = ClassicControlState | ALEState | Game
+class SearchEnv(Searchable, Protocol):
+    """What target='mcts' plays on: a searchable state (deepq.core.mcts) that also starts episodes and says
+    its observations' shape. ClassicControlState, ALEState and the game adapters (deepq.games.adapters) are."""
+
+    obs_shape: tuple[int, ...]
+
+    def reset(self, seed: int) -> None: ...
 
 
-def make_search_env(spec: EnvSpec, cfg: Config | None = None) -> SearchEnv:
-    """A cloneable env for a tree search: a game adapter, ClassicControlState or ALEState; else a ConfigError."""
-    if is_game(spec):
-        return make_game(spec)
+def make_search_env(spec: EnvSpec, cfg: Config | None = None) -> ClassicControlState | ALEState:
+    """A cloneable single-agent env for a tree search: ClassicControlState or ALEState; else a ConfigError.
+    (A game's is its adapter: deepq/envs/kinds.py resolves the kind.)"""
     if callable(spec):
         raise not_searchable(spec, "the env a factory makes is opaque to deepq, which cannot copy its state")
     if is_atari(spec):

@@ -15,7 +15,7 @@ from __future__ import annotations
 import copy
 import importlib
 import warnings
-from typing import Any, TypeGuard
+from typing import Any
 
 import numpy as np
 
@@ -25,11 +25,6 @@ from deepq.errors import ConfigError
 # mover's own pieces always come first, a truly perspective-relative input (both seats share what
 # they learn). Values: (plane of player 0's pieces, plane of player 1's pieces).
 PLAYER_PLANES = {"tic_tac_toe": (2, 1), "connect_four": (0, 1)}
-
-
-def is_game(spec: Any) -> TypeGuard[str]:
-    """An env id naming a two-player game ('openspiel:<game>' or 'pettingzoo:<game>')."""
-    return isinstance(spec, str) and spec.startswith(("openspiel:", "pettingzoo:"))
 
 
 class OpenSpielGame:

@@ -1,5 +1,9 @@
-"""Self-play pieces the training loop calls for two-player games: masked acting, the pool of past
-opponents, and evaluation games.
+"""Self-play for two-player games: who moves in the training games (SelfPlay: masked acting, the pool of past
+opponents, each game's return logged for the first player), and evaluation games.
+
+SelfPlay is the `Players` of deepq/training/dqn.py's Transitions, which keeps the replay, PER and update plumbing
+it shares with single-agent DQN. A game's replay stores the legal moves of s' and discounts by −γ (the game kind's
+`two_player`), since each ply hands the turn to the opponent, whose value is ours negated.
 
 Who plays. By default the learner plays both seats: every ply is chosen ε-greedily among the legal
 moves by the current network. With `opponent_pool = K`, the last K snapshots of the network (taken
@@ -20,11 +24,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from deepq.config import Config
 from deepq.core.explore import masked_epsilon_greedy
 from deepq.games.vec import GameVecEnv
 
 if TYPE_CHECKING:
-    from deepq.config import Config
     from deepq.core.agent import Agent
     from deepq.core.results import EvalResult
 
@@ -83,10 +87,44 @@ def _greedy(net: nn.Module) -> Any:
     return greedy
 
 
+class SelfPlay:
+    """Who moves in self-play training (see the module doc): the learner everywhere, or with
+    cfg.opponent_pool a past snapshot in one seat of each game; ε-greedy among legal moves either way."""
+
+    two_player = True
+
+    def __init__(self, envs: GameVecEnv, cfg: Config) -> None:
+        self.envs = envs
+        self.pool = OpponentPool(cfg.opponent_pool, cfg.num_envs) if cfg.opponent_pool else None
+
+    def act(self, agent: Agent, obs: np.ndarray, eps: float, rng: np.random.Generator) -> np.ndarray:
+        return act(agent, self.envs, obs, eps, rng, self.pool)  # (N,)
+
+    def logged(self, rewards: np.ndarray) -> np.ndarray:
+        """Each game's return for the first player: the mover's reward, signed by the mover's seat."""
+        return np.where(self.envs.movers == 0, rewards, -rewards)
+
+    def new_episodes(self, ended: np.ndarray, rng: np.random.Generator) -> None:
+        if self.pool is not None:
+            self.pool.new_games(ended, rng)  # a snapshot and a seat for each new game
+
+    def target_synced(self, online: nn.Module) -> None:
+        if self.pool is not None:
+            self.pool.add(online)  # snapshots are taken at target syncs
+
+    def state_dict(self) -> dict[str, Any] | None:
+        return self.pool.state_dict() if self.pool is not None else None
+
+    def load_state_dict(self, state: dict[str, Any] | None, online: nn.Module) -> None:
+        if self.pool is not None:
+            assert state is not None, "a run with an opponent pool checkpoints it"
+            self.pool.load_state_dict(state, online)
+
+
 def act(agent: Agent, envs: GameVecEnv, obs: np.ndarray, eps: float, rng: np.random.Generator,
         pool: OpponentPool | None) -> np.ndarray:
     """(N,) moves for the players to move: ε-greedy among legal moves (the learner, or a pool snapshot)."""
-    actions = masked_epsilon_greedy(agent.act, obs, envs.legal, eps, rng)
+    actions = agent.policy.explore(obs, eps, rng, envs.legal)
     if pool is not None:
         actions = pool.act(actions, obs, envs.legal, envs.to_move, eps, rng)
     return actions

@@ -6,7 +6,7 @@ by the *opponent*, who moves next. The loop stores all plies, whoever played the
 off-policy), and the TD target negates the value of s' (deepq/core/losses.py, td_target). The legal
 actions of s' are returned with each step, so every max in a target runs over legal moves only.
 
-Same interface as deepq.envs.gym.VecEnv, plus `legal` (the masks of the positions to act on) and
+The deepq.envs.base.VecEnv protocol, plus `legal` (the masks of the positions to act on) and
 `movers` (who played the last step's moves).
 """
 
@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from deepq.envs.gym import Step, episode_seed
+from deepq.envs.base import Step, episode_seed
 from deepq.games.adapters import Game, PettingZooGame, make_game
 
 
@@ -29,6 +29,7 @@ class GameVecEnv:
         self.games: list[Game] = [make_game(spec) for _ in range(num_envs)]
         first = self.games[0]
         self.spec, self.seed = spec, seed
+        self.env_label = spec
         self.obs_shape: tuple[int, ...] = tuple(first.obs_shape)
         self.obs_dtype: Any = np.float32
         self.n_actions = first.n_actions

@@ -1,26 +1,29 @@
 """DQN's experience for deepq/training/loop.py's loop: env steps stored in a replay memory, TD updates on minibatches
-drawn from it (prioritized when asked), the target network synced every C env steps. Games act on legal moves
-only, the learner or a past snapshot of it moving (deepq/games/selfplay.py)."""
+drawn from it (prioritized when asked), the target network synced every C env steps.
+
+Who moves is a `Players` object: `SingleAgent` (ε-greedy on the agent's Q values) for single-agent envs, or
+deepq/games/selfplay.py's `SelfPlay` for two-player games (legal moves only, the learner or a past snapshot of it
+moving, each game's return logged for the first player). The replay, PER and update plumbing here is the same
+for both; a game's replay also stores the legal moves of s' and discounts by −γ (see make_replay)."""
 
 from __future__ import annotations
 
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
+from torch import nn
 
 from deepq.config import Config
 from deepq.core.agent import Agent
-from deepq.core.explore import EpsilonSchedule, epsilon_greedy
+from deepq.core.explore import EpsilonSchedule
 from deepq.core.frame_replay import FrameReplay
 from deepq.core.per import PrioritizedSampler, beta_schedule
 from deepq.core.replay import ReplayMemory
-from deepq.envs.gym import make_vec_env
+from deepq.envs.base import VecEnv
 from deepq.errors import EnvError
-from deepq.games import selfplay
-from deepq.games.adapters import is_game
 from deepq.run.log import RunLog
 from deepq.training.control import LoopState, crossings, track_episodes
 
@@ -28,51 +31,92 @@ Replay = ReplayMemory | FrameReplay
 
 
 def make_replay(cfg: Config, obs_shape: tuple[int, ...], obs_dtype: Any, device: torch.device,
-                n_actions: int) -> Replay:
+                n_actions: int, two_player: bool = False) -> Replay:
     """Frame histories (frame_stack > 1) store each frame once; anything else is stored as is.
-    Games store the legal moves of s', and discount by −γ: each ply hands the turn to the opponent,
-    whose value is ours negated (see td_target).
+    Games (`two_player`) store the legal moves of s', and discount by −γ: each ply hands the turn to the
+    opponent, whose value is ours negated (see td_target).
     First the memory the run needs is checked against the memory available: a run that cannot fit stops here,
     in one ConfigError line, before anything is allocated (the Agent checked and built its networks already)."""
     from deepq.core.memory import check_memory
 
-    check_memory(cfg, obs_shape, obs_dtype, n_actions, device, networks=False)
+    check_memory(cfg, obs_shape, obs_dtype, n_actions, device, networks=False, two_player=two_player)
     if cfg.frame_stack > 1:
         return FrameReplay(cfg.buffer_size, obs_shape, cfg.num_envs, obs_dtype=obs_dtype, device=device,
                            n_step=cfg.n_step, gamma=cfg.gamma)
-    game = is_game(cfg.env)
     return ReplayMemory(cfg.buffer_size, obs_shape, obs_dtype=obs_dtype, device=device, num_envs=cfg.num_envs,
-                        n_step=cfg.n_step, gamma=-cfg.gamma if game else cfg.gamma,
-                        legal_actions=n_actions if game else 0)
+                        n_step=cfg.n_step, gamma=-cfg.gamma if two_player else cfg.gamma,
+                        legal_actions=n_actions if two_player else 0)
+
+
+class Players(Protocol):
+    """Who moves in the training envs, and what of their steps is logged and checkpointed."""
+
+    two_player: bool  # games: the replay stores s' legal moves and discounts by −γ; the board gets the MLP
+
+    def act(self, agent: Agent, obs: np.ndarray, eps: float, rng: np.random.Generator) -> np.ndarray:
+        """(N,) actions for obs (N, *obs_shape), exploring with probability eps."""
+
+    def logged(self, rewards: np.ndarray) -> np.ndarray:
+        """The step's rewards (N,) as metrics.csv counts episode returns."""
+
+    def new_episodes(self, ended: np.ndarray, rng: np.random.Generator) -> None:
+        """After each step: the envs ended (N,) bool start new episodes."""
+
+    def target_synced(self, online: nn.Module) -> None:
+        """The target network was just synced to `online`."""
+
+    def state_dict(self) -> dict[str, Any] | None: ...
+
+    def load_state_dict(self, state: dict[str, Any] | None, online: nn.Module) -> None: ...
+
+
+class SingleAgent:
+    """Players of a single-agent env: the agent acts ε-greedily; returns are logged as they are."""
+
+    two_player = False
+
+    def __init__(self, n_actions: int) -> None:
+        self.n_actions = n_actions
+
+    def act(self, agent: Agent, obs: np.ndarray, eps: float, rng: np.random.Generator) -> np.ndarray:
+        return agent.policy.explore(obs, eps, rng)  # (N,)
+
+    def logged(self, rewards: np.ndarray) -> np.ndarray:
+        return rewards
+
+    def new_episodes(self, ended: np.ndarray, rng: np.random.Generator) -> None:
+        pass
+
+    def target_synced(self, online: nn.Module) -> None:
+        pass
+
+    def state_dict(self) -> dict[str, Any] | None:
+        return None  # a checkpoint's "pool" entry: games' opponent pool, none here
+
+    def load_state_dict(self, state: dict[str, Any] | None, online: nn.Module) -> None:
+        pass
 
 
 class Transitions:
     """DQN's experience: each iteration steps every env once and stores the transitions; a gradient step
     is a TD update on a minibatch (prioritized when cfg.prioritized); θ⁻ ← θ every C env steps.
-    Games: legal moves only, the learner or a past snapshot of it moves (deepq/games/selfplay.py)."""
+    `players` say who moves in `envs` (SingleAgent, or a game's SelfPlay)."""
 
-    def __init__(self, cfg: Config, rng: np.random.Generator) -> None:
-        self.cfg, self.rng = cfg, rng
-        self.envs = make_vec_env(cfg)
-        self.agent = Agent(self.envs.obs_shape, self.envs.n_actions, cfg)
-        self.memory = make_replay(cfg, self.envs.obs_shape, self.envs.obs_dtype, self.agent.device,
-                                  self.envs.n_actions)
-        self.game = is_game(cfg.env)
-        self.pool = selfplay.OpponentPool(cfg.opponent_pool, cfg.num_envs) if self.game and cfg.opponent_pool \
-            else None
+    def __init__(self, cfg: Config, rng: np.random.Generator, envs: VecEnv, players: Players) -> None:
+        self.cfg, self.rng, self.envs, self.players = cfg, rng, envs, players
+        self.agent = Agent(envs.obs_shape, envs.n_actions, cfg, two_player=players.two_player)
+        self.memory = make_replay(cfg, envs.obs_shape, envs.obs_dtype, self.agent.device, envs.n_actions,
+                                  two_player=players.two_player)
         self.per = PrioritizedSampler(self.memory.num_slots, cfg.per_alpha) if cfg.prioritized else None
         self.obs = np.empty(0)  # (N, *obs_shape) the observations to act on; set by start() or a resume
-        self.env_label: str = getattr(self.envs, "env_label", "")
+        self.env_label = envs.env_label
 
     def start(self) -> None:
         self.obs = self.envs.reset()
 
     def collect(self, state: LoopState, eps_at: Callable[[int], float], log: RunLog) -> None:
         envs, rng, eps = self.envs, self.rng, eps_at(state.step)
-        if self.game:  # legal moves only; the learner, or a past snapshot, moves
-            actions = selfplay.act(self.agent, envs, self.obs, eps, rng, self.pool)  # (N,)
-        else:
-            actions = epsilon_greedy(self.agent.act, self.obs, eps, envs.n_actions, rng)  # (N,)
+        actions = self.players.act(self.agent, self.obs, eps, rng)  # (N,)
         try:
             out = envs.step(actions)
         except EnvError as e:
@@ -80,16 +124,14 @@ class Transitions:
         # s' is the true final observation where an episode ended (terminated or truncated);
         # only `terminated` stops the bootstrap. Clipped rewards train; raw rewards are logged.
         rewards = np.sign(out.rewards) if self.cfg.clip_rewards else out.rewards
-        slots = self.memory.add(self.obs, actions, rewards, out.final_obs, out.terminated, out.ended, out.next_legal)
+        slots = self.memory.add(self.obs, actions, rewards, out.final_obs, out.terminated, out.ended,
+                                 out.next_legal)  # type: ignore[arg-type]  # FrameReplay: never a game's (frame_stack 1)
         if self.per is not None:
             self.per.add(slots)  # new transitions get the highest priority so far
         self.obs = out.obs
         state.step += envs.num_envs
-        # Games log each game's return for the first player (the mover's reward, signed by seat).
-        logged = np.where(envs.movers == 0, out.rewards, -out.rewards) if self.game else out.rewards
-        track_episodes(state, logged, out.ended, eps, log)
-        if self.pool is not None:
-            self.pool.new_games(out.ended, rng)
+        track_episodes(state, self.players.logged(out.rewards), out.ended, eps, log)
+        self.players.new_episodes(out.ended, rng)
 
     def can_learn(self) -> bool:
         return len(self.memory) >= self.cfg.batch_size
@@ -116,20 +158,18 @@ class Transitions:
     def after_updates(self, prev: int, step: int) -> None:
         if self.cfg.target == "hard" and crossings(prev, step, self.cfg.target_update_interval):
             self.agent.learner.sync_target()
-            if self.pool is not None:
-                self.pool.add(self.agent.online)
+            self.players.target_synced(self.agent.online)
 
     def state_dict(self) -> dict[str, Any]:
         return {"memory": self.memory.state_dict(), "envs": self.envs.state_dict(),
                 "per": self.per.state_dict() if self.per is not None else None,
-                "pool": self.pool.state_dict() if self.pool is not None else None}
+                "pool": self.players.state_dict()}
 
     def load_state_dict(self, data: dict[str, Any]) -> None:
         self.memory.load_state_dict(data["memory"])
         if self.per is not None:
             self.per.load_state_dict(data["per"])
-        if self.pool is not None:
-            self.pool.load_state_dict(data["pool"], self.agent.online)
+        self.players.load_state_dict(data["pool"], self.agent.online)
         self.obs = self.envs.load_state_dict(data["envs"])
         if not self.envs.exact_resume:  # EnvPool: the episodes in progress were restarted, not restored
             print("resume: this backend cannot restore the episodes in progress; they restart (new episodes)",

@@ -10,9 +10,12 @@ import numpy as np
 from deepq.config import Config, EnvSpec
 from deepq.core.agent import Agent
 from deepq.core.results import EvalResult
-from deepq.envs.gym import check_spaces, episode_seed, make_env, obs_converter
+from deepq.envs.base import check_spaces, episode_seed, obs_converter
+from deepq.envs.gym import make_env
+from deepq.envs.kinds import EnvKind
 from deepq.errors import ConfigError
-from deepq.games.adapters import is_game
+from deepq.games.kind import GameKind
+from deepq.training.setup import check, env_kind
 
 EVAL_SEED_OFFSET = 1_000_003  # evaluation episodes never share reset seeds with training episodes
 
@@ -31,24 +34,29 @@ def evaluate(agent: Agent, env: EnvSpec | None = None, episodes: int = 10, eps: 
     """
     if episodes <= 0:
         raise ConfigError(f"episodes={episodes} is not valid: evaluate at least 1 episode")
-    from deepq.core.memory import Need, available_bytes, evaluation_bytes, refuse
-
-    refuse([Need("evaluation (each episode's return and length)", f"episodes={episodes:,}", "evaluate fewer episodes",
-                 evaluation_bytes(agent.cfg, episodes))], available_bytes(), "this machine")
     spec = env if env is not None else agent.cfg.env
     if isinstance(spec, str) and spec.startswith("<callable"):
         raise ConfigError("this agent was trained on an env factory; pass env=... to evaluate it")
+    return evaluate_kind(agent, env_kind(agent.cfg.replace(env=spec)), episodes, eps, seed, video_dir, opponent)
+
+
+def evaluate_kind(agent: Agent, kind: EnvKind, episodes: int, eps: float | None = None, seed: int | None = None,
+                  video_dir: str | os.PathLike[str] | None = None, opponent: str | None = None) -> EvalResult:
+    """evaluate() on the env `kind` resolved already (the training loop's, once per run)."""
+    from deepq.core.memory import Need, available_bytes, evaluation_bytes, refuse
+
+    refuse([Need("evaluation (each episode's return and length)", f"episodes={episodes:,}", "evaluate fewer episodes",
+                 evaluation_bytes(agent.cfg, episodes, two_player=kind.two_player))], available_bytes(), "this machine")
+    spec = kind.spec
     eps = agent.cfg.eval_eps if eps is None else eps
     seed = agent.cfg.seed + EVAL_SEED_OFFSET if seed is None else seed
-    if is_game(spec):
-        from deepq.games.selfplay import evaluate_game
-
-        if opponent is not None:  # the rules Config.validate applies to eval_opponent, for this game
-            agent.cfg.replace(env=spec, eval_opponent=opponent).validate()
+    if isinstance(kind, GameKind):
+        if opponent is not None:  # the rules Config.validate and the game kind apply to eval_opponent, for this game
+            check(agent.cfg.replace(env=spec, eval_opponent=opponent))
 
         if video_dir is not None:
             raise ConfigError("video is for Gymnasium envs; watch a game with `deepq play` instead")
-        return evaluate_game(agent, agent.cfg.replace(env=spec), episodes, seed, opponent)
+        return kind.evaluate(agent, agent.cfg.replace(env=spec), episodes, seed, opponent)
     if opponent is not None:
         raise ConfigError(f"opponent={opponent!r} is for two-player games; {spec!r} is a single-agent env")
     rng = np.random.default_rng(seed)
@@ -59,7 +67,7 @@ def evaluate(agent: Agent, env: EnvSpec | None = None, episodes: int = 10, eps: 
         _evaluate_batches(agent, spec, episodes, eps, seed, rng, video_dir, returns, lengths)
     finally:
         agent.online.train(was_training)
-    return EvalResult([float(r) for r in returns], [int(n) for n in lengths], protocol(agent.cfg, spec, eps))
+    return EvalResult([float(r) for r in returns], [int(n) for n in lengths], kind.eval_protocol(agent.cfg, eps))
 
 
 def _evaluate_batches(agent: Agent, spec: EnvSpec, episodes: int, eps: float, seed: int, rng: np.random.Generator,
@@ -70,16 +78,6 @@ def _evaluate_batches(agent: Agent, spec: EnvSpec, episodes: int, eps: float, se
                 else make_env(spec, cfg=agent.cfg) for i in ids]
         _run_episodes(agent, envs, [episode_seed(seed, 0, i) for i in ids], eps, rng,
                       returns[first:], lengths[first:])
-
-
-def protocol(cfg: Config, spec: EnvSpec, eps: float) -> str:
-    """The evaluation protocol in words; for Atari, the settings results are compared by."""
-    text = f"eps={eps:g}, raw score"
-    if isinstance(spec, str) and spec.startswith("ALE/"):
-        start = f"up to {cfg.noop_max} no-op starts" if cfg.noop_max else "no no-op starts"
-        sticky = "sticky actions p=0.25" if cfg.sticky_actions else "no sticky actions"
-        text += f", {start}, {sticky}, full games (no life loss ends), {cfg.max_episode_frames:,}-frame cap"
-    return text
 
 
 EVAL_BATCH = 32

@@ -9,10 +9,12 @@
         every C steps: θ⁻ ← θ
         s = reset() if the episode ended else s'
 
-One loop serves every env and both ways of getting targets. What differs is an `Experience`: how
-experience is collected and what one gradient step fits. `Transitions` (deepq/training/dqn.py) is DQN's: env steps into
-replay, TD updates. target='mcts' uses deepq/training/mcts.py's `SearchedEpisodes`: episodes played with tree
-search, Q regressed toward the search's values.
+One loop serves every env and both ways of getting targets. What differs is an `Experience`
+(deepq/training/experience.py): how experience is collected and what one gradient step fits. `Transitions`
+(deepq/training/dqn.py) is DQN's: env steps into replay, TD updates; for two-player games with self-play
+deciding who moves (deepq/games/selfplay.py). target='mcts' uses deepq/training/mcts.py's `SearchedEpisodes`:
+episodes played with tree search, Q regressed toward the search's values. The env kind (deepq/envs/kinds.py) is
+resolved once, at set-up, and picks the mode with cfg.target.
 
 Progress, logging and checkpoints are side channels called from here; the core
 (agent, loss, replay, networks) never imports them.
@@ -24,19 +26,17 @@ import errno
 import sys
 import uuid
 import warnings
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Protocol
 
 import numpy as np
 import torch
 
 from deepq.config import RESUME_FIXED, Config
 from deepq.core.agent import Agent, resolve_device, set_cpu_threads
+from deepq.envs.kinds import EnvKind
 from deepq.errors import CheckpointError, ConfigError, DiskFullError, NonFiniteLossError, RunDirError
 from deepq.files import atomic_save, safe_load
-from deepq.games import selfplay
-from deepq.games.adapters import is_game
+from deepq.games.kind import GameKind
 from deepq.run.log import RunDirLock, RunLog, new_run_dir, open_run_dir, read_run_id, write_config
 from deepq.run.plot import plot_learning_curve
 from deepq.run.progress import Progress
@@ -53,48 +53,25 @@ from deepq.training.control import (
     time_limit,
     why_stopped,
 )
-from deepq.training.dqn import Transitions, exploration, make_replay
-from deepq.training.evaluate import evaluate
+from deepq.training.dqn import SingleAgent, Transitions, exploration, make_replay
+from deepq.training.evaluate import evaluate_kind
+from deepq.training.experience import Experience
+from deepq.training.setup import check, env_kind
 
 __all__ = ["CHECKPOINT_FORMAT", "Experience", "Transitions", "checkpoint_path", "crossings", "make_replay", "train"]
 
 
-class Experience(Protocol):
-    """What the loop asks of a training mode."""
-
-    agent: Agent
-
-    def start(self) -> None:
-        """A fresh run (not a resumed one): reset the envs."""
-
-    def collect(self, state: LoopState, eps_at: Callable[[int], float], log: RunLog) -> None:
-        """Act (exploration rate ε = eps_at(env step)) and store what happened; advances state.step and
-        tracks episodes."""
-
-    def can_learn(self) -> bool:
-        """Enough is stored to draw a minibatch."""
-
-    def learn(self, step: int) -> torch.Tensor:
-        """One gradient step; returns its loss (detached)."""
-
-    def after_updates(self, prev: int, step: int) -> None:
-        """Once per iteration, after its gradient steps: anything scheduled by env step (target syncs)."""
-
-    def state_dict(self) -> dict[str, Any]:
-        """The mode's part of a checkpoint (replay, env state, ...), beside the agent, RNGs and loop counters."""
-
-    def load_state_dict(self, data: dict[str, Any]) -> None:
-        """Restore from a whole checkpoint dict."""
-
-    def close(self) -> None: ...
-
-
-def make_experience(cfg: Config, rng: np.random.Generator) -> Experience:
+def make_experience(cfg: Config, rng: np.random.Generator, kind: EnvKind) -> Experience:
+    """The training mode, from cfg.target and the env kind: searched episodes, self-play or single-agent DQN."""
     if cfg.target == "mcts":  # Q regressed toward tree-search values after each round of episodes
         from deepq.training.mcts import SearchedEpisodes
 
-        return SearchedEpisodes(cfg, rng)
-    return Transitions(cfg, rng)
+        return SearchedEpisodes(cfg, rng, kind)
+    if isinstance(kind, GameKind):  # legal moves only; the learner, or a past snapshot, moves
+        games = kind.make_vec_env(cfg)
+        return Transitions(cfg, rng, games, kind.self_play(games, cfg))
+    envs = kind.make_vec_env(cfg)
+    return Transitions(cfg, rng, envs, SingleAgent(envs.n_actions))
 
 
 def train(cfg: Config, resume: str | Path | None = None, overwrite: bool = False) -> Agent:
@@ -104,7 +81,7 @@ def train(cfg: Config, resume: str | Path | None = None, overwrite: bool = False
     identical to a run that never stopped. A fresh run refuses a cfg.run_dir that already holds a
     run unless `overwrite` (which deletes that run's files). One process at a time has a run directory.
     """
-    cfg.validate()
+    check(cfg)  # the Config's fields, then its env kind's (games), before anything is written
     resolve_device(cfg.device)  # a device torch cannot see is refused before anything is written
     torch.manual_seed(cfg.seed)
     set_cpu_threads(cfg.threads)
@@ -120,12 +97,13 @@ def train(cfg: Config, resume: str | Path | None = None, overwrite: bool = False
         if resume is not None or cfg.run_dir:  # a named folder: check it before building anything
             run_dir = Path(resume) if resume is not None else Path(cfg.run_dir)
             lock = open_run_dir(run_dir, resume is None, overwrite)
-        mode = make_experience(cfg, rng)
+        kind = env_kind(cfg)  # resolved once: the envs it builds and what differs (games, Atari, ...)
+        mode = make_experience(cfg, rng, kind)
         if run_dir is None:
             cfg = _named(cfg, mode)
             run_dir = new_run_dir(cfg)
             lock = open_run_dir(run_dir, True, overwrite)
-        return _train(cfg, mode, rng, run_dir, resume is not None)
+        return _train(cfg, kind, mode, rng, run_dir, resume is not None)
     finally:
         if lock is not None:
             lock.release()
@@ -135,11 +113,11 @@ def _named(cfg: Config, mode: Experience) -> Config:
     """An env factory without a usable name (a lambda) names the run after the env it built."""
     if cfg.name or isinstance(cfg.env, str) or getattr(cfg.env, "__name__", "<").isidentifier():
         return cfg
-    env = getattr(mode, "env_label", "")
-    return cfg.replace(name=env or "custom-env")
+    return cfg.replace(name=mode.env_label or "custom-env")
 
 
-def _train(cfg: Config, mode: Experience, rng: np.random.Generator, run_dir: Path, resumed: bool) -> Agent:
+def _train(cfg: Config, kind: EnvKind, mode: Experience, rng: np.random.Generator, run_dir: Path,
+           resumed: bool) -> Agent:
     agent = mode.agent
     eps_at = exploration(cfg)
     state = LoopState(ep_return=[0.0] * cfg.num_envs, ep_length=[0] * cfg.num_envs)
@@ -152,9 +130,8 @@ def _train(cfg: Config, mode: Experience, rng: np.random.Generator, run_dir: Pat
         mode.start()
     write_config(run_dir, cfg, run_id)
     log = RunLog(run_dir, resume_step=state.step if resumed else None, resume_bytes=metrics_bytes)
-    game = is_game(cfg.env)
     bar = Progress(cfg.total_steps, state.step, enabled=cfg.progress, title=cfg.run_name,
-                   return_label="1st-player return" if game else "return")
+                   return_label=kind.return_label)
 
     def save_checkpoint() -> None:
         size = log.flush()  # metrics.csv as of this checkpoint: a resume cuts it back to these bytes
@@ -178,7 +155,7 @@ def _train(cfg: Config, mode: Experience, rng: np.random.Generator, run_dir: Pat
                         state.add_loss(float(mode.learn(state.step)))
                 mode.after_updates(prev, state.step)  # θ⁻ ← θ every C steps
                 if crossings(prev, state.step, cfg.eval_interval):
-                    _evaluate(agent, cfg, state, log, bar)
+                    _evaluate(agent, cfg, kind, state, log, bar)
                 if crossings(prev, state.step, cfg.checkpoint_interval):
                     save_checkpoint()
                     log.speed(state.step, bar.steps_per_sec(state.step))
@@ -191,8 +168,8 @@ def _train(cfg: Config, mode: Experience, rng: np.random.Generator, run_dir: Pat
             agent.save(run_dir / "agent.pt")
             save_checkpoint()  # lets `--resume` extend a finished run with a larger total_steps
         bar.finish(state.step, why_stopped(cfg, state))
-        bar.message(f"final evaluation of {run_dir / 'agent.pt'}: {_final_episodes(cfg)} ...")
-        final = evaluate(agent, episodes=cfg.eval_episodes)
+        bar.message(f"final evaluation of {run_dir / 'agent.pt'}: {kind.episodes_text(cfg.eval_episodes)} ...")
+        final = evaluate_kind(agent, kind, cfg.eval_episodes)
         log.evaluation(state.step, final, final=True)
         failed = False
     except NonFiniteLossError as e:
@@ -210,9 +187,9 @@ def _train(cfg: Config, mode: Experience, rng: np.random.Generator, run_dir: Pat
         mode.close()
 
     how = ", MCTS targets" if cfg.target == "mcts" else ""
-    how += f", evaluated against {cfg.eval_opponent}" if game else ""
+    how += f", evaluated against {cfg.eval_opponent}" if kind.two_player else ""
     plot_learning_curve(run_dir, title=f"{cfg.run_name} (seed {cfg.seed}{how})", threshold=cfg.stop_at_return,
-                        game=game)
+                        game=kind.two_player)
     if cfg.progress:
         print(f"final evaluation: {final}")
         print(f"done: {state.step:,} env steps, {state.episodes:,} episodes; run directory {run_dir}", flush=True)
@@ -230,18 +207,12 @@ def _close(log: RunLog, quiet: bool) -> None:
             raise
 
 
-def _final_episodes(cfg: Config) -> str:
-    return f"{cfg.eval_episodes} games from each seat" if is_game(cfg.env) else f"{cfg.eval_episodes} episodes"
-
-
-def _evaluate(agent: Agent, cfg: Config, state: LoopState, log: RunLog, bar: Progress) -> None:
+def _evaluate(agent: Agent, cfg: Config, kind: EnvKind, state: LoopState, log: RunLog, bar: Progress) -> None:
     # Each evaluation gets fresh reset seeds, distinct from training's, so it is an honest sample.
     state.evals += 1
     seed = int(np.random.SeedSequence([cfg.seed, 0xE7A1, state.evals]).generate_state(1)[0])
-    if is_game(cfg.env):  # games against cfg.eval_opponent, eval_episodes per seat; score +1/0/−1 per game
-        result = selfplay.evaluate_game(agent, cfg, cfg.eval_episodes, seed)
-    else:
-        result = evaluate(agent, cfg.env, episodes=cfg.eval_episodes, eps=cfg.eval_eps, seed=seed)
+    # Games: against cfg.eval_opponent, eval_episodes games from each seat, each scored +1/0/−1.
+    result = evaluate_kind(agent, kind, cfg.eval_episodes, eps=cfg.eval_eps, seed=seed)
     log.evaluation(state.step, result)
     state.last_eval = result.mean
     if cfg.stop_at_return is not None and result.mean >= cfg.stop_at_return:

@@ -26,8 +26,7 @@ from deepq.core.agent import Agent
 from deepq.core.explore import random_legal
 from deepq.core.mcts import MCTS, MCTSConfig
 from deepq.core.memory import check_memory
-from deepq.errors import ConfigError
-from deepq.games.adapters import is_game, make_game
+from deepq.envs.kinds import EnvKind
 from deepq.run.log import RunLog
 from deepq.training.control import LoopState, track_episodes
 
@@ -65,30 +64,22 @@ class TargetMemory:
         self.pos, self.size = state["pos"], n
 
 
-def make_searchable(cfg: Config) -> Any:
-    """A fresh searchable env for cfg.env (games, or a clonable single-agent env)."""
-    if is_game(cfg.env):
-        return make_game(cfg.env)
-    if not isinstance(cfg.env, str):
-        raise ConfigError("target='mcts' needs an env id it can clone (a game, classic control or ALE), "
-                          "not an env factory")
-    from deepq.envs.search import make_search_env
-
-    return make_search_env(cfg.env, cfg)
-
-
 class SearchedEpisodes:
     """target='mcts' as an Experience for deepq/training/loop.py's loop: each iteration plays cfg.mcts_episodes
     episodes with search at every state; a gradient step regresses Q toward a minibatch of the search's values.
-    An iteration ends between episodes, so checkpoints need no env state."""
+    An iteration ends between episodes, so checkpoints need no env state. `kind`: cfg.env's (deepq/envs/kinds.py),
+    which makes the searchable env (a game adapter, or a clonable single-agent env) and says whether it is a game."""
 
-    def __init__(self, cfg: Config, rng: np.random.Generator) -> None:
+    def __init__(self, cfg: Config, rng: np.random.Generator, kind: EnvKind) -> None:
         self.cfg, self.rng = cfg, rng  # rng: ε draws, random actions, minibatches
-        self.env = make_searchable(cfg)
-        self.agent = Agent(tuple(self.env.obs_shape), self.env.n_actions, cfg)
-        self.search = MCTS(self.agent.q_values, MCTSConfig.from_config(cfg, cfg.seed), two_player=is_game(cfg.env))
+        self.env = kind.make_search_env(cfg)
+        self.env_label = cfg.env if isinstance(cfg.env, str) else ""
+        game = kind.two_player
+        self.agent = Agent(tuple(self.env.obs_shape), self.env.n_actions, cfg, two_player=game)
+        self.search = MCTS(self.agent.q_values, MCTSConfig.from_config(cfg, cfg.seed), two_player=game)
         # one line, before allocating, if the target memory (and the rest of the run) cannot fit
-        check_memory(cfg, tuple(self.env.obs_shape), np.float32, self.env.n_actions, self.agent.device, networks=False)
+        check_memory(cfg, tuple(self.env.obs_shape), np.float32, self.env.n_actions, self.agent.device, networks=False,
+                     two_player=game)
         self.memory = TargetMemory(cfg.buffer_size, tuple(self.env.obs_shape), self.env.n_actions)
 
     def start(self) -> None:

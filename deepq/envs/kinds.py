@@ -1,0 +1,155 @@
+"""The env kind: what cfg.env names, resolved once at set-up into an object that builds its envs and says what
+differs between kinds, so nothing downstream sniffs env ids again.
+
+    kind = resolve(cfg)                 # at set-up, once
+    envs = kind.make_vec_env(cfg)       # the training vector env (a deepq.envs.base.VecEnv)
+    env = kind.make_search_env(cfg)     # a clonable env for target='mcts'
+    kind.two_player                     # games: legal masks, −γ targets, per-seat evaluation
+
+Kinds: Gymnasium ids and factories (classic control, Box2D, ...), MinAtar, Atari through ale-py, EnvPool's
+Atari (backend='envpool'), and two-player games. The games are not known here: deepq/games/kind.py registers
+their kind by id prefix ('openspiel:', 'pettingzoo:') with `register`, so this layer never imports deepq.games.
+Whoever builds a run imports it first (deepq/training/setup.py does), which fills the registry.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import gymnasium as gym
+
+from deepq.config import Config, EnvSpec
+from deepq.envs.base import VecEnv
+from deepq.envs.gym import GymVecEnv, make_env, register_namespace
+from deepq.envs.search import SearchEnv
+from deepq.errors import ConfigError
+
+
+class EnvKind:
+    """A single-agent Gymnasium env (an id or a factory); the other kinds change what differs."""
+
+    name = "gymnasium"
+    two_player = False  # two-player zero-sum games: legal masks, −γ targets, evaluation per seat
+    return_label = "return"  # what the progress line calls an episode's return
+
+    def __init__(self, spec: EnvSpec) -> None:
+        self.spec = spec
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.spec!r})"
+
+    def check(self, cfg: Config) -> None:
+        """Raise ConfigError for fields that do not apply to this kind (beyond Config.validate's checks)."""
+
+    def make_vec_env(self, cfg: Config) -> VecEnv:
+        """The training envs: cfg.num_envs Gymnasium envs stepped in lockstep."""
+        spec = cfg.env
+        return GymVecEnv([lambda: make_env(spec, cfg=cfg) for _ in range(cfg.num_envs)], cfg.seed,
+                         custom_network=cfg.network is not None, episodic_life=cfg.episodic_life)
+
+    def make_search_env(self, cfg: Config) -> SearchEnv:
+        """A fresh env a tree search can clone (target='mcts'); a ConfigError for what cannot be cloned."""
+        if not isinstance(cfg.env, str):
+            raise ConfigError("target='mcts' needs an env id it can clone (a game, classic control or ALE), "
+                              "not an env factory")
+        from deepq.envs.search import make_search_env
+
+        return make_search_env(cfg.env, cfg)
+
+    def episodes_text(self, episodes: int) -> str:
+        """How an evaluation of `episodes` is said: '10 episodes' (games: '10 games from each seat')."""
+        return f"{episodes} episodes"
+
+    def eval_protocol(self, cfg: Config, eps: float) -> str:
+        """The evaluation protocol in words."""
+        return f"eps={eps:g}, raw score"
+
+
+class MinAtarKind(EnvKind):
+    """MinAtar's 10x10 grids ('MinAtar/Breakout-v1'), channels first, with a time limit (deepq/envs/gym.py)."""
+
+    name = "minatar"
+
+
+class AtariKind(EnvKind):
+    """An ale-py Atari game with the standard DQN preprocessing (deepq/envs/atari.py)."""
+
+    name = "atari"
+
+    def eval_protocol(self, cfg: Config, eps: float) -> str:
+        """With the settings Atari results are compared by."""
+        start = f"up to {cfg.noop_max} no-op starts" if cfg.noop_max else "no no-op starts"
+        sticky = "sticky actions p=0.25" if cfg.sticky_actions else "no sticky actions"
+        return (f"{super().eval_protocol(cfg, eps)}, {start}, {sticky}, full games (no life loss ends), "
+                f"{cfg.max_episode_frames:,}-frame cap")
+
+
+class EnvPoolKind(AtariKind):
+    """Atari trained on EnvPool's C++ envs (backend='envpool'); evaluated and searched on ale-py's, as AtariKind."""
+
+    name = "envpool"
+
+    def make_vec_env(self, cfg: Config) -> VecEnv:
+        if not isinstance(cfg.env, str):
+            raise ConfigError("backend='envpool' needs an Atari env id such as 'ALE/Pong-v5', not a factory")
+        from deepq.envs.atari import EnvPoolVecEnv
+
+        return EnvPoolVecEnv(cfg.env, cfg.num_envs, cfg.seed, cfg)
+
+
+# Kinds registered by id prefix (the two-player games, from deepq.games.kind): prefix -> (id -> kind)
+_REGISTRY: dict[str, Callable[[str], EnvKind]] = {}
+
+
+def register(prefix: str, make: Callable[[str], EnvKind]) -> None:
+    """Ids starting with `prefix` (e.g. 'openspiel:') are of the kind `make(id)` builds."""
+    _REGISTRY[prefix] = make
+
+
+def registered(spec: EnvSpec) -> EnvKind | None:
+    """The registered kind of an id with a registered prefix, else None. Cheap: imports and builds nothing."""
+    if isinstance(spec, str):
+        for prefix, make in _REGISTRY.items():
+            if spec.startswith(prefix):
+                return make(spec)
+    return None
+
+
+def check(cfg: Config) -> None:
+    """The checks of cfg.env's registered kind (the games' fields), at set-up, before anything is written.
+    Gymnasium kinds have none beyond Config.validate, so their ids are not resolved here (that imports their
+    packages: see resolve)."""
+    kind = registered(cfg.env)
+    if kind is not None:
+        kind.check(cfg)
+
+
+def resolve(cfg: Config) -> EnvKind:
+    """cfg.env's kind: a registered one (games) by prefix, EnvPool's Atari for backend='envpool', else what
+    Gymnasium's registry says (ale-py's entry point: Atari; 'MinAtar/...': MinAtar). Atari and MinAtar ids make
+    their packages register first (a ConfigError says what to install); an unknown id is a Gymnasium kind whose
+    make_env says it is unknown, with the close ids."""
+    kind = registered(cfg.env)
+    if kind is not None:
+        return kind
+    spec = cfg.env
+    if cfg.backend == "envpool":
+        return EnvPoolKind(spec)
+    if not isinstance(spec, str):
+        return EnvKind(spec)
+    register_namespace(spec)
+    if spec in gym.registry and "ale_py" in str(gym.registry[spec].entry_point):
+        return AtariKind(spec)
+    if spec.startswith("MinAtar/"):
+        return MinAtarKind(spec)
+    return EnvKind(spec)
+
+
+def make_vec_env(cfg: Config) -> VecEnv:
+    """The training envs of cfg.env's kind (GymVecEnv, EnvPoolVecEnv or a game's GameVecEnv)."""
+    return resolve(cfg).make_vec_env(cfg)
+
+
+def make_search_env(cfg: Config) -> SearchEnv:
+    """A clonable env of cfg.env's kind for tree search (a game adapter, ClassicControlState or ALEState)."""
+    return resolve(cfg).make_search_env(cfg)

@@ -1,0 +1,81 @@
+"""The two-player game kind ('openspiel:<game>', 'pettingzoo:<game>'), registered with deepq/envs/kinds.py when
+this module is imported (deepq/training/setup.py does, for every run), so the env layer resolves game ids
+without importing the games.
+
+What a game changes: self-play on GameVecEnv (one ply per step, legal masks, −γ targets: deepq/games/selfplay.py),
+the adapter itself as the searchable env, evaluation games against cfg.eval_opponent from both seats, and the
+Config fields that do not apply to games (checked at set-up, before anything is written).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from deepq.config import Config
+from deepq.envs.kinds import EnvKind, register
+from deepq.errors import ConfigError
+from deepq.games.adapters import Game, make_game
+from deepq.games.vec import GameVecEnv
+
+if TYPE_CHECKING:
+    from deepq.core.agent import Agent
+    from deepq.core.results import EvalResult
+    from deepq.games.selfplay import SelfPlay
+
+PREFIXES = ("openspiel:", "pettingzoo:")
+
+
+class GameKind(EnvKind):
+    """A two-player, alternating, zero-sum game through its adapter (deepq/games/adapters.py)."""
+
+    two_player = True
+    return_label = "1st-player return"  # each game's return for the first player (the mover's reward, by seat)
+
+    def __init__(self, spec: str) -> None:
+        super().__init__(spec)
+        self.game_id: str = spec
+        self.name = spec.partition(":")[0]  # 'openspiel' or 'pettingzoo'
+
+    def check(self, cfg: Config) -> None:
+        """The fields that do not apply to games; eval_opponent other than 'random' needs OpenSpiel."""
+        for name, ok, why in (("frame_stack", cfg.frame_stack == 1, "1: a game position is its own history"),
+                              ("backend", cfg.backend == "gymnasium", "'gymnasium' (EnvPool is Atari only)"),
+                              ("episodic_life", not cfg.episodic_life, "False (Atari only)"),
+                              ("clip_rewards", not cfg.clip_rewards, "False (game rewards are already -1/0/1)")):
+            if not ok:
+                raise ConfigError(f"{name}={getattr(cfg, name)!r} does not apply to the two-player game "
+                                  f"{cfg.env!r}: use {why}")
+        if cfg.eval_opponent != "random" and self.name != "openspiel":
+            raise ConfigError(f"eval_opponent={cfg.eval_opponent!r} needs an OpenSpiel game (its MCTS bot and "
+                              f"minimax work on OpenSpiel states); {cfg.env!r} can use eval_opponent='random'")
+
+    def make_game(self) -> Game:
+        """The adapter (an unknown or unsupported game is a ConfigError here)."""
+        return make_game(self.game_id)
+
+    def make_vec_env(self, cfg: Config) -> GameVecEnv:
+        """cfg.num_envs games for self-play, one ply per step."""
+        return GameVecEnv(self.game_id, cfg.num_envs, cfg.seed)
+
+    def make_search_env(self, cfg: Config) -> Game:
+        return self.make_game()  # the adapters clone exactly: a game is its own searchable state
+
+    def self_play(self, envs: GameVecEnv, cfg: Config) -> SelfPlay:
+        """Who moves in the training games and how their plies are stored and logged (deepq/games/selfplay.py)."""
+        from deepq.games.selfplay import SelfPlay
+
+        return SelfPlay(envs, cfg)
+
+    def episodes_text(self, episodes: int) -> str:
+        return f"{episodes} games from each seat"
+
+    def evaluate(self, agent: Agent, cfg: Config, games_per_seat: int, seed: int,
+                 opponent: str | None = None) -> EvalResult:
+        """Greedy games against `opponent` (default cfg.eval_opponent) from both seats; +1 win, 0 draw, −1 loss."""
+        from deepq.games.selfplay import evaluate_game
+
+        return evaluate_game(agent, cfg, games_per_seat, seed, opponent)
+
+
+for _prefix in PREFIXES:
+    register(_prefix, GameKind)

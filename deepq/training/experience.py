@@ -1,0 +1,49 @@
+"""The Experience protocol: what deepq/training/loop.py's loop asks of a training mode.
+
+Modes, one per file: DQN transitions (deepq/training/dqn.py: env steps into replay, TD updates; for two-player
+games with deepq/games/selfplay.py's SelfPlay deciding who moves and how plies are logged) and MCTS searched
+episodes (deepq/training/mcts.py: Q regressed toward tree-search values). loop.make_experience picks one from the
+env kind and cfg.target.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import torch
+
+from deepq.core.agent import Agent
+from deepq.run.log import RunLog
+from deepq.training.control import LoopState
+
+
+class Experience(Protocol):
+    """What the loop asks of a training mode."""
+
+    agent: Agent
+    env_label: str  # how the envs call themselves (names a run trained on an anonymous env factory)
+
+    def start(self) -> None:
+        """A fresh run (not a resumed one): reset the envs."""
+
+    def collect(self, state: LoopState, eps_at: Callable[[int], float], log: RunLog) -> None:
+        """Act (exploration rate ε = eps_at(env step)) and store what happened; advances state.step and
+        tracks episodes."""
+
+    def can_learn(self) -> bool:
+        """Enough is stored to draw a minibatch."""
+
+    def learn(self, step: int) -> torch.Tensor:
+        """One gradient step; returns its loss (detached)."""
+
+    def after_updates(self, prev: int, step: int) -> None:
+        """Once per iteration, after its gradient steps: anything scheduled by env step (target syncs)."""
+
+    def state_dict(self) -> dict[str, Any]:
+        """The mode's part of a checkpoint (replay, env state, ...), beside the agent, RNGs and loop counters."""
+
+    def load_state_dict(self, data: dict[str, Any]) -> None:
+        """Restore from a whole checkpoint dict."""
+
+    def close(self) -> None: ...
