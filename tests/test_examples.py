@@ -95,13 +95,15 @@ def copy_weights(src: nn.Module, dst: nn.Module) -> None:
             d.copy_(s)
 
 
-def assert_same_weights(agent_net: nn.Module, example_net: nn.Module, exact: bool) -> None:
+def assert_equal(got: torch.Tensor, expected: torch.Tensor, exact: bool) -> None:
+    """exact: bit for bit; else to float rounding (fused Adam, the library's, and plain Adam round differently)."""
+    torch.testing.assert_close(got, expected, rtol=0.0 if exact else 1e-6, atol=0.0 if exact else 1e-7)
+
+
+def assert_same_weights(agent_net: nn.Module | None, example_net: nn.Module, exact: bool) -> None:
+    assert agent_net is not None
     for a, b in zip(agent_net.parameters(), example_net.parameters(), strict=True):
-        torch.testing.assert_close(b, a, **EXACT if exact else CLOSE)
-
-
-EXACT = {"rtol": 0.0, "atol": 0.0}
-CLOSE = {"rtol": 1e-6, "atol": 1e-7}  # fused Adam (the library's) and plain Adam round differently
+        assert_equal(b, a, exact)
 
 
 @pytest.mark.parametrize("loss", ["mse", "huber"])
@@ -116,7 +118,7 @@ def test_example_update_equals_the_library_reference_update(loss: str, double: b
         expected = library_update(agent, batch)
         got = ex.update(online, target, optimizer, as_example_batch(batch), GAMMA, double=double,
                         huber=loss == "huber")
-        torch.testing.assert_close(got, expected, **EXACT if same_optimizer else CLOSE)
+        assert_equal(got, expected, exact=same_optimizer)
         assert_same_weights(agent.online, online, exact=same_optimizer)
     assert_same_weights(agent.target, target, exact=True)  # the update leaves θ⁻ alone (the loop syncs it)
 
