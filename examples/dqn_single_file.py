@@ -1,9 +1,9 @@
 """DQN in one file, top to bottom: a Q-network, a replay memory, a target network and ε-greedy on CartPole-v1.
 
-    python examples/dqn_single_file.py                        # CartPole-v1, stops once solved
-    python examples/dqn_single_file.py --seed 3               # another seed
-    python examples/dqn_single_file.py --no-double --no-huber # plain DQN with the squared TD error
-    python examples/dqn_single_file.py --help                 # every setting
+    python examples/dqn_single_file.py                         # CartPole-v1, stops once solved
+    python examples/dqn_single_file.py --seed 3                # another seed
+    python examples/dqn_single_file.py --no-double --no-huber  # plain DQN with the squared TD error
+    python examples/dqn_single_file.py --help                  # every setting
 
 A newcomer's door to deepq, in CleanRL's single-file style: the whole algorithm and nothing else, importing
 only gymnasium, numpy and torch. tests/test_examples.py checks that `update` below computes the same loss and
@@ -23,9 +23,10 @@ The algorithm (Mnih et al. 2015), as this file runs it:
         every C steps: θ⁻ ← θ
         s = reset() if the episode ended else s'
 
-The defaults are those of deepq's `cartpole` preset. Measured (2 CPU cores shared with other work, torch 2.13,
-one thread): seed 0 solves CartPole-v1 (a greedy evaluation of 20 episodes averages at least 475) after
-SOLVE_STEPS env steps, in about SOLVE_SECONDS s; seeds 0-4 solved after SOLVE_RANGE env steps.
+The defaults are those of deepq's `cartpole` preset. Solved means a greedy evaluation (20 episodes, every 1,000
+env steps) averages at least 475, CartPole-v1's threshold; the run stops there. Measured 2026-12-02 on 2 CPU
+cores shared with other work (torch 2.13, one thread): seed 0 solves after 16,000 env steps in 14 s of
+training; seeds 0-9 all solve, after 2,000 to 24,000 env steps (median 15,500), in 6 to 41 s.
 """
 
 from __future__ import annotations

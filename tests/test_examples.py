@@ -172,6 +172,27 @@ def test_example_training_loop_runs(one_thread: None) -> None:
     assert time.perf_counter() - start < 10
 
 
+# the example's Args field -> deepq's Config field (docs/guides/single-file.md has the same table)
+CONFIG_FIELDS = {"env_id": "env", "seed": "seed", "total_steps": "total_steps", "hidden": "hidden_sizes", "lr": "lr",
+                 "gamma": "gamma", "buffer_size": "buffer_size", "batch_size": "batch_size",
+                 "learning_starts": "learning_starts", "train_freq": "train_freq",
+                 "target_every": "target_update_interval", "eps_start": "eps_start", "eps_end": "eps_end",
+                 "eps_decay_steps": "eps_decay_steps", "eval_every": "eval_interval",
+                 "eval_episodes": "eval_episodes", "solved_return": "stop_at_return"}
+
+
+def test_example_defaults_are_the_cartpole_preset() -> None:
+    """The example's docstring says so; Double DQN and Huber are Config's double and loss."""
+    cfg, args = deepq.preset("cartpole"), ex.Args()
+    assert set(CONFIG_FIELDS) | {"double", "huber"} == {f.name for f in ex.dataclasses.fields(ex.Args)}
+    assert {k: getattr(args, k) for k in CONFIG_FIELDS} == {k: getattr(cfg, v) for k, v in CONFIG_FIELDS.items()}
+    assert (args.double, "huber" if args.huber else "mse") == (cfg.double, cfg.loss)
+    # and what the example has no setting for: one gradient step per update, hard sync, linear ε, Adam, 1-step
+    # returns, no gradient clipping
+    assert (cfg.gradient_steps, cfg.target, cfg.eps_schedule, cfg.optimizer, cfg.n_step, cfg.max_grad_norm) == (
+        1, "hard", "linear", "adam", 1, 0.0)
+
+
 def test_example_command_line_makes_args() -> None:
     args = ex.parse_args(["--seed", "3", "--hidden", "32", "16", "--no-double", "--eps-end", "0.05"])
     assert args == ex.Args(seed=3, hidden=(32, 16), double=False, eps_end=0.05)
