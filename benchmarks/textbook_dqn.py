@@ -10,69 +10,28 @@ target copy. Env steps are counted over all envs, so train_freq and target_every
 same whatever num_envs is. ε is drawn once per step for all envs, as CleanRL does.
 The loop calls `greedy_action`, `update` and `ReplayBuffer.sample` by name, so the
 harness can time them (see speed.py); nothing else is instrumented.
+
+The replay buffer, the network, the ε schedule, acting and the update are the newcomer's example's
+(examples/dqn_single_file.py, plain DQN: no Double DQN, MSE); this loop adds what the benchmark needs
+and the example leaves out for readability: an env factory, vector envs, and no evaluation.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 import torch
-import torch.nn.functional as F
-from torch import nn
 
-
-class ReplayBuffer:
-    """Preallocated circular NumPy buffer; sample() returns tensors (obs, actions, rewards, next_obs, dones)."""
-
-    def __init__(self, capacity: int, obs_dim: int, rng: np.random.Generator) -> None:
-        self.obs = np.zeros((capacity, obs_dim), np.float32)
-        self.next_obs = np.zeros((capacity, obs_dim), np.float32)
-        self.actions = np.zeros(capacity, np.int64)
-        self.rewards = np.zeros(capacity, np.float32)
-        self.dones = np.zeros(capacity, np.float32)
-        self.capacity, self.pos, self.size, self.rng = capacity, 0, 0, rng
-
-    def add(self, obs: np.ndarray, action: int, reward: float, next_obs: np.ndarray, terminated: bool) -> None:
-        i = self.pos
-        self.obs[i], self.actions[i], self.rewards[i], self.next_obs[i], self.dones[i] = (
-            obs, action, reward, next_obs, terminated)
-        self.pos, self.size = (i + 1) % self.capacity, min(self.size + 1, self.capacity)
-
-    def sample(self, batch_size: int) -> tuple[torch.Tensor, ...]:
-        idx = self.rng.integers(0, self.size, size=batch_size)
-        arrays = (self.obs, self.actions, self.rewards, self.next_obs, self.dones)
-        return tuple(torch.from_numpy(a[idx]) for a in arrays)
-
-
-def q_net(obs_dim: int, n_actions: int, hidden: tuple[int, int]) -> nn.Sequential:
-    """MLP obs -> hidden[0] -> hidden[1] -> one Q value per action."""
-    return nn.Sequential(nn.Linear(obs_dim, hidden[0]), nn.ReLU(), nn.Linear(hidden[0], hidden[1]), nn.ReLU(),
-                         nn.Linear(hidden[1], n_actions))
-
-
-def greedy_action(q_network: nn.Module, obs: np.ndarray) -> np.ndarray:
-    """argmax_a Q(s, a) for a batch of observations (N, obs_dim) -> (N,)."""
-    with torch.no_grad():
-        return q_network(torch.from_numpy(obs)).argmax(dim=1).numpy()
-
-
-def update(q_network: nn.Module, target_network: nn.Module, optimizer: torch.optim.Optimizer,
-           batch: tuple[torch.Tensor, ...], gamma: float) -> torch.Tensor:
-    """One gradient step on the squared TD error; returns the loss."""
-    obs, actions, rewards, next_obs, dones = batch
-    with torch.no_grad():
-        target_max = target_network(next_obs).max(dim=1).values  # (B,)
-        td_target = rewards + gamma * target_max * (1.0 - dones)  # (B,)
-    q_taken = q_network(obs).gather(1, actions.unsqueeze(1)).squeeze(1)  # (B,)
-    loss = F.mse_loss(q_taken, td_target)
-    optimizer.zero_grad()
-    loss.backward()
-    optimizer.step()
-    return loss
+# examples/ is not a package: put it on the path. speed.py replaces greedy_action and update in THIS module's
+# namespace to time them, which is why the loop below calls them through these imported names.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
+from dqn_single_file import ReplayBuffer, epsilon, greedy_action, q_net, update
 
 
 def train(env_fn: Callable[[], gym.Env], total_steps: int, num_envs: int = 1, seed: int = 0,
@@ -98,8 +57,7 @@ def train(env_fn: Callable[[], gym.Env], total_steps: int, num_envs: int = 1, se
     returns: list[float] = []
     ep_return = np.zeros(num_envs)
     for step in range(0, total_steps, num_envs):  # step: env steps collected so far
-        eps = eps_start + min(step / eps_decay_steps, 1.0) * (eps_end - eps_start)
-        if rng.random() < eps:
+        if rng.random() < epsilon(step, eps_start, eps_end, eps_decay_steps):
             actions = rng.integers(n_actions, size=num_envs)
         else:
             actions = greedy_action(q_network, np.asarray(obs, np.float32).reshape(num_envs, obs_dim))
