@@ -280,7 +280,11 @@ def test_checks_across_fields_keep_their_messages() -> None:
                                                    "drawn from the replay memory, so use batch_size <= buffer_size")
     assert _bad(stop_at_return=1.0, eval_interval=0) == \
         "stop_at_return needs periodic evaluation: set eval_interval > 0"
-    assert _bad(env="openspiel:tic_tac_toe", frame_stack=4) == (
+    from deepq.training.setup import check  # a game's limits are its env kind's, checked at set-up
+
+    with pytest.raises(ConfigError) as err:
+        check(Config(env="openspiel:tic_tac_toe", frame_stack=4))
+    assert str(err.value) == (
         "frame_stack=4 does not apply to the two-player game 'openspiel:tic_tac_toe': use 1: a game position is its "
         "own history")
 

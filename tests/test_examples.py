@@ -40,7 +40,7 @@ ex = load_example()
 # split into a policy and a learner) --------------------------------------------------------------------------
 def library_update(agent: Agent, batch: Batch) -> torch.Tensor:
     """deepq's reference update on one batch, returning the loss."""
-    return agent.update(batch)
+    return agent.learner.reference_update(batch).loss
 
 
 def library_like_optimizer(agent: Agent, params: Iterator[nn.Parameter]) -> torch.optim.Optimizer:
