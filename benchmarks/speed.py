@@ -154,14 +154,16 @@ class ProfiledEnv(ClockedEnv):
 
 def run_deepq(env_fn: Callable[[], gym.Env], steps: int, w: Workload, seed: int, threads: int,
               clock: Clock | None) -> None:
-    """deepq.train on the benchmark settings; with a clock, time Agent.act, Agent.update and ReplayMemory.sample."""
+    """deepq.train on the benchmark settings; with a clock, time Policy.act (the greedy choice ε-greedy calls),
+    Learner.update and ReplayMemory.sample."""
     import deepq
-    from deepq.core.agent import Agent
+    from deepq.core.learner import Learner
+    from deepq.core.policy import Policy
     from deepq.core.replay import ReplayMemory
 
     if clock is not None:
-        Agent.act = clock.timed("act", Agent.act)  # type: ignore[method-assign]
-        Agent.update = clock.timed("update", Agent.update)  # type: ignore[method-assign]
+        Policy.act = clock.timed("act", Policy.act)  # type: ignore[method-assign]
+        Learner.update = clock.timed("update", Learner.update)  # type: ignore[method-assign]
         ReplayMemory.sample = clock.timed("sample", ReplayMemory.sample)  # type: ignore[method-assign]
     with tempfile.TemporaryDirectory() as d:
         deepq.train(deepq.Config(

@@ -49,6 +49,7 @@ EXPLORATION = "exploration"
 GAMES = "two-player games (env 'openspiel:<game>' or 'pettingzoo:<game>'): self-play, see deepq/games"
 EVAL = "evaluation, logging, checkpoints"
 DEVICE = "device and speed"
+DISTRIBUTED = "distributed training on Ray (Ape-X: actors collect, one learner; pip install 'deepq[distributed]')"
 
 # The value checks that only one field has (the shared ones are in deepq/config_checks.py).
 ENV_SPEC = Check("a Gymnasium id such as 'CartPole-v1' or a zero-argument callable returning a gym.Env",
@@ -251,6 +252,20 @@ class Config:
     progress: bool = tag(True, EVAL)  # --help lists it under logging; fields never move (checkpoints)
     """Show a progress bar (plain periodic lines when stdout is not a terminal)."""
 
+    num_actors: int = tag(0, DISTRIBUTED, INT_AT_LEAST_0)
+    """Ray actors collecting experience (each with num_envs envs) for one learner; 0: one process, no Ray."""
+    ray_address: str = tag("", DISTRIBUTED)
+    """'': start a local Ray sized to this machine (stopped at the end); 'auto' or 'HOST:PORT': join a cluster."""
+    actor_eps: str = tag("apex", DISTRIBUTED, choice("apex", "schedule"))
+    """'apex': actor i of N explores with ε_i = 0.4^(1 + 7 i / (N − 1)) throughout (Horgan et al. 2018);
+    'schedule': every actor follows the eps_* schedule at the run's env step."""
+    actor_batch: int = tag(50, DISTRIBUTED, POSITIVE_INT)
+    """Vector env steps an actor takes before shipping the transitions (and their priorities) as one batch."""
+    broadcast_interval: int = tag(50, DISTRIBUTED, POSITIVE_INT)
+    """Gradient steps between weight broadcasts (one ray.put; each actor loads them before its next batch)."""
+    max_in_flight: int = tag(2, DISTRIBUTED, POSITIVE_INT)
+    """Batches an actor may have requested and not yet delivered (back-pressure: beyond this it waits)."""
+
     def validate(self) -> Config:
         """Raise ConfigError naming the first field whose value cannot work; return self.
 
@@ -350,6 +365,13 @@ def _check_eval(cfg: Config) -> None:
         raise ConfigError("stop_at_return needs periodic evaluation: set eval_interval > 0")
 
 
+def _check_distributed(cfg: Config) -> None:
+    if cfg.num_actors > 0 and (cfg.frame_stack > 1 or cfg.target == "mcts"):
+        raise ConfigError("num_actors > 0 does not support frame_stack > 1 (Atari frame stacks) or target='mcts' "
+                          "yet; train those with num_actors=0")
+
+
 GROUP_CHECKS: dict[str, Callable[[Config], None]] = {
-    TD: _check_td, RAINBOW: _check_rainbow, TARGET: _check_target, EVAL: _check_eval}
+    TD: _check_td, RAINBOW: _check_rainbow, TARGET: _check_target, EVAL: _check_eval,
+    DISTRIBUTED: _check_distributed}
 

@@ -25,6 +25,10 @@ class RunDirError(DeepQError):
     """A run directory cannot be used: it holds another run, another process has it, or a file in it is damaged."""
 
 
+class DistributedError(DeepQError):
+    """A distributed run (num_actors > 0) cannot start: Ray is not installed, cannot start, or cannot be reached."""
+
+
 class RunInterrupted(KeyboardInterrupt):
     """Training stopped on a signal (SIGINT, SIGTERM, SIGHUP) after saving a checkpoint; `signum` says which.
     A KeyboardInterrupt, so code that catches Ctrl-C catches every such stop."""

@@ -17,6 +17,7 @@ from deepq import PRESETS, Config, ConfigError, preset
 from deepq.cli import build_parser
 from deepq.config import (
     DEVICE,
+    DISTRIBUTED,
     EVAL,
     EXPLORATION,
     GAMES,
@@ -181,7 +182,8 @@ def test_every_field_is_tagged_with_a_known_group() -> None:
         t = tag_of(f)
         assert isinstance(t, Tag) and isinstance(t.resume_fixed, bool), f.name
         assert t.check is None or isinstance(t.check, Check), f.name
-    assert list(groups()) == [RUN, NETWORK, PIXELS, TD, RAINBOW, TARGET, MCTS, EXPLORATION, GAMES, EVAL, DEVICE]
+    assert list(groups()) == [RUN, NETWORK, PIXELS, TD, RAINBOW, TARGET, MCTS, EXPLORATION, GAMES, EVAL, DEVICE,
+                              DISTRIBUTED]
     assert sorted(n for names in groups().values() for n in names) == sorted(TAGS)  # each field in one group
     assert all(TAGS[n].group == g for g, names in groups().items() for n in names)
 
@@ -247,6 +249,9 @@ MESSAGES: list[tuple[str, Any, str]] = [
     ("checkpoint_interval", 1.5, "checkpoint_interval=1.5 is not valid: checkpoint_interval must be an integer >= 0"),
     ("device", "cuda:x", "device='cuda:x' is not valid: device must be 'auto', 'cpu', 'cuda' or 'cuda:N'"),
     ("threads", 0, "threads=0 is not valid: threads must be a positive integer"),
+    ("num_actors", -1, "num_actors=-1 is not valid: num_actors must be an integer >= 0"),
+    ("actor_eps", "x", "actor_eps='x' is not valid: actor_eps must be one of 'apex', 'schedule'"),
+    ("max_in_flight", 0, "max_in_flight=0 is not valid: max_in_flight must be a positive integer"),
 ]
 
 

@@ -65,6 +65,16 @@ class Learner:
 
     def reference_update(self, batch: Batch, weights: torch.Tensor | None = None) -> UpdateResult:
         """The update as the algorithm states it, with autograd; the fast path must match it."""
+        return self._step(self.loss(batch, weights), "TD loss")
+
+    def priorities(self, batch: Batch) -> torch.Tensor:
+        """Each transition's |TD error| (C51: its cross-entropy) under today's weights, without a step: what a
+        distributed actor ships as the initial priorities of the transitions it collected (Ape-X)."""
+        with torch.no_grad():
+            return self.loss(batch).per_sample
+
+    def loss(self, batch: Batch, weights: torch.Tensor | None = None) -> LossOutput:
+        """The TD loss of `batch` (C51's cross-entropy with atoms > 1), as the update's autograd path takes it."""
         cfg = self.cfg
         target_net = self.target if self.target is not None else self.online
         if cfg.noisy:  # fresh noise for this update's passes (the target net's independent of the online's)
@@ -72,10 +82,8 @@ class Learner:
                 net.reset_noise()  # type: ignore[operator]
         double = cfg.double and self.target is not None
         if cfg.atoms > 1:
-            out = c51_loss(self.online, target_net, batch, double, weights)
-        else:
-            out = dqn_loss(self.online, target_net, batch, cfg.loss, double, weights)
-        return self._step(out, "TD loss")
+            return c51_loss(self.online, target_net, batch, double, weights)
+        return dqn_loss(self.online, target_net, batch, cfg.loss, double, weights)
 
     def fit_targets(self, obs: torch.Tensor, targets: torch.Tensor, searched: torch.Tensor) -> UpdateResult:
         """target='mcts': one gradient step regressing Q(s, a) toward the search's values Q_mcts(s, a).

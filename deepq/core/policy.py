@@ -41,13 +41,11 @@ class Policy:
 
     def weights(self) -> dict[str, np.ndarray]:
         """A snapshot of the network's weights (and buffers, e.g. C51's support) as plain NumPy arrays."""
-        return {k: v.detach().cpu().numpy().copy() for k, v in self.net.state_dict().items()}
+        return net_weights(self.net)
 
     def load_weights(self, weights: dict[str, np.ndarray]) -> None:
         """Copy a snapshot into the network in place (the NumPy views stay valid)."""
-        with torch.no_grad():
-            for k, v in self.net.state_dict().items():
-                v.copy_(torch.from_numpy(np.asarray(weights[k])))
+        load_net_weights(self.net, weights)
 
     def _as_batch(self, obs: Any) -> tuple[torch.Tensor, bool]:
         x = torch.as_tensor(np.asarray(obs), device=self.device)  # pixels stay uint8 (4x less to copy)
@@ -82,3 +80,15 @@ class Policy:
         if legal is None:
             return epsilon_greedy(self.act, obs, eps, self.n_actions, rng)
         return masked_epsilon_greedy(self.act, obs, legal, eps, rng)
+
+
+def net_weights(net: nn.Module) -> dict[str, np.ndarray]:
+    """`net`'s weights and buffers as plain NumPy arrays (copies): what crosses to another process."""
+    return {k: v.detach().cpu().numpy().copy() for k, v in net.state_dict().items()}
+
+
+def load_net_weights(net: nn.Module, weights: dict[str, np.ndarray]) -> None:
+    """Copy arrays from net_weights into `net` in place (views of its tensors, e.g. the fast path's, stay valid)."""
+    with torch.no_grad():
+        for k, v in net.state_dict().items():
+            v.copy_(torch.from_numpy(np.asarray(weights[k])))

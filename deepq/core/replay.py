@@ -63,9 +63,13 @@ class ReplayMemory:
 
     def __init__(self, capacity: int, obs_shape: tuple[int, ...], obs_dtype: Any = np.float32,
                  device: torch.device | str = "cpu", num_envs: int = 1, n_step: int = 1,
-                 gamma: float = 0.99, legal_actions: int = 0) -> None:
+                 gamma: float = 0.99, legal_actions: int = 0, folded: bool = False) -> None:
         """gamma: the discount per step (−γ for two-player games: each ply changes sides, see td_target).
-        legal_actions: with A > 0, each transition also stores the (A,) legal-action mask of s' (games)."""
+        legal_actions: with A > 0, each transition also stores the (A,) legal-action mask of s' (games).
+        folded: transitions arrive with their n-step returns already summed (deepq/core/nstep.py: distributed
+        actors fold them), so each row also stores its bootstrap discount γ^m (0 if terminal); n_step is 1."""
+        if folded and n_step != 1:
+            raise ValueError("a folded memory stores n-step transitions as they come: n_step must be 1")
         if capacity < num_envs:
             raise ValueError(f"capacity {capacity} must be at least num_envs {num_envs}")
         self.capacity = capacity - capacity % num_envs
@@ -78,6 +82,7 @@ class ReplayMemory:
         self.terminated = np.zeros(self.capacity, dtype=np.float32)
         self.ended = np.zeros(self.capacity, dtype=bool)  # the env was reset after this transition
         self.next_legal = np.zeros((self.capacity, legal_actions), dtype=bool) if legal_actions else None
+        self.discount = np.zeros(self.capacity, dtype=np.float32) if folded else None
         self.pos = 0  # next slot to write
         self.size = 0  # slots filled
 
@@ -86,10 +91,11 @@ class ReplayMemory:
 
     def add(self, obs: np.ndarray, actions: np.ndarray, rewards: np.ndarray,
             next_obs: np.ndarray, terminated: np.ndarray, ended: np.ndarray | None = None,
-            next_legal: np.ndarray | None = None) -> np.ndarray:
+            next_legal: np.ndarray | None = None, discount: np.ndarray | None = None) -> np.ndarray:
         """Add transitions (one per vector env), wrapping around the end; returns the slots (rows) written.
         `ended`: the env was reset after this step (an n-step window stops there; default: where terminated).
-        `next_legal` (N, A): the legal actions in s', required when the memory stores masks."""
+        `next_legal` (N, A): the legal actions in s', required when the memory stores masks.
+        `discount` (N,): a folded memory's bootstrap discounts γ^m (0 where terminal), required there."""
         n = len(actions)
         if self.n_step > 1 and n != self.num_envs:
             raise ValueError(f"with n_step > 1, add takes one transition per env ({self.num_envs}), got {n}")
@@ -105,6 +111,10 @@ class ReplayMemory:
             if next_legal is None:
                 raise ValueError("this memory stores legal-action masks: pass next_legal")
             self.next_legal[rows] = next_legal
+        if self.discount is not None:
+            if discount is None:
+                raise ValueError("this memory stores folded n-step transitions: pass discount")
+            self.discount[rows] = discount
         written = np.arange(self.pos, self.pos + n) % self.capacity
         self.pos = (self.pos + n) % self.capacity
         self.size = min(self.size + n, self.capacity)
@@ -136,6 +146,7 @@ class ReplayMemory:
             rewards, last, m = window_returns(idx, self.n_step, self.gamma, self._successor, self.rewards,
                                               lambda i: (self.terminated[i] > 0) | self.ended[i])
         terminated = self.terminated[last]
+        disc = self.discount[idx] if self.discount is not None else discounts(self.gamma, m, terminated)
 
         cpu = self.device.type == "cpu"
 
@@ -145,7 +156,7 @@ class ReplayMemory:
         legal = t(self.next_legal.take(last, axis=0)) if self.next_legal is not None else None
         obs, next_obs = self.obs.take(idx, axis=0), self.next_obs.take(last, axis=0)
         return Batch(t(obs), t(self.actions[idx]), t(rewards), t(next_obs), t(terminated),
-                     t(discounts(self.gamma, m, terminated)), legal)
+                     t(disc), legal)
 
     def state_dict(self) -> dict[str, Any]:
         """The filled part only, as tensors (safe to load with weights_only=True)."""
@@ -163,4 +174,4 @@ class ReplayMemory:
         self.pos, self.size = state["pos"], n
 
 
-_ARRAYS = ("obs", "next_obs", "actions", "rewards", "terminated", "ended", "next_legal")
+_ARRAYS = ("obs", "next_obs", "actions", "rewards", "terminated", "ended", "next_legal", "discount")

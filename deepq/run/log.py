@@ -23,7 +23,7 @@ from deepq.files import current_umask, remove_stale_temp_files
 
 COLUMNS = ["step", "episode", "episode_return", "episode_length", "epsilon", "loss",
            "eval_return", "eval_std", "eval_min", "eval_max", "eval_first", "eval_second", "eval_kind"]
-HEADER = ",".join(COLUMNS) + "\r\n"  # as csv.DictWriter writes it
+ACTOR_COLUMNS = [*COLUMNS, "actor"]  # a distributed run's: which actor played each episode
 RUN_FILES = ("config.json", "metrics.csv", "agent.pt", "learning_curve.png", "checkpoint")  # what a run writes
 
 
@@ -177,26 +177,31 @@ class RunLog:
 
     PUSH_EVERY = 256
 
-    def __init__(self, run_dir: Path, resume_step: int | None = None, resume_bytes: int | None = None) -> None:
+    def __init__(self, run_dir: Path, resume_step: int | None = None, resume_bytes: int | None = None,
+                 actor_column: bool = False) -> None:
+        """actor_column: a distributed run's metrics.csv also says which actor played each episode."""
         from torch.utils.tensorboard import SummaryWriter  # slow import, kept out of the core
 
         self.run_dir = run_dir
         path = run_dir / "metrics.csv"
+        columns = ACTOR_COLUMNS if actor_column else COLUMNS
         if resume_step is not None and path.exists():
-            _cut_back(path, resume_step, resume_bytes)
+            _cut_back(path, resume_step, resume_bytes, columns)
             self._file = path.open("a", newline="")
-            self._csv = csv.DictWriter(self._file, fieldnames=COLUMNS)
+            self._csv = csv.DictWriter(self._file, fieldnames=columns)
         else:
             self._file = path.open("w", newline="")
-            self._csv = csv.DictWriter(self._file, fieldnames=COLUMNS)
+            self._csv = csv.DictWriter(self._file, fieldnames=columns)
             self._csv.writeheader()
             self._file.flush()
         self.tb = SummaryWriter(str(run_dir), purge_step=resume_step)
         self._scalars: list[tuple[str, float, int, float]] = []  # (tag, value, step, wall time) not yet pushed
 
-    def episode(self, step: int, episode: int, ret: float, length: int, eps: float, loss: float | None) -> None:
-        self._csv.writerow({"step": step, "episode": episode, "episode_return": ret, "episode_length": length,
-                            "epsilon": round(eps, 6), "loss": "" if loss is None else f"{loss:.6g}"})
+    def episode(self, step: int, episode: int, ret: float, length: int, eps: float, loss: float | None,
+                actor: int | None = None) -> None:
+        row = {"step": step, "episode": episode, "episode_return": ret, "episode_length": length,
+               "epsilon": round(eps, 6), "loss": "" if loss is None else f"{loss:.6g}"}
+        self._csv.writerow(row if actor is None else {**row, "actor": actor})
         self._scalar("train/episode_return", ret, step)
         self._scalar("train/episode_length", length, step)
         self._scalar("train/epsilon", eps, step)
@@ -242,11 +247,11 @@ class RunLog:
         self.tb.close()
 
 
-def _cut_back(path: Path, step: int, size: int | None) -> None:
+def _cut_back(path: Path, step: int, size: int | None, columns: list[str]) -> None:
     """Drop the rows written after the checkpoint being resumed (see RunLog)."""
     with path.open("rb") as f:
         header = f.readline()
-    if header.decode(errors="replace") != HEADER:
+    if header.decode(errors="replace") != ",".join(columns) + "\r\n":
         if not header.startswith(b"step,"):
             raise RunDirError(f"{path} is damaged (its first line is not the header deepq writes), so rows "
                               f"cannot be appended to it; it was left as it is. Move it aside (mv {path} "
@@ -268,7 +273,7 @@ def _cut_back(path: Path, step: int, size: int | None) -> None:
         raise RunDirError(f"{path} is damaged ({type(e).__name__}: {e}); it was left as it is. Move it aside "
                           "to resume without the earlier rows") from None
     out = io.StringIO(newline="")
-    writer = csv.DictWriter(out, fieldnames=COLUMNS, extrasaction="ignore")
+    writer = csv.DictWriter(out, fieldnames=columns, extrasaction="ignore")
     writer.writeheader()
     writer.writerows(rows)
     atomic_write_text(path, out.getvalue())

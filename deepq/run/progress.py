@@ -18,6 +18,7 @@ class Progress:
         self._last_printed = -1  # the step of the last plain line: the final one is printed once
         self.plain_every_s = plain_every_s
         self._bar: Any = None
+        self._updates_start: int | None = None  # gradient steps when updates/s started counting
         if enabled and sys.stdout.isatty():
             from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
             from rich.progress import Progress as RichProgress
@@ -31,10 +32,17 @@ class Progress:
         dt = time.perf_counter() - self.start_time
         return (step - self.start_step) / dt if dt > 0 else 0.0
 
-    def update(self, step: int, eps: float, recent_return: float | None, last_eval: float | None) -> None:
+    def update(self, step: int, eps: float, recent_return: float | None, last_eval: float | None,
+               updates: int | None = None) -> None:
+        """`updates`: gradient steps so far, shown as updates/s (distributed runs, where it is not implied)."""
         if not self.enabled:
             return
         stats = f"{self.steps_per_sec(step):,.0f} steps/s  ε {eps:.3f}"
+        if updates is not None:
+            if self._updates_start is None:
+                self._updates_start = updates  # at the first call: 0, or a resumed run's count
+            dt = time.perf_counter() - self.start_time  # the same window as steps/s
+            stats += f"  {(updates - self._updates_start) / dt if dt > 0 else 0:,.0f} updates/s"
         if recent_return is not None:
             stats += f"  {self.return_label} {recent_return:.1f}"
         if last_eval is not None:

@@ -57,12 +57,18 @@ def track_episodes(state: LoopState, rewards: np.ndarray, done: np.ndarray, eps:
         state.ep_return[i] += float(rewards[i])
         state.ep_length[i] += 1
         if done[i]:
-            state.episodes += 1
-            loss = state.loss_sum / state.loss_count if state.loss_count else None
-            log.episode(state.step, state.episodes, state.ep_return[i], state.ep_length[i], eps, loss)
-            state.recent = ([*state.recent, state.ep_return[i]])[-20:]
+            episode_ended(state, state.ep_return[i], state.ep_length[i], eps, log)
             state.ep_return[i], state.ep_length[i] = 0.0, 0
-            state.loss_sum, state.loss_count = 0.0, 0
+
+
+def episode_ended(state: LoopState, ret: float, length: int, eps: float, log: RunLog, actor: int | None = None) -> None:
+    """Count and log one finished episode (with the loss averaged since the last one); `actor`: whose it was
+    in a distributed run."""
+    state.episodes += 1
+    loss = state.loss_sum / state.loss_count if state.loss_count else None
+    log.episode(state.step, state.episodes, ret, length, eps, loss, actor)
+    state.recent = ([*state.recent, ret])[-20:]
+    state.loss_sum, state.loss_count = 0.0, 0
 
 
 def time_limit(cfg: Config) -> Callable[[], bool]:

@@ -31,21 +31,23 @@ Replay = ReplayMemory | FrameReplay
 
 
 def make_replay(cfg: Config, obs_shape: tuple[int, ...], obs_dtype: Any, device: torch.device,
-                n_actions: int, two_player: bool = False) -> Replay:
+                n_actions: int, two_player: bool = False, folded: bool = False) -> Replay:
     """Frame histories (frame_stack > 1) store each frame once; anything else is stored as is.
     Games (`two_player`) store the legal moves of s', and discount by −γ: each ply hands the turn to the
     opponent, whose value is ours negated (see td_target).
     First the memory the run needs is checked against the memory available: a run that cannot fit stops here,
-    in one ConfigError line, before anything is allocated (the Agent checked and built its networks already)."""
+    in one ConfigError line, before anything is allocated (the Agent checked and built its networks already).
+    `folded`: a distributed learner's memory, whose n-step transitions arrive summed (deepq/core/nstep.py)."""
     from deepq.core.memory import check_memory
 
     check_memory(cfg, obs_shape, obs_dtype, n_actions, device, networks=False, two_player=two_player)
     if cfg.frame_stack > 1:
         return FrameReplay(cfg.buffer_size, obs_shape, cfg.num_envs, obs_dtype=obs_dtype, device=device,
                            n_step=cfg.n_step, gamma=cfg.gamma)
-    return ReplayMemory(cfg.buffer_size, obs_shape, obs_dtype=obs_dtype, device=device, num_envs=cfg.num_envs,
-                        n_step=cfg.n_step, gamma=-cfg.gamma if two_player else cfg.gamma,
-                        legal_actions=n_actions if two_player else 0)
+    return ReplayMemory(cfg.buffer_size, obs_shape, obs_dtype=obs_dtype, device=device,
+                        num_envs=1 if folded else cfg.num_envs, n_step=1 if folded else cfg.n_step,
+                        gamma=-cfg.gamma if two_player else cfg.gamma, legal_actions=n_actions if two_player else 0,
+                        folded=folded)
 
 
 class Players(Protocol):
@@ -166,6 +168,9 @@ class Transitions:
                 "pool": self.players.state_dict()}
 
     def load_state_dict(self, data: dict[str, Any]) -> None:
+        if data.get("distributed") is not None:
+            raise ValueError("it was written by a distributed run, whose replay holds summed n-step transitions "
+                             "from its actors; resume it with --num_actors N (N >= 1)")
         self.memory.load_state_dict(data["memory"])
         if self.per is not None:
             self.per.load_state_dict(data["per"])

@@ -63,6 +63,10 @@ __all__ = ["CHECKPOINT_FORMAT", "Experience", "Transitions", "checkpoint_path", 
 
 def make_experience(cfg: Config, rng: np.random.Generator, kind: EnvKind) -> Experience:
     """The training mode, from cfg.target and the env kind: searched episodes, self-play or single-agent DQN."""
+    if cfg.num_actors > 0:  # Ape-X: Ray actors collect, this process learns
+        from deepq.training.distributed import Distributed
+
+        return Distributed(cfg, rng, kind)
     if cfg.target == "mcts":  # Q regressed toward tree-search values after each round of episodes
         from deepq.training.mcts import SearchedEpisodes
 
@@ -129,7 +133,8 @@ def _train(cfg: Config, kind: EnvKind, mode: Experience, rng: np.random.Generato
         run_id, metrics_bytes = uuid.uuid4().hex[:12], None
         mode.start()
     write_config(run_dir, cfg, run_id)
-    log = RunLog(run_dir, resume_step=state.step if resumed else None, resume_bytes=metrics_bytes)
+    log = RunLog(run_dir, resume_step=state.step if resumed else None, resume_bytes=metrics_bytes,
+                 actor_column=cfg.num_actors > 0)
     bar = Progress(cfg.total_steps, state.step, enabled=cfg.progress, title=cfg.run_name,
                    return_label=kind.return_label)
 
@@ -143,6 +148,7 @@ def _train(cfg: Config, kind: EnvKind, mode: Experience, rng: np.random.Generato
     out_of_time = time_limit(cfg)
     interrupted = DeferredInterrupt()
     failed = True
+    updates = state.updates if cfg.num_actors else None  # distributed runs show updates/s on the progress bar
     try:
         with interrupted, warnings.catch_warnings():
             # NumPy's overflow warnings from a diverging update: the non-finite loss check says it in one line
@@ -154,14 +160,15 @@ def _train(cfg: Config, kind: EnvKind, mode: Experience, rng: np.random.Generato
                     for _ in range(cfg.gradient_steps * crossings(prev, state.step, cfg.train_freq)):
                         state.add_loss(float(mode.learn(state.step)))
                 mode.after_updates(prev, state.step)  # θ⁻ ← θ every C steps
+                updates = state.updates if cfg.num_actors else None
                 if crossings(prev, state.step, cfg.eval_interval):
                     _evaluate(agent, cfg, kind, state, log, bar)
                 if crossings(prev, state.step, cfg.checkpoint_interval):
                     save_checkpoint()
                     log.speed(state.step, bar.steps_per_sec(state.step))
                 if crossings(prev, state.step, 256):
-                    bar.update(state.step, eps_at(state.step), state.recent_mean(), state.last_eval)
-            bar.update(state.step, eps_at(state.step), state.recent_mean(), state.last_eval)
+                    bar.update(state.step, eps_at(state.step), state.recent_mean(), state.last_eval, updates)
+            bar.update(state.step, eps_at(state.step), state.recent_mean(), state.last_eval, updates)
             if interrupted.signum is not None:
                 bar.close()
                 checkpoint_and_stop(state.step, run_dir, interrupted.signum, save_checkpoint)

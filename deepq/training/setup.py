@@ -22,6 +22,10 @@ def check(cfg: Config) -> Config:
     """Config.validate, then the checks of cfg.env's kind: one ConfigError naming the first field that cannot work."""
     cfg.validate()
     kinds.check(cfg)
+    if cfg.num_actors > 0:  # a distributed run: Ray must be importable (one line naming the extra if not)
+        from deepq.training.ray_cluster import require_ray
+
+        require_ray()
     return cfg
 
 

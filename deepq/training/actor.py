@@ -1,0 +1,150 @@
+"""An Ape-X actor (Horgan et al. 2018): its own vector envs, a policy on the learner's latest weights, n-step
+transitions folded as they complete and their initial priorities computed with its own copy of the networks,
+shipped in batches of `actor_batch` steps per env.
+
+A plain class: deepq/training/distributed.py runs it as a Ray actor, and tests call it directly, so what it
+ships can be compared with what the single-process collector (deepq/training/dqn.py) stores for the same seed
+and weights. Who moves is the same `Players` as in one process: SingleAgent, or a game's SelfPlay (legal
+moves, the opponent pool refreshed when the learner's target network is).
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import numpy as np
+import torch
+
+from deepq.config import Config
+from deepq.core.agent import Agent, set_cpu_threads
+from deepq.core.nstep import Folded, NStepFolder
+from deepq.core.policy import load_net_weights, net_weights
+from deepq.core.replay import Batch
+from deepq.envs.base import VecEnv
+from deepq.games.kind import GameKind
+from deepq.training.dqn import Players, SingleAgent, exploration
+from deepq.training.setup import env_kind
+
+Weights = dict[str, Any]  # {"online": arrays, "target": arrays or None, "syncs": target syncs so far}
+
+
+class Shipment(NamedTuple):
+    """What an actor sends the learner for one batch of env steps."""
+
+    actor: int
+    transitions: Folded | None  # the n-step transitions completed in these steps (None: none completed)
+    priorities: np.ndarray  # (B,) |TD error| of each under the actor's copy of the weights
+    episodes: list[tuple[float, int]]  # (return as logged, length) of each episode that ended, in order
+    steps: int  # env steps taken, summed over the actor's envs
+    eps: float  # the exploration rate the actor used (at the batch's last step)
+
+    def nbytes(self) -> int:
+        """Bytes of the arrays shipped (what crosses the object store, pickling overhead aside)."""
+        arrays = [] if self.transitions is None else [a for a in self.transitions if a is not None]
+        return int(sum(a.nbytes for a in [*arrays, self.priorities]))
+
+
+def apex_epsilon(i: int, n: int, base: float = 0.4, alpha: float = 7.0) -> float:
+    """Ape-X's fixed per-actor exploration: ε_i = base^(1 + alpha · i / (n − 1)); one actor gets `base`."""
+    return base if n <= 1 else base ** (1 + alpha * i / (n - 1))
+
+
+def weights_of(agent: Agent, syncs: int) -> Weights:
+    """The learner's weights as actors load them: the online net, the target net (for priorities) and the count
+    of target syncs (games: each one refreshes the actors' opponent pools, as it does in one process)."""
+    target = agent.target
+    return {"online": net_weights(agent.online), "target": None if target is None else net_weights(target),
+            "syncs": syncs}
+
+
+class Actor:
+    """Collects for the learner. `reset` (re)starts it on a seed; `collect` runs `cfg.actor_batch` vector steps."""
+
+    def __init__(self, cfg: Config, actor_id: int, num_actors: int) -> None:
+        set_cpu_threads(1)
+        torch.set_flush_denormal(cfg.flush_denormal)
+        self.cfg = cfg.replace(device="cpu", num_actors=0)  # actors act on CPU; the learner may use a GPU
+        self.actor_id = actor_id
+        self.kind = env_kind(self.cfg)
+        self.fixed_eps = apex_epsilon(actor_id, num_actors) if cfg.actor_eps == "apex" else None
+        self.eps_at = exploration(self.cfg)
+        self.envs: VecEnv | None = None
+        self.syncs = 0
+
+    def reset(self, seed: int, weights: Weights) -> int:
+        """New envs and RNGs from `seed`, the given weights; returns this process's pid (for fault tests)."""
+        import os
+
+        cfg = self.cfg.replace(seed=seed)
+        if self.envs is not None:
+            self.envs.close()
+        self.envs = self.kind.make_vec_env(cfg)
+        self.players: Players = (self.kind.self_play(self.envs, cfg) if isinstance(self.kind, GameKind)  # type: ignore[arg-type]
+                                 else SingleAgent(self.envs.n_actions))
+        torch.manual_seed(seed)
+        self.agent = Agent(self.envs.obs_shape, self.envs.n_actions, cfg, two_player=self.players.two_player)
+        self.rng = np.random.default_rng(seed)
+        gamma = -cfg.gamma if self.players.two_player else cfg.gamma  # as the replay's (make_replay)
+        self.folder = NStepFolder(cfg.num_envs, cfg.n_step, gamma)
+        self.syncs = 0
+        self.load(weights)
+        self.obs = self.envs.reset()
+        self.ep_return = np.zeros(cfg.num_envs, dtype=np.float64)
+        self.ep_length = np.zeros(cfg.num_envs, dtype=np.int64)
+        return os.getpid()
+
+    def load(self, weights: Weights) -> None:
+        """Act (and compute priorities) with these weights from now on."""
+        load_net_weights(self.agent.online, weights["online"])
+        target = self.agent.target
+        if target is not None and weights["target"] is not None:
+            load_net_weights(target, weights["target"])
+        if weights["syncs"] != self.syncs:  # the learner synced its target: games refresh the opponent pool
+            self.syncs = weights["syncs"]
+            self.players.target_synced(target if target is not None else self.agent.online)
+
+    def collect(self, weights: Weights | None = None, step: int = 0) -> Shipment:
+        """`cfg.actor_batch` vector steps (new `weights` first, when given). `step`: the run's env step when the
+        batch starts, from which the 'schedule' exploration counts (ε as one process would use it there)."""
+        assert self.envs is not None, "reset() first"
+        if weights is not None:
+            self.load(weights)
+        cfg, envs, rng = self.cfg, self.envs, self.rng
+        parts: list[Folded] = []
+        episodes: list[tuple[float, int]] = []
+        eps = 0.0
+        for k in range(cfg.actor_batch):
+            eps = self.fixed_eps if self.fixed_eps is not None else self.eps_at(step + k * envs.num_envs)
+            actions = self.players.act(self.agent, self.obs, eps, rng)  # (N,)
+            out = envs.step(actions)
+            rewards = np.sign(out.rewards) if cfg.clip_rewards else out.rewards  # as the single-process replay
+            parts += self.folder.add(self.obs, actions, rewards, out.final_obs, out.terminated, out.ended,
+                                     out.next_legal)
+            self.obs = out.obs
+            self.ep_return += self.players.logged(out.rewards)
+            self.ep_length += 1
+            for i in np.flatnonzero(out.ended):
+                episodes.append((float(self.ep_return[i]), int(self.ep_length[i])))
+                self.ep_return[i], self.ep_length[i] = 0.0, 0
+            self.players.new_episodes(out.ended, rng)
+        if not parts:
+            return Shipment(self.actor_id, None, np.zeros(0, np.float32), episodes, cfg.actor_batch * envs.num_envs,
+                            eps)
+        folded = Folded.concat(parts)
+        priorities = self.agent.learner.priorities(as_batch(folded)).numpy()
+        return Shipment(self.actor_id, folded, priorities, episodes, cfg.actor_batch * envs.num_envs, eps)
+
+    def weights_loaded(self) -> dict[str, np.ndarray]:
+        """The online weights the actor acts with (tests check that a broadcast arrived)."""
+        return net_weights(self.agent.online)
+
+    def close(self) -> None:
+        if self.envs is not None:
+            self.envs.close()
+
+
+def as_batch(t: Folded) -> Batch:
+    """Folded transitions as a CPU minibatch (for priorities)."""
+    legal = None if t.next_legal is None else torch.from_numpy(t.next_legal)
+    return Batch(torch.from_numpy(t.obs), torch.from_numpy(t.actions), torch.from_numpy(t.returns),
+                 torch.from_numpy(t.next_obs), torch.from_numpy(t.terminated), torch.from_numpy(t.discounts), legal)

@@ -1,0 +1,39 @@
+"""Ray for distributed runs (deepq/training/distributed.py): imported only when num_actors > 0, and checked at
+set-up (deepq/training/setup.py), so a missing Ray is one line before anything is written."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from deepq.config import Config
+from deepq.errors import DistributedError
+
+
+def require_ray() -> Any:
+    try:
+        import ray
+    except ImportError:
+        raise DistributedError("num_actors > 0 needs Ray: pip install 'deepq[distributed]' (or pip install "
+                               "'ray[default]'), or set num_actors=0 to train in one process") from None
+    return ray
+
+
+def connect(cfg: Config) -> bool:
+    """Join cfg.ray_address, or start a local Ray sized to this machine (traffic on loopback only); True when
+    this call started it (and so shuts it down at the end). A Ray already initialised in this process is used."""
+    ray = require_ray()
+    if ray.is_initialized():
+        return False
+    try:
+        if cfg.ray_address:
+            ray.init(address=cfg.ray_address, log_to_driver=False, logging_level="ERROR")
+        else:
+            ray.init(num_cpus=max(os.cpu_count() or 1, cfg.num_actors), include_dashboard=False,
+                     _node_ip_address="127.0.0.1", log_to_driver=False, logging_level="ERROR")
+    except Exception as e:  # Ray raises ConnectionError, RuntimeError, ValueError ... with long texts
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        where = f"the Ray cluster at {cfg.ray_address!r}" if cfg.ray_address else "a local Ray"
+        raise DistributedError(f"could not start or join {where} ({first[:300]}); check `ray status`, or set "
+                               "num_actors=0 to train in one process") from None
+    return True

@@ -1,0 +1,237 @@
+"""Distributed training (Ape-X on Ray): folded n-step transitions equal the replay's windows; an actor ships what
+the single-process collector stores for the same seed and weights; with a real local Ray, a weight broadcast
+reaches the actors, a killed actor (kill -9) is replaced with the replay intact, the cartpole preset solves
+with two actors, and a distributed run resumes. One Ray for the whole module (its start-up is ~5 s)."""
+
+from __future__ import annotations
+
+import csv
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+import deepq
+from deepq.core.nstep import Folded, NStepFolder
+from deepq.core.replay import ReplayMemory
+from deepq.errors import CheckpointError
+from deepq.training.actor import Actor, apex_epsilon, weights_of
+from deepq.training.control import LoopState
+from deepq.training.loop import make_experience
+from deepq.training.setup import env_kind
+
+ray = pytest.importorskip("ray")
+
+SMALL: dict[str, Any] = dict(env="CartPole-v1", total_steps=3_000, learning_starts=200, train_freq=2, batch_size=32,
+                             buffer_size=5_000, hidden_sizes=(32, 32), target_update_interval=100,
+                             eps_decay_steps=1_000, eval_interval=0, eval_episodes=2, checkpoint_interval=1_000,
+                             progress=False, lr=1e-3, num_actors=2, actor_batch=20)
+
+
+@pytest.fixture(scope="module")
+def local_ray() -> Any:
+    started = not ray.is_initialized()
+    if started:
+        ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False,
+                 logging_level="ERROR")
+    yield ray
+    if started:
+        ray.shutdown()
+
+
+def rows(t: Folded) -> list[tuple[Any, ...]]:
+    """Each transition as a hashable row, sorted (the actor emits per env in completion order)."""
+    legal = t.next_legal if t.next_legal is not None else np.zeros((len(t), 0), bool)
+    out = [(t.obs[i].tobytes(), int(t.actions[i]), float(t.returns[i]), t.next_obs[i].tobytes(),
+            float(t.terminated[i]), float(t.discounts[i]), legal[i].tobytes()) for i in range(len(t))]
+    return sorted(out)
+
+
+def test_apex_epsilons_follow_the_paper() -> None:
+    assert apex_epsilon(0, 1) == 0.4
+    assert apex_epsilon(0, 8) == pytest.approx(0.4)
+    assert apex_epsilon(7, 8) == pytest.approx(0.4 ** 8)
+    assert apex_epsilon(1, 3) == pytest.approx(0.4 ** 4.5)
+
+
+@pytest.mark.parametrize("n_step", [1, 3])
+def test_folded_transitions_equal_the_replays_n_step_windows(n_step: int) -> None:
+    """A stream with terminations, truncations and windows still open at its end: every transition the folder
+    hands out equals the replay's batch_slots for that row, bit for bit; the open ones are withheld."""
+    rng = np.random.default_rng(0)
+    num_envs, steps, gamma = 3, 40, 0.9
+    memory = ReplayMemory(1_000, (2,), num_envs=num_envs, n_step=n_step, gamma=gamma)
+    folder = NStepFolder(num_envs, n_step, gamma)
+    obs = rng.normal(size=(num_envs, 2)).astype(np.float32)
+    parts: list[Folded] = []
+    for _ in range(steps):
+        actions = rng.integers(0, 2, num_envs)
+        rewards = rng.normal(size=num_envs).astype(np.float32)
+        nxt = rng.normal(size=(num_envs, 2)).astype(np.float32)
+        terminated = rng.random(num_envs) < 0.1
+        ended = terminated | (rng.random(num_envs) < 0.1)  # some truncations
+        memory.add(obs, actions, rewards, nxt, terminated, ended)
+        parts += folder.add(obs, actions, rewards, nxt, terminated, ended)
+        obs = np.where(ended[:, None], rng.normal(size=(num_envs, 2)).astype(np.float32), nxt)
+    shipped = Folded.concat(parts)
+    open_windows = sum(len(p) for p in folder.pending)
+    assert len(shipped) + open_windows == steps * num_envs
+    assert open_windows <= num_envs * (n_step - 1)
+    # the replay's rows whose windows are complete: all but each env's last open ones
+    complete = [r for r in range(steps * num_envs) if r // num_envs < steps - (n_step - 1)
+                or _stopped_before_end(memory, r, num_envs, steps)]
+    b = memory.batch_slots(np.array(complete))
+    expected = Folded(b.obs.numpy(), b.actions.numpy(), b.rewards.numpy(), b.next_obs.numpy(),
+                      b.terminated.numpy(), b.discounts.numpy(), None)
+    assert rows(shipped) == rows(expected)
+    assert any(d == 0 for d in shipped.discounts) and any(0 < d < gamma ** max(n_step, 1) + 1e-6
+                                                          for d in shipped.discounts)
+
+
+def _stopped_before_end(memory: ReplayMemory, row: int, num_envs: int, steps: int) -> bool:
+    """The window of `row` stops (terminated or ended) before the stream's last step."""
+    r = row
+    while r < steps * num_envs:
+        if memory.terminated[r] > 0 or memory.ended[r]:
+            return True
+        r += num_envs
+    return False
+
+
+@pytest.mark.parametrize("overrides", [dict(env="CartPole-v1", n_step=3, num_envs=2),
+                                       dict(env="openspiel:tic_tac_toe", n_step=1, num_envs=2, arch="mlp"),
+                                       dict(env="MinAtar/Breakout-v0", n_step=1, num_envs=1, arch="small_cnn")],
+                         ids=["cartpole-3step", "tictactoe", "minatar"])
+def test_an_actor_ships_what_the_single_process_collector_stores(overrides: dict[str, Any]) -> None:
+    """Same seed, same weights, the preset's ε schedule: the actor's transitions (n-step folded, legal masks,
+    pixels) are the single-process replay's rows, and its priorities are the learner's |TD errors| on them."""
+    cfg = deepq.Config(**{**SMALL, **overrides, "actor_eps": "schedule", "learning_starts": 10_000,
+                          "hidden_sizes": (16,), "num_actors": 0})
+    steps = 30
+    kind = env_kind(cfg)
+    single = make_experience(cfg, np.random.default_rng(cfg.seed), kind)
+    single.start()
+    state = LoopState(ep_return=[0.0] * cfg.num_envs, ep_length=[0] * cfg.num_envs)
+
+    class NoLog:
+        def episode(self, *a: Any) -> None:
+            pass
+
+    eps_at = deepq.training.dqn.exploration(cfg)  # type: ignore[attr-defined]
+    for _ in range(steps):
+        single.collect(state, eps_at, NoLog())  # type: ignore[arg-type]
+    actor = Actor(cfg.replace(actor_batch=steps), actor_id=0, num_actors=1)
+    actor.reset(cfg.seed, weights_of(single.agent, syncs=0))
+    shipment = actor.collect(step=0)
+    assert shipment.steps == steps * cfg.num_envs
+    memory = single.memory
+    t = shipment.transitions
+    assert t is not None and len(t) >= steps * cfg.num_envs - cfg.num_envs * (cfg.n_step - 1)
+    # every shipped transition is a replay row with the same n-step values
+    b = memory.batch_slots(np.arange(len(memory)))
+    legal = None if b.next_legal is None else b.next_legal.numpy()
+    stored = Folded(b.obs.numpy(), b.actions.numpy(), b.rewards.numpy(), b.next_obs.numpy(), b.terminated.numpy(),
+                    b.discounts.numpy(), legal)
+    shipped, kept = Counter(rows(t)), Counter(rows(stored))
+    assert not shipped - kept  # (a multiset: a game repeats its openings)
+    if cfg.n_step == 1:  # every window is complete at once: the actor shipped exactly what the replay holds
+        assert shipped == kept
+    if kind.two_player:
+        assert t.next_legal is not None and (t.discounts <= 0).all()  # −γ: the opponent's value, negated
+    else:
+        assert t.obs.dtype == memory.obs.dtype
+    from deepq.training.actor import as_batch
+    expected = single.agent.learner.priorities(as_batch(t)).numpy()
+    np.testing.assert_array_equal(shipment.priorities, expected)
+    single.close()
+    actor.close()
+
+
+def test_a_weight_broadcast_reaches_the_actors_and_a_killed_actor_is_replaced(local_ray: Any, tmp_path: Path) -> None:
+    cfg = deepq.Config(**SMALL)
+    mode = make_experience(cfg, np.random.default_rng(0), env_kind(cfg))
+    try:
+        state = LoopState()
+
+        class NoLog:
+            def episode(self, *a: Any) -> None:
+                pass
+
+        mode.collect(state, lambda s: 0.1, NoLog())  # type: ignore[arg-type]  # launches the actors
+        with torch.no_grad():
+            for p in mode.agent.online.parameters():
+                p.add_(1.0)
+        mode._publish()  # type: ignore[attr-defined]
+        for _ in range(2 * cfg.num_actors * cfg.max_in_flight):  # each actor's next request carries the weights
+            mode.collect(state, lambda s: 0.1, NoLog())  # type: ignore[arg-type]
+        want = {k: v.numpy() for k, v in mode.agent.online.state_dict().items()}
+        for actor in mode.actors:  # type: ignore[attr-defined]
+            got = ray.get(actor.weights_loaded.remote())
+            for k in want:
+                np.testing.assert_array_equal(got[k], want[k])
+
+        stored = len(mode.memory)
+        os.kill(mode.pids[0], signal.SIGKILL)  # type: ignore[attr-defined]
+        end = time.monotonic() + 60
+        while mode.replaced == 0 and time.monotonic() < end:  # type: ignore[attr-defined]
+            mode.collect(state, lambda s: 0.1, NoLog())  # type: ignore[arg-type]  # Ray notices within seconds
+        assert mode.replaced == 1  # type: ignore[attr-defined]
+        for _ in range(4 * cfg.num_actors):
+            mode.collect(state, lambda s: 0.1, NoLog())  # type: ignore[arg-type]
+        assert mode.pids[0] != 0 and len(mode.memory) > stored  # type: ignore[attr-defined]
+        actors = {s for s in ray.get([a.reset.remote(1, weights_of(mode.agent, 0)) for a in mode.actors])}  # type: ignore[attr-defined]
+        assert len(actors) == cfg.num_actors  # both alive, in two processes
+    finally:
+        mode.close()
+
+
+def test_a_distributed_run_writes_the_run_directory_and_resumes(local_ray: Any, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    deepq.train(deepq.Config(**{**SMALL, "run_dir": str(run), "total_steps": 2_000}))
+    with (run / "metrics.csv").open() as f:
+        first = list(csv.DictReader(f))
+    episodes = [r for r in first if r["episode"]]
+    assert episodes and {r["actor"] for r in episodes} == {"0", "1"}
+    agent = deepq.train(deepq.Config(**{**SMALL, "run_dir": str(run), "total_steps": 4_000}), resume=run)
+    with (run / "metrics.csv").open() as f:
+        after = list(csv.DictReader(f))
+    steps = [int(r["step"]) for r in after if r["episode"]]
+    assert steps == sorted(steps) and steps[-1] > 2_000 >= steps[len(episodes) - 1]
+    final = [int(r["step"]) for r in after if r["eval_kind"] == "final"]
+    assert len(final) == 1 and final[0] >= 4_000  # the first run's final row came after its checkpoint
+    assert after[: len(episodes)] == first[: len(episodes)]  # rows up to the checkpoint are kept as they were
+    assert agent.q_values(np.zeros(4, np.float32)).shape == (2,)
+    with pytest.raises(CheckpointError, match=r"--num_actors N \(N >= 1\)"):
+        deepq.train(deepq.Config(**{**SMALL, "run_dir": str(run), "total_steps": 6_000, "num_actors": 0}), resume=run)
+
+
+def test_without_ray_a_distributed_run_says_what_to_install(tmp_path: Path) -> None:
+    code = ("import sys; sys.modules['ray'] = None\n"
+            "from deepq.cli import main\n"
+            f"sys.exit(main(['train', 'cartpole', '--num_actors', '2', '--run_dir', {str(tmp_path / 'r')!r}]))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.returncode == 2 and len(lines) == 1, result.stderr
+    assert "pip install 'deepq[distributed]'" in lines[0]
+    assert not (tmp_path / "r").exists()  # said before anything was written
+
+
+def test_frame_stacks_and_mcts_targets_are_refused_in_one_line() -> None:
+    with pytest.raises(deepq.ConfigError, match="frame_stack"):
+        deepq.Config(num_actors=2, frame_stack=4).validate()
+    with pytest.raises(deepq.ConfigError, match="target='mcts'"):
+        deepq.Config(num_actors=2, target="mcts").validate()
+
+
+@pytest.mark.slow
+def test_the_cartpole_preset_solves_with_two_actors(local_ray: Any, tmp_path: Path) -> None:
+    agent = deepq.train(deepq.preset("cartpole", seed=0, num_actors=2, run_dir=str(tmp_path / "r"), progress=False))
+    assert agent.final_evaluation.mean >= 475  # type: ignore[attr-defined]
