@@ -23,11 +23,14 @@ import deepq
 from deepq.core.nstep import Folded, NStepFolder
 from deepq.core.replay import ReplayMemory
 from deepq.errors import CheckpointError
+from deepq.files import safe_load
 from deepq.training.actor import Actor, apex_epsilon, weights_of
 from deepq.training.control import LoopState
-from deepq.training.loop import make_experience
+from deepq.training.loop import CHECKPOINT_FORMAT, make_experience
+from deepq.training.ray_cluster import LOOPBACK_ONLY
 from deepq.training.setup import env_kind
 
+os.environ.setdefault(LOOPBACK_ONLY, "0")  # before Ray's first import: a local Ray on 127.0.0.1 only
 ray = pytest.importorskip("ray")
 
 SMALL: dict[str, Any] = dict(env="CartPole-v1", total_steps=3_000, learning_starts=200, train_freq=2, batch_size=32,
@@ -42,6 +45,7 @@ def local_ray() -> Any:
     if started:
         ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False,
                  logging_level="ERROR")
+    assert {n["NodeManagerAddress"] for n in ray.nodes()} == {"127.0.0.1"}  # nothing listens beyond loopback
     yield ray
     if started:
         ray.shutdown()
@@ -63,47 +67,38 @@ def test_apex_epsilons_follow_the_paper() -> None:
 
 
 @pytest.mark.parametrize("n_step", [1, 3])
-def test_folded_transitions_equal_the_replays_n_step_windows(n_step: int) -> None:
-    """A stream with terminations, truncations and windows still open at its end: every transition the folder
-    hands out equals the replay's batch_slots for that row, bit for bit; the open ones are withheld."""
+def test_folded_transitions_are_the_replays_n_step_windows_each_taken_once(n_step: int) -> None:
+    """A stream with terminations, truncations and windows still open at its end, taken every 7 steps: each
+    transition is handed out once, equal to a big replay's batch_slots for that row; the open ones are withheld."""
     rng = np.random.default_rng(0)
-    num_envs, steps, gamma = 3, 40, 0.9
+    num_envs, steps, gamma, every = 3, 40, 0.9, 7
     memory = ReplayMemory(1_000, (2,), num_envs=num_envs, n_step=n_step, gamma=gamma)
-    folder = NStepFolder(num_envs, n_step, gamma)
+    folder = NStepFolder(num_envs, n_step, gamma, every, (2,))
     obs = rng.normal(size=(num_envs, 2)).astype(np.float32)
     parts: list[Folded] = []
-    for _ in range(steps):
+    for t in range(steps):
         actions = rng.integers(0, 2, num_envs)
         rewards = rng.normal(size=num_envs).astype(np.float32)
         nxt = rng.normal(size=(num_envs, 2)).astype(np.float32)
         terminated = rng.random(num_envs) < 0.1
         ended = terminated | (rng.random(num_envs) < 0.1)  # some truncations
         memory.add(obs, actions, rewards, nxt, terminated, ended)
-        parts += folder.add(obs, actions, rewards, nxt, terminated, ended)
+        folder.add(obs, actions, rewards, nxt, terminated, ended)
+        if ((t + 1) % every == 0 or t == steps - 1) and (got := folder.take()) is not None:
+            parts.append(got)
         obs = np.where(ended[:, None], rng.normal(size=(num_envs, 2)).astype(np.float32), nxt)
-    shipped = Folded.concat(parts)
-    open_windows = sum(len(p) for p in folder.pending)
-    assert len(shipped) + open_windows == steps * num_envs
-    assert open_windows <= num_envs * (n_step - 1)
-    # the replay's rows whose windows are complete: all but each env's last open ones
-    complete = [r for r in range(steps * num_envs) if r // num_envs < steps - (n_step - 1)
-                or _stopped_before_end(memory, r, num_envs, steps)]
-    b = memory.batch_slots(np.array(complete))
+    shipped = Folded(*(np.concatenate([getattr(p, f) for p in parts]) for f in Folded._fields[:-1]), None)
+    complete = np.arange((steps - (n_step - 1)) * num_envs)  # rows whose n − 1 successors are stored
+    b = memory.batch_slots(complete)
     expected = Folded(b.obs.numpy(), b.actions.numpy(), b.rewards.numpy(), b.next_obs.numpy(),
                       b.terminated.numpy(), b.discounts.numpy(), None)
     assert rows(shipped) == rows(expected)
-    assert any(d == 0 for d in shipped.discounts) and any(0 < d < gamma ** max(n_step, 1) + 1e-6
-                                                          for d in shipped.discounts)
-
-
-def _stopped_before_end(memory: ReplayMemory, row: int, num_envs: int, steps: int) -> bool:
-    """The window of `row` stops (terminated or ended) before the stream's last step."""
-    r = row
-    while r < steps * num_envs:
-        if memory.terminated[r] > 0 or memory.ended[r]:
-            return True
-        r += num_envs
-    return False
+    assert (shipped.discounts == 0).any()  # terminal windows: no bootstrap
+    if n_step > 1:  # windows cut short by an episode's end: γ^m with m < n
+        assert (shipped.discounts > np.float32(gamma ** n_step) + 1e-6).any()
+    with pytest.raises(RuntimeError, match="take"):
+        for _ in range(every + n_step):
+            folder.add(obs, actions, rewards, nxt, terminated, ended)
 
 
 @pytest.mark.parametrize("overrides", [dict(env="CartPole-v1", n_step=3, num_envs=2),
@@ -235,3 +230,32 @@ def test_frame_stacks_and_mcts_targets_are_refused_in_one_line() -> None:
 def test_the_cartpole_preset_solves_with_two_actors(local_ray: Any, tmp_path: Path) -> None:
     agent = deepq.train(deepq.preset("cartpole", seed=0, num_actors=2, run_dir=str(tmp_path / "r"), progress=False))
     assert agent.final_evaluation.mean >= 475  # type: ignore[attr-defined]
+
+
+def test_the_learners_death_leaves_the_last_checkpoint_resumable(tmp_path: Path) -> None:
+    """kill -9 of the learner (the CLI process, which started its own local Ray): the checkpoint written before
+    is intact, and `deepq train --resume` finishes the run from it."""
+    run = tmp_path / "run"
+    args = [sys.executable, "-m", "deepq.cli", "train", "CartPole-v1", "--run_dir", str(run), "--total_steps",
+            "1000000", "--eval_interval", "0", "--progress", "false"]
+    for k, v in SMALL.items():
+        if k not in ("env", "total_steps", "eval_interval", "progress"):
+            args += [f"--{k}", *(map(str, v) if isinstance(v, tuple) else [str(v)])]
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    checkpoint = run / "checkpoint" / "checkpoint.pt"
+    end = time.monotonic() + 120
+    while not checkpoint.exists():
+        assert proc.poll() is None and time.monotonic() < end, proc.stderr.read() if proc.stderr else ""
+        time.sleep(0.2)
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    step = safe_load(checkpoint, CHECKPOINT_FORMAT)["loop"]["step"]
+    assert step >= 1_000
+    resumed = subprocess.run([sys.executable, "-m", "deepq.cli", "train", "--resume", str(run), "--total_steps",
+                              str(step + 1_000)], capture_output=True, text=True, timeout=180)
+    assert resumed.returncode == 0, resumed.stderr
+    assert (run / "agent.pt").exists()
+    with (run / "metrics.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert int(rows[-1]["step"]) >= step + 1_000 and rows[-1]["eval_kind"] == "final"

@@ -1,11 +1,12 @@
-"""n-step transitions folded as they are collected, for a process that ships them (a distributed actor).
+"""n-step transitions made final where they are collected, for a process that ships them (a distributed actor).
 
 The single-process replay (deepq/core/replay.py) stores one-step transitions and sums n-step returns when it
-samples. A distributed actor cannot: what it ships must be final. `NStepFolder` keeps, per vector env, the last
-n raw steps, and hands out a transition as soon as its window is complete: n steps later, or when the episode
-stops (terminated: no bootstrap; ended by a time limit: bootstrap from the true final observation). The values
-are those `ReplayMemory.batch_slots` computes for the same stream once the window is stored: the same
-float64 sum of γ^k r_k, the same discount γ^m (0 if terminal), the s' after the window's last step.
+samples. A distributed actor cannot: what it ships must be final. `NStepFolder` keeps the steps of the batch
+being collected, plus the n − 1 steps before it, in a small ReplayMemory of its own, and `take()` hands out every
+transition whose window is complete as the replay computes it: the same n-step sums, discounts γ^m (0 if
+terminal), true final observations on truncation and legal-move masks, by the same code. A transition is
+complete once its n − 1 successors are stored (a window that stops at an episode's end is final too, but waits
+for the same n − 1 steps: it keeps the bookkeeping to one counter).
 """
 
 from __future__ import annotations
@@ -14,11 +15,11 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from deepq.core.replay import discounts
+from deepq.core.replay import ReplayMemory
 
 
 class Folded(NamedTuple):
-    """n-step transitions ready for a folded ReplayMemory (one row each)."""
+    """n-step transitions ready for a folded ReplayMemory (one row each), as NumPy arrays."""
 
     obs: np.ndarray  # (B, *obs_shape)
     actions: np.ndarray  # (B,) int64
@@ -31,55 +32,35 @@ class Folded(NamedTuple):
     def __len__(self) -> int:
         return len(self.actions)
 
-    @staticmethod
-    def concat(parts: list[Folded]) -> Folded:
-        def cat(field: str) -> np.ndarray:
-            return np.concatenate([getattr(p, field) for p in parts])
-
-        legal = None if parts[0].next_legal is None else cat("next_legal")
-        return Folded(cat("obs"), cat("actions"), cat("returns"), cat("next_obs"), cat("terminated"),
-                      cat("discounts"), legal)
-
 
 class NStepFolder:
-    """Per env, the pending steps whose n-step window is not complete yet (at most n − 1 between calls)."""
+    """A staging replay for `num_envs` envs that holds `batch_steps` vector steps beyond the n − 1 a window needs."""
 
-    def __init__(self, num_envs: int, n_step: int, gamma: float) -> None:
-        """gamma: the discount per step (−γ for two-player games, as the replay's)."""
-        self.n_step, self.gamma = n_step, gamma
-        self.pending: list[list[tuple[Any, ...]]] = [[] for _ in range(num_envs)]
+    def __init__(self, num_envs: int, n_step: int, gamma: float, batch_steps: int, obs_shape: tuple[int, ...],
+                 obs_dtype: Any = np.float32, legal_actions: int = 0) -> None:
+        """gamma: the discount per step (−γ for two-player games, as the replay's); legal_actions: A for games."""
+        self.num_envs, self.n_step, self.batch_steps = num_envs, n_step, batch_steps
+        self.memory = ReplayMemory((batch_steps + n_step - 1) * num_envs, obs_shape, obs_dtype=obs_dtype,
+                                   num_envs=num_envs, n_step=n_step, gamma=gamma, legal_actions=legal_actions)
+        self.added = 0  # vector steps stored
+        self.taken = 0  # vector steps whose transitions were handed out
 
     def add(self, obs: np.ndarray, actions: np.ndarray, rewards: np.ndarray, next_obs: np.ndarray,
-            terminated: np.ndarray, ended: np.ndarray, next_legal: np.ndarray | None = None) -> list[Folded]:
-        """One vector step (N envs); returns the transitions whose windows it completed, oldest first per env."""
-        out: list[Folded] = []
-        for i, pending in enumerate(self.pending):
-            legal = None if next_legal is None else next_legal[i]
-            pending.append((obs[i], int(actions[i]), np.float32(rewards[i]), next_obs[i], bool(terminated[i]), legal))
-            if terminated[i] or ended[i]:  # the episode stops here: every pending window ends at this step
-                out.append(self._fold(pending, len(pending)))
-                pending.clear()
-            elif len(pending) == self.n_step:  # the oldest window is complete
-                out.append(self._fold(pending, 1))
-                del pending[0]
-        return out
+            terminated: np.ndarray, ended: np.ndarray, next_legal: np.ndarray | None = None) -> None:
+        """One vector step (N envs), as ReplayMemory.add takes it."""
+        if self.added - self.taken >= self.batch_steps + self.n_step - 1:
+            raise RuntimeError(f"take() at least every {self.batch_steps} steps: older steps would be overwritten")
+        self.memory.add(obs, actions, rewards, next_obs, terminated, ended, next_legal)
+        self.added += 1
 
-    def _fold(self, steps: list[tuple[Any, ...]], count: int) -> Folded:
-        """The transitions starting at steps[0 .. count-1], each window running to the last of `steps`."""
-        last = steps[-1]
-        rewards = np.array([s[2] for s in steps], dtype=np.float32)
-        returns, m = np.zeros(count, dtype=np.float64), np.zeros(count, dtype=np.int64)
-        for j in range(count):
-            for k, r in enumerate(rewards[j:]):
-                returns[j] += self.gamma ** k * r  # replay.window_returns' float64 sum, term by term
-            m[j] = len(steps) - j
-        terminated = np.full(count, float(last[4]), dtype=np.float32)
-        legal = None if last[5] is None else np.repeat(last[5][None], count, axis=0)
-        return Folded(np.stack([s[0] for s in steps[:count]]), np.array([s[1] for s in steps[:count]], np.int64),
-                      returns.astype(np.float32), np.repeat(np.asarray(last[3])[None], count, axis=0),
-                      terminated, discounts(self.gamma, m if self.n_step > 1 else None, terminated), legal)
-
-    def reset(self) -> None:
-        """New episodes everywhere (the envs were reset): pending steps belong to episodes that are gone."""
-        for pending in self.pending:
-            pending.clear()
+    def take(self) -> Folded | None:
+        """Every transition whose window became complete since the last take (None if there is none)."""
+        complete = self.added - (self.n_step - 1)  # vector steps whose n − 1 successors are stored
+        if complete <= self.taken:
+            return None
+        steps = np.arange(self.taken, complete)
+        rows = ((steps[:, None] * self.num_envs + np.arange(self.num_envs)) % self.memory.capacity).ravel()
+        self.taken = complete
+        b = self.memory.batch_slots(rows)
+        return Folded(b.obs.numpy(), b.actions.numpy(), b.rewards.numpy(), b.next_obs.numpy(), b.terminated.numpy(),
+                      b.discounts.numpy(), None if b.next_legal is None else b.next_legal.numpy())

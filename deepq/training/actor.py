@@ -10,6 +10,7 @@ moves, the opponent pool refreshed when the learner's target network is).
 
 from __future__ import annotations
 
+import os
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -73,8 +74,6 @@ class Actor:
 
     def reset(self, seed: int, weights: Weights) -> int:
         """New envs and RNGs from `seed`, the given weights; returns this process's pid (for fault tests)."""
-        import os
-
         cfg = self.cfg.replace(seed=seed)
         if self.envs is not None:
             self.envs.close()
@@ -85,7 +84,9 @@ class Actor:
         self.agent = Agent(self.envs.obs_shape, self.envs.n_actions, cfg, two_player=self.players.two_player)
         self.rng = np.random.default_rng(seed)
         gamma = -cfg.gamma if self.players.two_player else cfg.gamma  # as the replay's (make_replay)
-        self.folder = NStepFolder(cfg.num_envs, cfg.n_step, gamma)
+        legal = self.envs.n_actions if self.players.two_player else 0
+        self.folder = NStepFolder(cfg.num_envs, cfg.n_step, gamma, cfg.actor_batch, self.envs.obs_shape,
+                                  self.envs.obs_dtype, legal)
         self.syncs = 0
         self.load(weights)
         self.obs = self.envs.reset()
@@ -110,7 +111,6 @@ class Actor:
         if weights is not None:
             self.load(weights)
         cfg, envs, rng = self.cfg, self.envs, self.rng
-        parts: list[Folded] = []
         episodes: list[tuple[float, int]] = []
         eps = 0.0
         for k in range(cfg.actor_batch):
@@ -118,8 +118,7 @@ class Actor:
             actions = self.players.act(self.agent, self.obs, eps, rng)  # (N,)
             out = envs.step(actions)
             rewards = np.sign(out.rewards) if cfg.clip_rewards else out.rewards  # as the single-process replay
-            parts += self.folder.add(self.obs, actions, rewards, out.final_obs, out.terminated, out.ended,
-                                     out.next_legal)
+            self.folder.add(self.obs, actions, rewards, out.final_obs, out.terminated, out.ended, out.next_legal)
             self.obs = out.obs
             self.ep_return += self.players.logged(out.rewards)
             self.ep_length += 1
@@ -127,10 +126,10 @@ class Actor:
                 episodes.append((float(self.ep_return[i]), int(self.ep_length[i])))
                 self.ep_return[i], self.ep_length[i] = 0.0, 0
             self.players.new_episodes(out.ended, rng)
-        if not parts:
+        folded = self.folder.take()
+        if folded is None:  # the first batch of an actor with actor_batch < n_step: nothing is complete yet
             return Shipment(self.actor_id, None, np.zeros(0, np.float32), episodes, cfg.actor_batch * envs.num_envs,
                             eps)
-        folded = Folded.concat(parts)
         priorities = self.agent.learner.priorities(as_batch(folded)).numpy()
         return Shipment(self.actor_id, folded, priorities, episodes, cfg.actor_batch * envs.num_envs, eps)
 

@@ -46,7 +46,7 @@ class Distributed(Transitions):
     """The learner's side: DQN's replay, PER and updates (inherited from Transitions), fed by Ray actors."""
 
     def __init__(self, cfg: Config, rng: np.random.Generator, kind: EnvKind) -> None:
-        self.ray = require_ray()
+        self.ray = require_ray(cfg)
         probe = kind.make_vec_env(cfg.replace(num_envs=1))  # shapes and names only
         self.obs_shape, self.n_actions, obs_dtype = probe.obs_shape, probe.n_actions, probe.obs_dtype
         self.env_label = probe.env_label

@@ -4,13 +4,22 @@ set-up (deepq/training/setup.py), so a missing Ray is one line before anything i
 from __future__ import annotations
 
 import os
+import sys
 from typing import Any
 
 from deepq.config import Config
 from deepq.errors import DistributedError
 
+# Ray turns a node address of 127.0.0.1 into the machine's outward-facing one on Linux unless this is "0"; set
+# before Ray is imported, it keeps a local Ray's traffic on loopback.
+LOOPBACK_ONLY = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
 
-def require_ray() -> Any:
+
+def require_ray(cfg: Config | None = None) -> Any:
+    """Import Ray, or one line naming the extra to install. For a local Ray (no cfg.ray_address), first ask Ray
+    to keep to loopback (it only can if this is the first import of Ray in the process)."""
+    if cfg is not None and not cfg.ray_address and "ray" not in sys.modules:
+        os.environ.setdefault(LOOPBACK_ONLY, "0")
     try:
         import ray
     except ImportError:
@@ -22,7 +31,7 @@ def require_ray() -> Any:
 def connect(cfg: Config) -> bool:
     """Join cfg.ray_address, or start a local Ray sized to this machine (traffic on loopback only); True when
     this call started it (and so shuts it down at the end). A Ray already initialised in this process is used."""
-    ray = require_ray()
+    ray = require_ray(cfg)
     if ray.is_initialized():
         return False
     try:

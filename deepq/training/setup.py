@@ -25,7 +25,7 @@ def check(cfg: Config) -> Config:
     if cfg.num_actors > 0:  # a distributed run: Ray must be importable (one line naming the extra if not)
         from deepq.training.ray_cluster import require_ray
 
-        require_ray()
+        require_ray(cfg)
     return cfg
 
 
