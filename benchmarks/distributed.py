@@ -1,8 +1,9 @@
 """Distributed training (Ape-X on Ray) against the single-process loop, side by side in one run.
 
-    python benchmarks/distributed.py                      # everything (about 10 minutes on 2 cores)
+    python benchmarks/distributed.py                      # everything (about 13 minutes on 2 cores)
     python benchmarks/distributed.py --parts throughput   # env steps/s and updates/s only
     python benchmarks/distributed.py --parts solve --seeds 0,1,2
+    python benchmarks/distributed.py --parts minatar --minutes 3   # MinAtar Breakout at equal wall-clock, seed 0
 
 throughput: for the single-process loop and for 1, 2 and 4 actors, env steps/s and updates/s over a fixed
 window of wall-clock time after learning starts, on CartPole (MLP 64-64, batch 64, one env per actor) at two
@@ -14,7 +15,9 @@ the learner (CartPole and MinAtar Breakout frames), divided by the transitions r
 
 solve: wall-clock seconds until the cartpole preset's evaluation first reaches 475, single process against
 2 actors at the same replay ratio, for each seed (a local Ray's start-up, ~5 s, is inside the distributed
-time). One Ray is started for the whole run, on loopback only.
+time). minatar: the minatar-breakout preset for the same wall-clock minutes (max_minutes), one process against
+2 actors, first seed only: env steps reached, periodic and final evaluations. One Ray is started for the whole
+run, on loopback only.
 """
 
 from __future__ import annotations
@@ -125,12 +128,32 @@ def solve(seeds: list[int]) -> list[dict[str, Any]]:
     return rows
 
 
+def minatar(minutes: float, seeds: list[int]) -> list[dict[str, Any]]:
+    """The minatar-breakout preset for the same wall-clock minutes, one process against 2 actors: env steps
+    reached, the periodic evaluations (every 25,000 env steps, 10 episodes) and the final one."""
+    rows = []
+    for seed in seeds:
+        for n in (0, 2):
+            with tempfile.TemporaryDirectory() as d:
+                cfg = deepq.preset("minatar-breakout", seed=seed, num_actors=n, progress=False, max_minutes=minutes,
+                                   eval_interval=25_000, eval_episodes=10, run_dir=str(Path(d) / "run"))
+                agent = deepq.train(cfg)
+                lines = (Path(d) / "run" / "metrics.csv").read_text().splitlines()
+            evals = [(int(line.split(",")[0]), float(line.split(",")[6])) for line in lines[1:] if ",periodic" in line]
+            last_step = max(int(line.split(",")[0]) for line in lines[1:])
+            rows.append({"seed": seed, "actors": n, "minutes": minutes, "env_steps": last_step, "evals": evals,
+                         "final_eval": agent.final_evaluation.mean})  # type: ignore[attr-defined]
+            print(json.dumps(rows[-1]), flush=True)
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--parts", default="throughput,solve")
+    ap.add_argument("--parts", default="throughput,solve,minatar")
     ap.add_argument("--seconds", type=float, default=20.0, help="measuring window per throughput setting")
     ap.add_argument("--actors", default="1,2,4")
     ap.add_argument("--seeds", default="0,1,2")
+    ap.add_argument("--minutes", type=float, default=3.0, help="wall-clock minutes per MinAtar run")
     ap.add_argument("--out", help="write the results as JSON here")
     args = ap.parse_args()
     os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # a local Ray on loopback only
@@ -144,6 +167,8 @@ def main() -> None:
         results["throughput"] = throughput(args.seconds, [int(n) for n in args.actors.split(",")])
     if "solve" in args.parts:
         results["solve"] = solve([int(s) for s in args.seeds.split(",")])
+    if "minatar" in args.parts:
+        results["minatar"] = minatar(args.minutes, [int(s) for s in args.seeds.split(",")][:1])
     ray.shutdown()
     if args.out:
         Path(args.out).write_text(json.dumps(results, indent=1))

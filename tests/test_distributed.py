@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -217,6 +218,19 @@ def test_without_ray_a_distributed_run_says_what_to_install(tmp_path: Path) -> N
     assert result.returncode == 2 and len(lines) == 1, result.stderr
     assert "pip install 'deepq[distributed]'" in lines[0]
     assert not (tmp_path / "r").exists()  # said before anything was written
+
+
+def test_a_cluster_address_where_nothing_answers_is_one_line_in_seconds(tmp_path: Path) -> None:
+    free = socket.socket()
+    free.bind(("127.0.0.1", 0))
+    port = free.getsockname()[1]
+    free.close()  # a port nothing listens on
+    started = time.monotonic()
+    with pytest.raises(deepq.DistributedError, match=f"nothing answers at ray_address '127.0.0.1:{port}'"):
+        deepq.train(deepq.Config(**SMALL, ray_address=f"127.0.0.1:{port}", run_dir=str(tmp_path / "r")))
+    assert time.monotonic() - started < 10 and not (tmp_path / "r").exists()
+    with pytest.raises(deepq.DistributedError, match="HOST:PORT"):
+        deepq.train(deepq.Config(**SMALL, ray_address="headnode", run_dir=str(tmp_path / "r")))
 
 
 def test_frame_stacks_and_mcts_targets_are_refused_in_one_line() -> None:

@@ -206,7 +206,7 @@ API_CONTRACT = [
     "deepq.evaluate", "deepq.EvalResult", "deepq.EvalResult.mean", "deepq.EvalResult.std",
     "deepq.EvalResult.returns", "deepq.EvalResult.lengths", "deepq.EvalResult.protocol", "deepq.EvalResult.seats",
     *(f"deepq.errors.{e}" for e in ("DeepQError", "ConfigError", "CheckpointError", "NonFiniteLossError",
-                                    "EnvError", "RunDirError", "DiskFullError", "RunInterrupted")),
+                                    "EnvError", "RunDirError", "DiskFullError", "DistributedError", "RunInterrupted")),
     "deepq.games.as_bot",
 ]
 

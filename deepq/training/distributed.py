@@ -47,6 +47,7 @@ class Distributed(Transitions):
 
     def __init__(self, cfg: Config, rng: np.random.Generator, kind: EnvKind) -> None:
         self.ray = require_ray(cfg)
+        self.started_ray = connect(cfg)  # at set-up: a Ray that cannot start stops the run before it writes
         probe = kind.make_vec_env(cfg.replace(num_envs=1))  # shapes and names only
         self.obs_shape, self.n_actions, obs_dtype = probe.obs_shape, probe.n_actions, probe.obs_dtype
         self.env_label = probe.env_label
@@ -60,7 +61,6 @@ class Distributed(Transitions):
         assert isinstance(memory, ReplayMemory)  # folded transitions: one row each, never frame histories
         self.memory: ReplayMemory = memory
         self.per = PrioritizedSampler(self.memory.num_slots, cfg.per_alpha) if cfg.prioritized else None
-        self.started_ray = False
         self.actors: list[Any] = []
         self.generation: list[int] = []  # per actor id: replacements so far (seeds the replacement)
         self.in_flight: dict[Any, tuple[int, int]] = {}  # object ref -> (actor id, generation)
@@ -147,7 +147,6 @@ class Distributed(Transitions):
         return int(seq.generate_state(1)[0] & 0x7FFFFFFF)
 
     def _launch(self, step: int) -> None:
-        self.started_ray = connect(self.cfg)
         remote = self.ray.remote(num_cpus=1, max_restarts=0)(Actor)
         self.remote_actor = remote
         self.start_step = step

@@ -124,6 +124,11 @@ def _train(cfg: Config, kind: EnvKind, mode: Experience, rng: np.random.Generato
            resumed: bool) -> Agent:
     agent = mode.agent
     eps_at = exploration(cfg)
+    if cfg.num_actors and cfg.actor_eps == "apex":  # each actor's ε is fixed; the progress bar shows their mean
+        from deepq.training.actor import apex_epsilon
+
+        mean_eps = sum(apex_epsilon(i, cfg.num_actors) for i in range(cfg.num_actors)) / cfg.num_actors
+        eps_at = lambda step: mean_eps  # noqa: E731
     state = LoopState(ep_return=[0.0] * cfg.num_envs, ep_length=[0] * cfg.num_envs)
     if resumed:
         run_id, metrics_bytes = _restore(run_dir, cfg, mode, rng, state)

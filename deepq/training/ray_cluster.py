@@ -4,6 +4,7 @@ set-up (deepq/training/setup.py), so a missing Ray is one line before anything i
 from __future__ import annotations
 
 import os
+import socket
 import sys
 from typing import Any
 
@@ -46,3 +47,21 @@ def connect(cfg: Config) -> bool:
         raise DistributedError(f"could not start or join {where} ({first[:300]}); check `ray status`, or set "
                                "num_actors=0 to train in one process") from None
     return True
+
+
+def check_address(cfg: Config) -> None:
+    """A cluster address that nothing answers at is one line at set-up, in seconds (Ray itself retries for
+    minutes). 'auto' is left to Ray, which says at once when it finds no running Ray."""
+    address = cfg.ray_address
+    if not address or address == "auto":
+        return
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        raise DistributedError(f"ray_address={address!r} is not valid: use 'auto' (a Ray started on this machine "
+                               "with `ray start --head`) or HOST:PORT of the cluster's head, e.g. 10.0.0.1:6379")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=5).close()
+    except OSError as e:
+        raise DistributedError(f"nothing answers at ray_address {address!r} ({type(e).__name__}: {e.strerror or e}): "
+                               f"start the cluster's head there (`ray start --head --port={port}`), check the "
+                               "address, or set num_actors=0 to train in one process") from None

@@ -23,9 +23,10 @@ def check(cfg: Config) -> Config:
     cfg.validate()
     kinds.check(cfg)
     if cfg.num_actors > 0:  # a distributed run: Ray must be importable (one line naming the extra if not)
-        from deepq.training.ray_cluster import require_ray
+        from deepq.training.ray_cluster import check_address, require_ray
 
         require_ray(cfg)
+        check_address(cfg)
     return cfg
 
 
