@@ -273,3 +273,18 @@ def test_the_learners_death_leaves_the_last_checkpoint_resumable(tmp_path: Path)
     with (run / "metrics.csv").open() as f:
         rows = list(csv.DictReader(f))
     assert int(rows[-1]["step"]) >= step + 1_000 and rows[-1]["eval_kind"] == "final"
+
+
+def test_self_play_with_an_opponent_pool_trains_distributed(local_ray: Any, tmp_path: Path) -> None:
+    """Tic-tac-toe by self-play on two actors, each with its own opponent pool refreshed at the learner's target
+    syncs: episodes from both actors, first-player returns in {−1, 0, 1}, a final evaluation from both seats."""
+    run = tmp_path / "ttt"
+    agent = deepq.train(deepq.preset("tictactoe", total_steps=4_000, learning_starts=500, target_update_interval=500,
+                                     opponent_pool=2, eval_interval=0, eval_episodes=5, num_actors=2, actor_batch=20,
+                                     run_dir=str(run), progress=False))
+    with (run / "metrics.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    episodes = [r for r in rows if r["episode"]]
+    assert {r["actor"] for r in episodes} == {"0", "1"}
+    assert {float(r["episode_return"]) for r in episodes} <= {-1.0, 0.0, 1.0}
+    assert agent.final_evaluation.seats is not None  # type: ignore[attr-defined]
