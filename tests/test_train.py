@@ -259,3 +259,20 @@ def test_discrete_observations_are_one_hot_encoded(tmp_path: Path) -> None:
     assert agent.obs_shape == (16,)
     one_hot = np.eye(16, dtype=np.float32)
     assert agent.q_values(one_hot).shape == (16, 4)
+
+
+def test_on_evaluation_sees_each_periodic_evaluation_and_can_stop_the_run(tmp_path: Path) -> None:
+    seen: list[tuple[int, float]] = []
+
+    def pruner(step: int, result: deepq.EvalResult) -> bool:
+        seen.append((step, result.mean))
+        return step >= 2_000  # stop at the second evaluation, as a tuner's pruner would
+
+    agent = deepq.train(small(tmp_path, "p", total_steps=3_000, checkpoint_interval=0), on_evaluation=pruner)
+    with (tmp_path / "p" / "metrics.csv").open(newline="") as f:
+        evals = [(int(r["step"]), float(r["eval_return"])) for r in csv.DictReader(f) if r["eval_kind"] == "periodic"]
+    assert seen == evals and [s for s, _ in seen] == [1_000, 2_000]
+    assert safe_load(checkpoint_path(tmp_path / "p"), CHECKPOINT_FORMAT)["loop"]["step"] == 2_000
+    assert (tmp_path / "p" / "agent.pt").is_file() and agent.final_evaluation is not None  # type: ignore[attr-defined]
+    deepq.train(small(tmp_path, "p", total_steps=3_000, checkpoint_interval=0), resume=tmp_path / "p")
+    assert safe_load(checkpoint_path(tmp_path / "p"), CHECKPOINT_FORMAT)["loop"]["step"] == 3_000  # not stopped again

@@ -26,6 +26,7 @@ import errno
 import sys
 import uuid
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +34,7 @@ import torch
 
 from deepq.config import RESUME_FIXED, Config
 from deepq.core.agent import Agent, resolve_device, set_cpu_threads
+from deepq.core.results import EvalResult
 from deepq.envs.kinds import EnvKind
 from deepq.errors import CheckpointError, ConfigError, DiskFullError, NonFiniteLossError, RunDirError
 from deepq.files import atomic_save, safe_load
@@ -78,12 +80,15 @@ def make_experience(cfg: Config, rng: np.random.Generator, kind: EnvKind) -> Exp
     return Transitions(cfg, rng, envs, SingleAgent(envs.n_actions))
 
 
-def train(cfg: Config, resume: str | Path | None = None, overwrite: bool = False) -> Agent:
+def train(cfg: Config, resume: str | Path | None = None, overwrite: bool = False,
+          on_evaluation: Callable[[int, EvalResult], bool | None] | None = None) -> Agent:
     """Train a DQN agent; writes a run directory and returns the trained Agent.
 
     With `resume=RUN_DIR`, continue from that run's last checkpoint; on CPU the result is
     identical to a run that never stopped. A fresh run refuses a cfg.run_dir that already holds a
     run unless `overwrite` (which deletes that run's files). One process at a time has a run directory.
+    `on_evaluation(step, result)` is called after each periodic evaluation; when it returns True the run
+    stops there as at total_steps (agent.pt, a checkpoint, the final evaluation), e.g. a tuner's pruner.
     """
     check(cfg)  # the Config's fields, then its env kind's (games), before anything is written
     resolve_device(cfg.device)  # a device torch cannot see is refused before anything is written
@@ -107,7 +112,7 @@ def train(cfg: Config, resume: str | Path | None = None, overwrite: bool = False
             cfg = _named(cfg, mode)
             run_dir = new_run_dir(cfg)
             lock = open_run_dir(run_dir, True, overwrite)
-        return _train(cfg, kind, mode, rng, run_dir, resume is not None)
+        return _train(cfg, kind, mode, rng, run_dir, resume is not None, on_evaluation)
     finally:
         if lock is not None:
             lock.release()
@@ -121,7 +126,7 @@ def _named(cfg: Config, mode: Experience) -> Config:
 
 
 def _train(cfg: Config, kind: EnvKind, mode: Experience, rng: np.random.Generator, run_dir: Path,
-           resumed: bool) -> Agent:
+           resumed: bool, on_evaluation: Callable[[int, EvalResult], bool | None] | None = None) -> Agent:
     agent = mode.agent
     eps_at = exploration(cfg)
     if cfg.num_actors and cfg.actor_eps == "apex":  # each actor's ε is fixed; the progress bar shows their mean
@@ -154,11 +159,12 @@ def _train(cfg: Config, kind: EnvKind, mode: Experience, rng: np.random.Generato
     interrupted = DeferredInterrupt()
     failed = True
     updates = state.updates if cfg.num_actors else None  # distributed runs show updates/s on the progress bar
+    caller_stopped = False  # on_evaluation said stop (not checkpointed: a resumed run goes on)
     try:
         with interrupted, warnings.catch_warnings():
             # NumPy's overflow warnings from a diverging update: the non-finite loss check says it in one line
             warnings.filterwarnings("ignore", category=RuntimeWarning, module=r"deepq\.core\.fast_path")
-            while running(state, cfg, interrupted, out_of_time):
+            while running(state, cfg, interrupted, out_of_time) and not caller_stopped:
                 prev = state.step
                 mode.collect(state, eps_at, log)  # act, step the env(s), store
                 if state.step >= cfg.learning_starts and mode.can_learn():
@@ -167,7 +173,9 @@ def _train(cfg: Config, kind: EnvKind, mode: Experience, rng: np.random.Generato
                 mode.after_updates(prev, state.step)  # θ⁻ ← θ every C steps
                 updates = state.updates if cfg.num_actors else None
                 if crossings(prev, state.step, cfg.eval_interval):
-                    _evaluate(agent, cfg, kind, state, log, bar)
+                    result = _evaluate(agent, cfg, kind, state, log, bar)
+                    if on_evaluation is not None and on_evaluation(state.step, result):
+                        caller_stopped = True
                 if crossings(prev, state.step, cfg.checkpoint_interval):
                     save_checkpoint()
                     log.speed(state.step, bar.steps_per_sec(state.step))
@@ -179,7 +187,8 @@ def _train(cfg: Config, kind: EnvKind, mode: Experience, rng: np.random.Generato
                 checkpoint_and_stop(state.step, run_dir, interrupted.signum, save_checkpoint)
             agent.save(run_dir / "agent.pt")
             save_checkpoint()  # lets `--resume` extend a finished run with a larger total_steps
-        bar.finish(state.step, why_stopped(cfg, state))
+        bar.finish(state.step, f"stopped by on_evaluation at step {state.step:,}" if caller_stopped
+                   else why_stopped(cfg, state))
         bar.message(f"final evaluation of {run_dir / 'agent.pt'}: {kind.episodes_text(cfg.eval_episodes)} ...")
         final = evaluate_kind(agent, kind, cfg.eval_episodes)
         log.evaluation(state.step, final, final=True)
@@ -219,7 +228,7 @@ def _close(log: RunLog, quiet: bool) -> None:
             raise
 
 
-def _evaluate(agent: Agent, cfg: Config, kind: EnvKind, state: LoopState, log: RunLog, bar: Progress) -> None:
+def _evaluate(agent: Agent, cfg: Config, kind: EnvKind, state: LoopState, log: RunLog, bar: Progress) -> EvalResult:
     # Each evaluation gets fresh reset seeds, distinct from training's, so it is an honest sample.
     state.evals += 1
     seed = int(np.random.SeedSequence([cfg.seed, 0xE7A1, state.evals]).generate_state(1)[0])
@@ -230,6 +239,7 @@ def _evaluate(agent: Agent, cfg: Config, kind: EnvKind, state: LoopState, log: R
     if cfg.stop_at_return is not None and result.mean >= cfg.stop_at_return:
         state.solved_at = state.step
         bar.message(f"solved at step {state.step:,}: evaluation {result}")
+    return result
 
 
 def _restore(run_dir: Path, cfg: Config, mode: Experience, rng: np.random.Generator,
