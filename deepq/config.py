@@ -366,9 +366,8 @@ def _check_eval(cfg: Config) -> None:
 
 
 def _check_distributed(cfg: Config) -> None:
-    if cfg.num_actors > 0 and (cfg.frame_stack > 1 or cfg.target == "mcts"):
-        raise ConfigError("num_actors > 0 does not support frame_stack > 1 (Atari frame stacks) or target='mcts' "
-                          "yet; train those with num_actors=0")
+    if cfg.num_actors > 0 and cfg.target == "mcts":
+        raise ConfigError("num_actors > 0 does not support target='mcts' yet; train it with num_actors=0")
 
 
 GROUP_CHECKS: dict[str, Callable[[Config], None]] = {

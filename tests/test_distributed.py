@@ -12,7 +12,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections import Counter
+from collections import Counter, deque
 from pathlib import Path
 from typing import Any
 
@@ -209,6 +209,27 @@ def test_a_distributed_run_writes_the_run_directory_and_resumes(local_ray: Any, 
         deepq.train(deepq.Config(**{**SMALL, "run_dir": str(run), "total_steps": 6_000, "num_actors": 0}), resume=run)
 
 
+@pytest.mark.slow  # ~30 s on 2 cores; the actor-to-replay path is checked above, the streams' state elsewhere
+def test_an_atari_run_with_two_actors_trains_from_frames_and_resumes(local_ray: Any, tmp_path: Path) -> None:
+    """Breakout from pixels (frame stacks of 4) on two actors: the learner's replay is one frame stream per actor,
+    it learns, and a resume reloads the streams and goes on with new actors."""
+    pytest.importorskip("ale_py")
+    run = tmp_path / "run"
+    cfg = deepq.preset("breakout", num_actors=2, actor_batch=25, total_steps=600, learning_starts=300,
+                       buffer_size=2_000, train_freq=4, checkpoint_interval=300, eval_interval=0, eval_episodes=1,
+                       max_episode_frames=400, prioritized=True, n_step=3, progress=False, run_dir=str(run))
+    deepq.train(cfg)
+    data = safe_load(run / "checkpoint" / "checkpoint.pt", CHECKPOINT_FORMAT)
+    streams = data["memory"]["streams"]
+    assert len(streams) == 2 and all(int(s["head"]) > 0 for s in streams)  # both actors' frames arrived
+    assert data["loop"]["updates"] > 0
+    agent = deepq.train(cfg.replace(total_steps=1_200), resume=run)
+    after = safe_load(run / "checkpoint" / "checkpoint.pt", CHECKPOINT_FORMAT)
+    assert after["loop"]["step"] >= 1_200 and after["loop"]["updates"] > data["loop"]["updates"]
+    assert all(int(a["head"]) > int(b["head"]) for a, b in zip(after["memory"]["streams"], streams, strict=True))
+    assert agent.q_values(np.zeros((4, 84, 84), np.uint8)).shape == (4,)
+
+
 def test_without_ray_a_distributed_run_says_what_to_install(tmp_path: Path) -> None:
     code = ("import sys; sys.modules['ray'] = None\n"
             "from deepq.cli import main\n"
@@ -233,11 +254,66 @@ def test_a_cluster_address_where_nothing_answers_is_one_line_in_seconds(tmp_path
         deepq.train(deepq.Config(**SMALL, ray_address="headnode", run_dir=str(tmp_path / "r")))
 
 
-def test_frame_stacks_and_mcts_targets_are_refused_in_one_line() -> None:
-    with pytest.raises(deepq.ConfigError, match="frame_stack"):
-        deepq.Config(num_actors=2, frame_stack=4).validate()
+def test_mcts_targets_are_refused_in_one_line() -> None:
+    deepq.Config(num_actors=2, frame_stack=4).validate()  # frame stacks: each frame shipped once
     with pytest.raises(deepq.ConfigError, match="target='mcts'"):
         deepq.Config(num_actors=2, target="mcts").validate()
+
+
+def test_an_atari_actor_ships_each_frame_once_and_the_learner_rebuilds_the_single_process_replay() -> None:
+    """Atari frame stacks (4 × 84 × 84), 3-step returns, truncations: the actor ships each new frame once; fed
+    into the learner's frame-once replay, every slot holds the single-process replay's transition (same seed,
+    same weights), the priorities are the |TD errors| of those transitions, and the steps whose windows are
+    still open wait at priority 0. What is shipped is each frame once plus ≤ 32 bytes per transition; the replay
+    stores ≤ 7.4 KB per transition."""
+    pytest.importorskip("ale_py")
+    from deepq.core.frame_streams import FrameStreams
+    from deepq.core.per import PrioritizedSampler
+    from deepq.training.distributed import store_frames
+
+    cfg = deepq.preset("breakout", num_envs=2, n_step=3, buffer_size=400, learning_starts=10_000, actor_batch=40,
+                       max_episode_frames=120, prioritized=True, actor_eps="schedule", eps_decay_steps=200,
+                       progress=False)
+    steps = 2 * cfg.actor_batch  # two batches: the second's priorities complete the first's open windows
+    single = make_experience(cfg, np.random.default_rng(cfg.seed), env_kind(cfg))
+    single.start()
+    state = LoopState(ep_return=[0.0] * cfg.num_envs, ep_length=[0] * cfg.num_envs)
+
+    class NoLog:
+        def episode(self, *a: Any) -> None:
+            pass
+
+    eps_at = deepq.training.dqn.exploration(cfg)  # type: ignore[attr-defined]
+    for _ in range(steps):
+        single.collect(state, eps_at, NoLog())  # type: ignore[arg-type]
+    actor = Actor(cfg, actor_id=0, num_actors=1)
+    actor.reset(cfg.seed, weights_of(single.agent, syncs=0))
+    memory = FrameStreams(1, cfg.buffer_size, (4, 84, 84), cfg.num_envs, n_step=cfg.n_step, gamma=cfg.gamma)
+    per, unscored = PrioritizedSampler(memory.num_slots, cfg.per_alpha), deque()  # type: ignore[var-annotated]
+    shipped = []
+    for k in range(2):
+        shipment = actor.collect(step=k * cfg.actor_batch * cfg.num_envs)
+        assert shipment.transitions is None and shipment.frames is not None
+        assert shipment.frames.new.shape == (cfg.actor_batch, cfg.num_envs, 84, 84)  # frames, never stacks
+        store_frames(memory, per, unscored, shipment)
+        frames = shipment.steps + len(shipment.frames.first)  # one per step, plus each new episode's first
+        shipped.append((shipment.nbytes() - frames * 84 * 84) / shipment.steps)
+    assert max(shipped) <= 32  # bytes per transition beside its frame: action, reward, flags, priority
+    assert FrameStreams(8, 1_000_000, (4, 84, 84)).nbytes() / 1_000_000 <= 7_400  # 8 actors' (lazily allocated)
+    slots = np.arange(memory.num_slots)
+    ok = single.memory.valid_slots(slots)
+    assert ok.sum() > 100 and (memory.valid_slots(slots) == ok).all()
+    got, want = memory.batch_slots(slots[ok]), single.memory.batch_slots(slots[ok])
+    for name, x, y in zip(got._fields, got, want, strict=True):
+        assert (x is None and y is None) or torch.equal(x, y), name
+    assert (want.discounts == 0).any() and (want.discounts > 0.98).any()  # lives lost, truncations in windows
+    scored = np.flatnonzero(per.tree.get(slots) > 0)
+    assert len(scored) == (steps - (cfg.n_step - 1)) * cfg.num_envs  # the last n − 1 steps wait at priority 0
+    td = single.agent.learner.priorities(single.memory.batch_slots(scored)).numpy()
+    np.testing.assert_allclose(per.tree.get(scored), (np.abs(td.astype(np.float64)) + per.eps) ** per.alpha,
+                               rtol=1e-6)
+    single.close()
+    actor.close()
 
 
 @pytest.mark.slow

@@ -89,14 +89,25 @@ class FrameReplay:
         if len(actions) != self.num_envs:
             raise ValueError(f"add got {len(actions)} transitions for {self.num_envs} envs")
         self._check(obs, next_obs)
+        slots = self.add_frames(obs[self.new_episode, -1], next_obs[:, -1], actions, rewards, terminated, ended)
+        self.last_next[:] = next_obs
+        return slots
+
+    def add_frames(self, first: np.ndarray, new: np.ndarray, actions: np.ndarray, rewards: np.ndarray,
+                   terminated: np.ndarray, ended: np.ndarray) -> np.ndarray:
+        """`add` from frames alone, for a sender that holds the stacks (a distributed actor ships each frame once):
+        first (S, *frame): the reset frame f0 of each env starting an episode (the envs whose previous add had
+        ended, or mark_reset), in env order; new (N, *frame): the newest frame of each s'. Returns the slots."""
         starts = np.flatnonzero(self.new_episode)
+        if len(first) != len(starts) or len(new) != self.num_envs:
+            raise ValueError(f"add_frames got {len(first)} reset frames for {len(starts)} new episodes and "
+                             f"{len(new)} new frames for {self.num_envs} envs")
         if starts.size:
-            first = obs[starts, -1]  # (S, *frame): the reset frame f0
             self.frames[starts, self.written[starts] % self.frame_slots] = first
             self.episode_start[starts] = self.written[starts]
             self.written[starts] += 1
         slot = self.head % self.slots
-        self.frames[self._envs, self.written % self.frame_slots] = next_obs[:, -1]  # (N, *frame)
+        self.frames[self._envs, self.written % self.frame_slots] = new  # (N, *frame)
         self.next_pos[:, slot] = self.written
         self.start_pos[:, slot] = self.episode_start
         self.actions[:, slot] = actions
@@ -105,7 +116,6 @@ class FrameReplay:
         self.written += 1
         self.head += 1
         self.new_episode[:] = ended
-        self.last_next[:] = next_obs
         self._drop_unsampleable()
         return self._envs * self.slots + slot  # (N,) the slot ids written
 

@@ -29,19 +29,34 @@ from deepq.training.setup import env_kind
 Weights = dict[str, Any]  # {"online": arrays, "target": arrays or None, "syncs": target syncs so far}
 
 
+class FrameSteps(NamedTuple):
+    """T vector steps of N envs as frames, each shipped once (frame stacks, frame_stack > 1): the learner's
+    FrameReplay rebuilds the stacks (FrameReplay.add_frames) and sums the n-step windows itself."""
+
+    first: np.ndarray  # (R, *frame): the reset frame of each env starting an episode, step by step, env order
+    first_count: np.ndarray  # (T,) int: how many of `first` belong to each step
+    new: np.ndarray  # (T, N, *frame): the newest frame of each s' (the true final one where an episode ended)
+    actions: np.ndarray  # (T, N) int64
+    rewards: np.ndarray  # (T, N) float32, clipped as the replay stores them
+    terminated: np.ndarray  # (T, N) bool
+    ended: np.ndarray  # (T, N) bool
+
+
 class Shipment(NamedTuple):
     """What an actor sends the learner for one batch of env steps."""
 
     actor: int
-    transitions: Folded | None  # the n-step transitions completed in these steps (None: none completed)
-    priorities: np.ndarray  # (B,) |TD error| of each under the actor's copy of the weights
+    seq: int  # this actor's batches so far (the learner stores each actor's batches in order)
+    transitions: Folded | None  # the n-step transitions completed in these steps (None: none, or frames below)
+    frames: FrameSteps | None  # frame stacks: the steps themselves, each frame once
+    priorities: np.ndarray  # (B,) |TD error| of each completed n-step transition under the actor's weights
     episodes: list[tuple[float, int]]  # (return as logged, length) of each episode that ended, in order
     steps: int  # env steps taken, summed over the actor's envs
     eps: float  # the exploration rate the actor used (at the batch's last step)
 
     def nbytes(self) -> int:
         """Bytes of the arrays shipped (what crosses the object store, pickling overhead aside)."""
-        arrays = [] if self.transitions is None else [a for a in self.transitions if a is not None]
+        arrays = [a for part in (self.transitions, self.frames) if part is not None for a in part if a is not None]
         return int(sum(a.nbytes for a in [*arrays, self.priorities]))
 
 
@@ -69,6 +84,7 @@ class Actor:
         self.kind = env_kind(self.cfg)
         self.fixed_eps = apex_epsilon(actor_id, num_actors) if cfg.actor_eps == "apex" else None
         self.eps_at = exploration(self.cfg)
+        self.frames_once = cfg.frame_stack > 1  # ship frames, not stacks (the learner has a frame-once replay)
         self.envs: VecEnv | None = None
         self.syncs = 0
 
@@ -88,8 +104,10 @@ class Actor:
         self.folder = NStepFolder(cfg.num_envs, cfg.n_step, gamma, cfg.actor_batch, self.envs.obs_shape,
                                   self.envs.obs_dtype, legal)
         self.syncs = 0
+        self.sent = 0  # batches shipped since this reset
         self.load(weights)
         self.obs = self.envs.reset()
+        self.new_episode = np.ones(cfg.num_envs, dtype=bool)  # frame stacks: whose next step ships a reset frame
         self.ep_return = np.zeros(cfg.num_envs, dtype=np.float64)
         self.ep_length = np.zeros(cfg.num_envs, dtype=np.int64)
         return os.getpid()
@@ -113,12 +131,17 @@ class Actor:
         cfg, envs, rng = self.cfg, self.envs, self.rng
         episodes: list[tuple[float, int]] = []
         eps = 0.0
+        frames: list[tuple[np.ndarray, ...]] = []  # frame stacks: per step, what FrameSteps ships
         for k in range(cfg.actor_batch):
             eps = self.fixed_eps if self.fixed_eps is not None else self.eps_at(step + k * envs.num_envs)
             actions = self.players.act(self.agent, self.obs, eps, rng)  # (N,)
             out = envs.step(actions)
             rewards = np.sign(out.rewards) if cfg.clip_rewards else out.rewards  # as the single-process replay
             self.folder.add(self.obs, actions, rewards, out.final_obs, out.terminated, out.ended, out.next_legal)
+            if self.frames_once:  # (N, k, *frame) stacks: only their newest frames travel
+                frames.append((self.obs[self.new_episode, -1], out.final_obs[:, -1], actions, rewards,
+                               out.terminated, out.ended))
+                self.new_episode = out.ended.copy()
             self.obs = out.obs
             self.ep_return += self.players.logged(out.rewards)
             self.ep_length += 1
@@ -126,12 +149,19 @@ class Actor:
                 episodes.append((float(self.ep_return[i]), int(self.ep_length[i])))
                 self.ep_return[i], self.ep_length[i] = 0.0, 0
             self.players.new_episodes(out.ended, rng)
-        folded = self.folder.take()
-        if folded is None:  # the first batch of an actor with actor_batch < n_step: nothing is complete yet
-            return Shipment(self.actor_id, None, np.zeros(0, np.float32), episodes, cfg.actor_batch * envs.num_envs,
-                            eps)
-        priorities = self.agent.learner.priorities(as_batch(folded)).numpy()
-        return Shipment(self.actor_id, folded, priorities, episodes, cfg.actor_batch * envs.num_envs, eps)
+        folded = self.folder.take()  # None in the first batch of an actor with actor_batch < n_step
+        priorities = (np.zeros(0, np.float32) if folded is None
+                      else self.agent.learner.priorities(as_batch(folded)).numpy())
+        steps = None
+        if frames:
+            first, new, actions, rewards, terminated, ended = zip(*frames, strict=True)
+            steps = FrameSteps(np.concatenate(first), np.array([len(f) for f in first]), np.stack(new),
+                               np.stack(actions).astype(np.int64), np.stack(rewards).astype(np.float32),
+                               np.stack(terminated), np.stack(ended))
+            folded = None  # the learner sums the windows from the frames; the priorities say which are complete
+        self.sent += 1
+        return Shipment(self.actor_id, self.sent - 1, folded, steps, priorities, episodes,
+                        cfg.actor_batch * envs.num_envs, eps)
 
     def weights_loaded(self) -> dict[str, np.ndarray]:
         """The online weights the actor acts with (tests check that a broadcast arrived)."""

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import sys
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -31,6 +32,7 @@ import torch
 
 from deepq.config import Config
 from deepq.core.agent import Agent
+from deepq.core.frame_streams import FrameStreams
 from deepq.core.per import PrioritizedSampler
 from deepq.core.replay import ReplayMemory
 from deepq.envs.kinds import EnvKind
@@ -58,12 +60,17 @@ class Distributed(Transitions):
         self.agent = Agent(self.obs_shape, self.n_actions, cfg, two_player=two_player)
         memory = make_replay(cfg, self.obs_shape, obs_dtype, self.agent.device, self.n_actions,
                              two_player=two_player, folded=True)
-        assert isinstance(memory, ReplayMemory)  # folded transitions: one row each, never frame histories
-        self.memory: ReplayMemory = memory
+        assert isinstance(memory, ReplayMemory | FrameStreams)  # folded rows, or each actor's frames once
+        self.memory: ReplayMemory | FrameStreams = memory
         self.per = PrioritizedSampler(self.memory.num_slots, cfg.per_alpha) if cfg.prioritized else None
         self.actors: list[Any] = []
         self.generation: list[int] = []  # per actor id: replacements so far (seeds the replacement)
         self.in_flight: dict[Any, tuple[int, int]] = {}  # object ref -> (actor id, generation)
+        self.expected: list[int] = []  # per actor: the seq of the batch to store next (each actor's in order)
+        self.early: list[dict[int, Shipment]] = []  # per actor: batches that arrived before their predecessor
+        # frame stacks: per actor, the slots of its steps whose n-step windows are not complete yet (priority 0
+        # until the actor's priorities for them arrive, with a later batch)
+        self.unscored: list[deque[np.ndarray]] = []
         self.weights_ref: Any = None
         self.weights_version = 0  # broadcasts so far
         self.published = (-1, -1)  # (updates, target syncs) at the last broadcast
@@ -84,7 +91,10 @@ class Distributed(Transitions):
             self._launch(state.step)
         shipment = self._next(state.step)
         t = shipment.transitions
-        if t is not None:
+        if shipment.frames is not None:
+            self._store_frames(shipment)
+        elif t is not None:
+            assert isinstance(self.memory, ReplayMemory)
             slots = self.memory.add(t.obs, t.actions, t.returns, t.next_obs, t.terminated, None, t.next_legal,
                                     discount=t.discounts)
             if self.per is not None:
@@ -95,6 +105,12 @@ class Distributed(Transitions):
         for ret, length in shipment.episodes:
             episode_ended(state, ret, length, shipment.eps, log, actor=shipment.actor)
         self._request(shipment.actor, state.step)
+
+    def _store_frames(self, shipment: Shipment) -> None:
+        assert isinstance(self.memory, FrameStreams)
+        store_frames(self.memory, self.per, self.unscored[shipment.actor], shipment)
+        self.transitions_received += shipment.steps
+        self.bytes_received += shipment.nbytes()
 
     def learn(self, step: int) -> torch.Tensor:
         self.updates += 1
@@ -118,6 +134,8 @@ class Distributed(Transitions):
             raise ValueError("it was written by a single-process run (num_actors=0), whose replay keeps each "
                              "env's steps in order; resume it with --num_actors 0")
         self.memory.load_state_dict(data["memory"])
+        if isinstance(self.memory, FrameStreams):
+            self.memory.mark_reset()  # the actors restart on new seeds: every stream's next step starts an episode
         if self.per is not None:
             self.per.load_state_dict(data["per"])
         self.updates, self.syncs = data["distributed"]["updates"], data["distributed"]["syncs"]
@@ -154,6 +172,7 @@ class Distributed(Transitions):
         n = self.cfg.num_actors
         self.actors = [remote.remote(self.cfg, i, n) for i in range(n)]
         self.generation, self.sent_version = [0] * n, [-1] * n
+        self.expected, self.early, self.unscored = [0] * n, [{} for _ in range(n)], [deque() for _ in range(n)]
         self.pids = self.ray.get([a.reset.remote(self._seed(i), self.weights_ref)
                                   for i, a in enumerate(self.actors)])
         for i in range(n):
@@ -170,23 +189,34 @@ class Distributed(Transitions):
         self.in_flight[ref] = (i, self.generation[i])
 
     def _next(self, step: int) -> Shipment:
-        """The next batch any actor has ready; an actor found dead is replaced, and its batches are dropped."""
+        """The next batch any actor has ready, each actor's in the order it sent them; an actor found dead is
+        replaced, and its batches are dropped."""
         while True:
+            for i, early in enumerate(self.early):
+                if self.expected[i] in early:
+                    self.expected[i] += 1
+                    return early.pop(self.expected[i] - 1)
             ready, _ = self.ray.wait(list(self.in_flight), num_returns=1, timeout=60)
             if not ready:
                 continue  # every actor is busy or starting (a slow env); keep waiting
             ref = ready[0]
             i, gen = self.in_flight.pop(ref)
             try:
-                return self.ray.get(ref)
+                shipment = self.ray.get(ref)
             except self.ray.exceptions.RayActorError as e:
                 if gen == self.generation[i]:
                     self._replace(i, step, e)
+                continue
+            self.early[i][shipment.seq] = shipment
 
     def _replace(self, i: int, step: int, error: Exception) -> None:
         self.generation[i] += 1
         self.replaced += 1
         self.in_flight = {r: v for r, v in self.in_flight.items() if v[0] != i}
+        self.expected[i], self.early[i] = 0, {}
+        self.unscored[i].clear()  # their windows end where the actor died: left at priority 0, never sampled
+        if isinstance(self.memory, FrameStreams):
+            self.memory.mark_reset(i)  # the replacement's envs start new episodes
         self.message(f"actor {i} died ({type(error).__name__}); starting a replacement on a new seed, training "
                      "goes on (the replay is intact)")
         try:
@@ -200,3 +230,24 @@ class Distributed(Transitions):
         for _ in range(self.cfg.max_in_flight):
             self._request(i, step)
         self.message(f"actor {i} replaced in {time.monotonic() - started:.1f} s")
+
+
+def store_frames(memory: FrameStreams, per: PrioritizedSampler | None, unscored: deque[np.ndarray],
+                 shipment: Shipment) -> None:
+    """An actor's frames, step by step, into its stream. Each step's transitions wait at priority 0 in
+    `unscored` (that actor's) until the actor's priorities for them arrive: it folds its n-step windows in step
+    order, so the priorities shipped belong to the oldest unscored steps."""
+    f = shipment.frames
+    assert f is not None
+    firsts = np.split(f.first, np.cumsum(f.first_count)[:-1])  # each step's reset frames
+    for k in range(len(f.actions)):
+        slots = memory.add_frames(shipment.actor, firsts[k], f.new[k], f.actions[k], f.rewards[k], f.terminated[k],
+                                  f.ended[k])
+        if per is not None:
+            per.set_invalid(slots)  # not sampled before its priority is known (its window is still open)
+        unscored.append(slots)
+    n_envs = f.actions.shape[1]
+    for k in range(len(shipment.priorities) // n_envs):
+        slots = unscored.popleft()
+        if per is not None:
+            per.update(slots, shipment.priorities[k * n_envs:(k + 1) * n_envs])

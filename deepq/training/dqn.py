@@ -20,6 +20,7 @@ from deepq.config import Config
 from deepq.core.agent import Agent
 from deepq.core.explore import EpsilonSchedule
 from deepq.core.frame_replay import FrameReplay
+from deepq.core.frame_streams import FrameStreams
 from deepq.core.per import PrioritizedSampler, beta_schedule
 from deepq.core.replay import ReplayMemory
 from deepq.envs.base import VecEnv
@@ -27,7 +28,7 @@ from deepq.errors import EnvError
 from deepq.run.log import RunLog
 from deepq.training.control import LoopState, crossings, track_episodes
 
-Replay = ReplayMemory | FrameReplay
+Replay = ReplayMemory | FrameReplay | FrameStreams
 
 
 def make_replay(cfg: Config, obs_shape: tuple[int, ...], obs_dtype: Any, device: torch.device,
@@ -37,10 +38,14 @@ def make_replay(cfg: Config, obs_shape: tuple[int, ...], obs_dtype: Any, device:
     opponent, whose value is ours negated (see td_target).
     First the memory the run needs is checked against the memory available: a run that cannot fit stops here,
     in one ConfigError line, before anything is allocated (the Agent checked and built its networks already).
-    `folded`: a distributed learner's memory, whose n-step transitions arrive summed (deepq/core/nstep.py)."""
+    `folded`: a distributed learner's memory, whose n-step transitions arrive summed (deepq/core/nstep.py), or
+    for frame stacks whose frames arrive once each, in one stream per actor (deepq/core/frame_streams.py)."""
     from deepq.core.memory import check_memory
 
     check_memory(cfg, obs_shape, obs_dtype, n_actions, device, networks=False, two_player=two_player)
+    if cfg.frame_stack > 1 and folded:
+        return FrameStreams(cfg.num_actors, cfg.buffer_size, obs_shape, cfg.num_envs, obs_dtype=obs_dtype,
+                            device=device, n_step=cfg.n_step, gamma=cfg.gamma)
     if cfg.frame_stack > 1:
         return FrameReplay(cfg.buffer_size, obs_shape, cfg.num_envs, obs_dtype=obs_dtype, device=device,
                            n_step=cfg.n_step, gamma=cfg.gamma)
@@ -126,8 +131,9 @@ class Transitions:
         # s' is the true final observation where an episode ended (terminated or truncated);
         # only `terminated` stops the bootstrap. Clipped rewards train; raw rewards are logged.
         rewards = np.sign(out.rewards) if self.cfg.clip_rewards else out.rewards
-        slots = self.memory.add(self.obs, actions, rewards, out.final_obs, out.terminated, out.ended,
-                                 out.next_legal)  # type: ignore[arg-type]  # FrameReplay: never a game's (frame_stack 1)
+        # FrameReplay: never a game's (frame_stack 1); FrameStreams: a distributed learner's, never here
+        slots = self.memory.add(self.obs, actions, rewards, out.final_obs, out.terminated,  # type: ignore[union-attr]
+                                 out.ended, out.next_legal)  # type: ignore[arg-type]
         if self.per is not None:
             self.per.add(slots)  # new transitions get the highest priority so far
         self.obs = out.obs
