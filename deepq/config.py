@@ -366,8 +366,9 @@ def _check_eval(cfg: Config) -> None:
 
 
 def _check_distributed(cfg: Config) -> None:
-    if cfg.num_actors > 0 and cfg.target == "mcts":
-        raise ConfigError("num_actors > 0 does not support target='mcts' yet; train it with num_actors=0")
+    if cfg.num_actors > 0 and cfg.frame_stack > 1 and cfg.num_envs * cfg.num_actors > cfg.buffer_size:
+        raise ConfigError(f"buffer_size={cfg.buffer_size:,} is below num_actors × num_envs: each actor's envs "
+                          "get their own frame rings; raise buffer_size")
 
 
 GROUP_CHECKS: dict[str, Callable[[Config], None]] = {

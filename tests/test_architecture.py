@@ -23,13 +23,16 @@ MAX_LINES = 400
 # "deepq.core" stands for the package and everything under it; a top-level module is named one by one, so a new
 # top-level file has no layer until someone places it (test_every_module_has_a_layer).
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("base", ("deepq.errors", "deepq.config", "deepq.config_checks", "deepq.files", "deepq.presets")),
+    # cli_args (Config fields as command-line values) is the vocabulary every command parses with: train's and the
+    # research tools' (deepq/research), so it sits with the Config it reads
+    ("base", ("deepq.errors", "deepq.config", "deepq.config_checks", "deepq.files", "deepq.presets", "deepq.cli_args")),
     ("core", ("deepq.core.*",)),
     ("envs", ("deepq.envs.*",)),
     ("games", ("deepq.games.*",)),
     ("run side channels", ("deepq.run.*",)),  # run dir, log, progress, plot: they never import the loop
     ("training", ("deepq.training.*",)),
-    ("api", ("deepq", "deepq.cli", "deepq.cli_args", "deepq.cli_reference")),  # deepq/__init__ is the public API
+    ("research", ("deepq.research.*",)),  # sweep, compare, tune: they run and read training runs
+    ("api", ("deepq", "deepq.cli", "deepq.cli_reference")),  # deepq/__init__ is the public API
 )
 
 
@@ -317,7 +320,7 @@ def test_checker_finds_a_planted_upward_import(tmp_path: Path) -> None:
 def test_checker_places_modules_in_layers() -> None:
     assert [layer_of(n) for n in ("deepq.errors", "deepq.presets", "deepq.core", "deepq.core.agent",
                                   "deepq.envs.gym", "deepq.games", "deepq.run.log", "deepq.training.loop",
-                                  "deepq", "deepq.cli")] == [0, 0, 1, 1, 2, 3, 4, 5, 6, 6]
+                                  "deepq.research.sweep", "deepq", "deepq.cli")] == [0, 0, 1, 1, 2, 3, 4, 5, 6, 7, 7]
     assert layer_of("deepq.evaluate") is None  # a new top-level file has no layer until placed
     assert layer_of("deepq.corex") is None and layer_of("deepq.extras.thing") is None
 

@@ -166,24 +166,25 @@ def test_a_weight_broadcast_reaches_the_actors_and_a_killed_actor_is_replaced(lo
             for p in mode.agent.online.parameters():
                 p.add_(1.0)
         mode._publish()  # type: ignore[attr-defined]
+        pool = mode.pool  # type: ignore[attr-defined]
         for _ in range(2 * cfg.num_actors * cfg.max_in_flight):  # each actor's next request carries the weights
             mode.collect(state, lambda s: 0.1, NoLog())  # type: ignore[arg-type]
         want = {k: v.numpy() for k, v in mode.agent.online.state_dict().items()}
-        for actor in mode.actors:  # type: ignore[attr-defined]
+        for actor in pool.actors:
             got = ray.get(actor.weights_loaded.remote())
             for k in want:
                 np.testing.assert_array_equal(got[k], want[k])
 
         stored = len(mode.memory)
-        os.kill(mode.pids[0], signal.SIGKILL)  # type: ignore[attr-defined]
+        os.kill(pool.pids[0], signal.SIGKILL)
         end = time.monotonic() + 60
-        while mode.replaced == 0 and time.monotonic() < end:  # type: ignore[attr-defined]
+        while pool.replaced == 0 and time.monotonic() < end:
             mode.collect(state, lambda s: 0.1, NoLog())  # type: ignore[arg-type]  # Ray notices within seconds
-        assert mode.replaced == 1  # type: ignore[attr-defined]
+        assert pool.replaced == 1
         for _ in range(4 * cfg.num_actors):
             mode.collect(state, lambda s: 0.1, NoLog())  # type: ignore[arg-type]
-        assert mode.pids[0] != 0 and len(mode.memory) > stored  # type: ignore[attr-defined]
-        actors = {s for s in ray.get([a.reset.remote(1, weights_of(mode.agent, 0)) for a in mode.actors])}  # type: ignore[attr-defined]
+        assert pool.pids[0] != 0 and len(mode.memory) > stored  # type: ignore[arg-type]
+        actors = {s for s in ray.get([a.reset.remote(1, weights_of(mode.agent, 0)) for a in pool.actors])}
         assert len(actors) == cfg.num_actors  # both alive, in two processes
     finally:
         mode.close()
@@ -254,10 +255,58 @@ def test_a_cluster_address_where_nothing_answers_is_one_line_in_seconds(tmp_path
         deepq.train(deepq.Config(**SMALL, ray_address="headnode", run_dir=str(tmp_path / "r")))
 
 
-def test_mcts_targets_are_refused_in_one_line() -> None:
-    deepq.Config(num_actors=2, frame_stack=4).validate()  # frame stacks: each frame shipped once
-    with pytest.raises(deepq.ConfigError, match="target='mcts'"):
-        deepq.Config(num_actors=2, target="mcts").validate()
+MCTS = dict(env="openspiel:tic_tac_toe", target="mcts", mcts_simulations=16, mcts_episodes=4, train_freq=1,
+            batch_size=32, buffer_size=1_000, hidden_sizes=(32, 32), learning_starts=50, eval_interval=0,
+            eval_episodes=2, checkpoint_interval=100, progress=False, lr=1e-3)
+
+
+def test_a_search_actor_ships_the_pairs_one_process_records() -> None:
+    """target="mcts": same seed, same weights, the preset's ε schedule: a search actor's (s, Q_mcts) pairs and
+    episodes are those the single-process mode records in its target memory."""
+    cfg = deepq.Config(**MCTS, actor_eps="schedule", total_steps=10_000)
+    single = make_experience(cfg, np.random.default_rng(cfg.seed), env_kind(cfg))
+    state = LoopState(ep_return=[0.0], ep_length=[0])
+    logged: list[tuple[float, int]] = []
+
+    class Log:
+        def episode(self, step: int, episode: int, ret: float, length: int, *rest: Any) -> None:
+            logged.append((ret, length))
+
+    single.collect(state, deepq.training.dqn.exploration(cfg), Log())  # type: ignore[arg-type, attr-defined]
+    from deepq.training.actor import SearchActor
+
+    actor = SearchActor(cfg, actor_id=0, num_actors=1)
+    actor.reset(cfg.seed, weights_of(single.agent, syncs=0))
+    # the single process's search and ε draws come from rng(seed) and the MCTS's own seed, as the actor's do
+    shipment = actor.collect(step=0)
+    assert shipment.searched is not None and shipment.steps == state.step
+    obs, q = shipment.searched
+    memory = single.memory  # type: ignore[attr-defined]
+    n = memory.size
+    assert len(obs) == n > 0
+    np.testing.assert_array_equal(obs, memory.obs[:n])
+    np.testing.assert_array_equal(np.isnan(q), ~memory.searched[:n])
+    np.testing.assert_array_equal(np.nan_to_num(q), memory.targets[:n])
+    assert shipment.episodes == logged and len(logged) == cfg.mcts_episodes
+    with pytest.raises(deepq.ConfigError, match="num_actors × num_envs"):
+        deepq.Config(num_actors=4, frame_stack=4, num_envs=8, buffer_size=16, batch_size=8).validate()
+
+
+def test_mcts_targets_train_on_two_search_actors_and_resume_in_one_process(local_ray: Any, tmp_path: Path) -> None:
+    """Both actors' searched episodes reach the learner, which learns; the target memory is the one-process
+    mode's, so the run resumes with num_actors=0 (the other way round goes through the same load)."""
+    run = tmp_path / "run"
+    cfg = deepq.Config(**{**MCTS, "mcts_simulations": 8, "checkpoint_interval": 50}, num_actors=2, total_steps=120,
+                       run_dir=str(run))
+    deepq.train(cfg)
+    with (run / "metrics.csv").open() as f:
+        episodes = [r for r in csv.DictReader(f) if r["episode"]]
+    assert {r["actor"] for r in episodes} == {"0", "1"}
+    data = safe_load(run / "checkpoint" / "checkpoint.pt", CHECKPOINT_FORMAT)
+    assert data["memory"]["size"] > 0 and data["loop"]["updates"] > 0 and data["distributed"]["updates"] > 0
+    deepq.train(cfg.replace(total_steps=200, num_actors=0), resume=run)
+    after = safe_load(run / "checkpoint" / "checkpoint.pt", CHECKPOINT_FORMAT)
+    assert after["loop"]["step"] >= 200 and after["memory"]["size"] > data["memory"]["size"]
 
 
 def test_an_atari_actor_ships_each_frame_once_and_the_learner_rebuilds_the_single_process_replay() -> None:

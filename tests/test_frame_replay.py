@@ -443,7 +443,7 @@ def test_frame_streams_hold_what_one_frame_replay_per_actor_holds(n_step: int) -
     copy = FrameStreams(3, 3 * 40, (4, *FRAME), num_envs=2, obs_dtype=np.int64, n_step=n_step, gamma=0.9)
     copy.load_state_dict(streams.state_dict())
     assert_same_batch(copy.batch_slots(slots), got)
-    with pytest.raises(ValueError, match="3 actor streams, 2 here"):
+    with pytest.raises(ValueError, match="3 of them; resume it with --num_actors 3 \\(now 2\\)"):
         FrameStreams(2, 80, (4, *FRAME), num_envs=2, obs_dtype=np.int64).load_state_dict(streams.state_dict())
 
 

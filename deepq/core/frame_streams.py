@@ -89,6 +89,7 @@ class FrameStreams:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if len(state["streams"]) != len(self.streams):
-            raise ValueError(f"checkpoint replay has {len(state['streams'])} actor streams, {len(self.streams)} here")
+            raise ValueError(f"its replay has one frame stream per actor, {len(state['streams'])} of them; resume it "
+                             f"with --num_actors {len(state['streams'])} (now {len(self.streams)})")
         for s, d in zip(self.streams, state["streams"], strict=True):
             s.load_state_dict(d)

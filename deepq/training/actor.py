@@ -11,6 +11,7 @@ moves, the opponent pool refreshed when the learner's target network is).
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -23,7 +24,9 @@ from deepq.core.policy import load_net_weights, net_weights
 from deepq.core.replay import Batch
 from deepq.envs.base import VecEnv
 from deepq.games.kind import GameKind
+from deepq.training.control import LoopState
 from deepq.training.dqn import Players, SingleAgent, exploration
+from deepq.training.mcts import SearchedEpisodes
 from deepq.training.setup import env_kind
 
 Weights = dict[str, Any]  # {"online": arrays, "target": arrays or None, "syncs": target syncs so far}
@@ -49,6 +52,7 @@ class Shipment(NamedTuple):
     seq: int  # this actor's batches so far (the learner stores each actor's batches in order)
     transitions: Folded | None  # the n-step transitions completed in these steps (None: none, or frames below)
     frames: FrameSteps | None  # frame stacks: the steps themselves, each frame once
+    searched: tuple[np.ndarray, np.ndarray] | None  # target="mcts": obs (S, *obs) and Q_mcts (S, A), NaN unsearched
     priorities: np.ndarray  # (B,) |TD error| of each completed n-step transition under the actor's weights
     episodes: list[tuple[float, int]]  # (return as logged, length) of each episode that ended, in order
     steps: int  # env steps taken, summed over the actor's envs
@@ -56,7 +60,8 @@ class Shipment(NamedTuple):
 
     def nbytes(self) -> int:
         """Bytes of the arrays shipped (what crosses the object store, pickling overhead aside)."""
-        arrays = [a for part in (self.transitions, self.frames) if part is not None for a in part if a is not None]
+        parts = (self.transitions, self.frames, self.searched)
+        arrays = [a for part in parts if part is not None for a in part if a is not None]
         return int(sum(a.nbytes for a in [*arrays, self.priorities]))
 
 
@@ -160,7 +165,7 @@ class Actor:
                                np.stack(terminated), np.stack(ended))
             folded = None  # the learner sums the windows from the frames; the priorities say which are complete
         self.sent += 1
-        return Shipment(self.actor_id, self.sent - 1, folded, steps, priorities, episodes,
+        return Shipment(self.actor_id, self.sent - 1, folded, steps, None, priorities, episodes,
                         cfg.actor_batch * envs.num_envs, eps)
 
     def weights_loaded(self) -> dict[str, np.ndarray]:
@@ -170,6 +175,78 @@ class Actor:
     def close(self) -> None:
         if self.envs is not None:
             self.envs.close()
+
+
+class SearchActor:
+    """target="mcts": each batch plays `cfg.mcts_episodes` searched episodes with the Q-network on the learner's
+    latest weights guiding the search (deepq/training/mcts.py's SearchedEpisodes, as one process plays them) and
+    ships the (s, Q_mcts(s, ·)) pairs it recorded."""
+
+    def __init__(self, cfg: Config, actor_id: int, num_actors: int) -> None:
+        set_cpu_threads(1)
+        torch.set_flush_denormal(cfg.flush_denormal)
+        self.cfg = cfg.replace(device="cpu", num_actors=0)
+        self.actor_id = actor_id
+        fixed = apex_epsilon(actor_id, num_actors) if cfg.actor_eps == "apex" else None
+        schedule = exploration(self.cfg)
+        self.eps_at: Callable[[int], float] = schedule if fixed is None else (lambda step: fixed)
+
+    def reset(self, seed: int, weights: Weights) -> int:
+        """A new search env, search and RNGs from `seed`, the given weights; returns this process's pid."""
+        cfg = self.cfg.replace(seed=seed)
+        torch.manual_seed(seed)
+        self.mode = SearchedEpisodes(cfg, np.random.default_rng(seed), env_kind(cfg))
+        self.mode.memory = _Pairs()  # type: ignore[assignment]  # one batch's pairs, shipped, not a replay
+        self.episodes = 0  # played since this reset (each episode's reset seed counts them)
+        self.sent = 0
+        self.load(weights)
+        return os.getpid()
+
+    def load(self, weights: Weights) -> None:
+        load_net_weights(self.mode.agent.online, weights["online"])
+
+    def collect(self, weights: Weights | None = None, step: int = 0) -> Shipment:
+        """`cfg.mcts_episodes` searched episodes (new `weights` first, when given); ε counts from the run's `step`."""
+        if weights is not None:
+            self.load(weights)
+        state = LoopState(step=step, episodes=self.episodes, ep_return=[0.0], ep_length=[0])
+        log = _Episodes()
+        self.mode.collect(state, self.eps_at, log)  # type: ignore[arg-type]
+        self.episodes = state.episodes
+        pairs: _Pairs = self.mode.memory  # type: ignore[assignment]
+        searched = (np.stack(pairs.obs), np.stack(pairs.q)) if pairs.obs else None
+        self.mode.memory = _Pairs()  # type: ignore[assignment]
+        self.sent += 1
+        return Shipment(self.actor_id, self.sent - 1, None, None, searched, np.zeros(0, np.float32), log.episodes,
+                        state.step - step, self.eps_at(step))
+
+    def weights_loaded(self) -> dict[str, np.ndarray]:
+        return net_weights(self.mode.agent.online)
+
+    def close(self) -> None:
+        pass
+
+
+class _Pairs:
+    """A search actor's record of one batch: what SearchedEpisodes adds to its target memory."""
+
+    def __init__(self) -> None:
+        self.obs: list[np.ndarray] = []
+        self.q: list[np.ndarray] = []
+
+    def add(self, obs: np.ndarray, q: np.ndarray) -> None:
+        self.obs.append(np.asarray(obs, np.float32))
+        self.q.append(np.asarray(q, np.float32))
+
+
+class _Episodes:
+    """The episodes a batch finished, as the run log would be told them: (return, length)."""
+
+    def __init__(self) -> None:
+        self.episodes: list[tuple[float, int]] = []
+
+    def episode(self, step: int, episode: int, ret: float, length: int, *rest: Any) -> None:
+        self.episodes.append((float(ret), int(length)))
 
 
 def as_batch(t: Folded) -> Batch:

@@ -10,10 +10,10 @@
 `Distributed` is an `Experience`, so the loop, evaluation, checkpoints, Ctrl-C and `--resume` are the
 single-process ones. `collect` hands the loop one actor's batch and advances the env step by the steps it
 holds; the loop then takes `gradient_steps` updates per `train_freq` env steps, so the replay ratio is the
-single-process one whatever the actors' speed. Each actor has at most `max_in_flight` batches requested and not
-yet taken (back-pressure: an actor ahead of the learner waits, and Ray's object store holds at most
-num_actors × max_in_flight batches). An actor that dies (its process killed) is replaced by a new one on a new
-seed, with the latest weights; the replay is the learner's and stays intact.
+single-process one whatever the actors' speed. The actors themselves (back-pressure, weight broadcasts, an actor
+that dies replaced) are deepq/training/actor_pool.py's; the replay is the learner's and stays intact.
+`DistributedSearch` is target="mcts" on the same pool: actors play searched episodes and ship (s, Q_mcts(s, ·))
+pairs, the learner regresses Q toward them (deepq/training/mcts.py), with no target network to sync.
 
 A distributed run is resumable (learner, replay, priorities, counters and RNGs are checkpointed; actors
 restart on new seeds) but not bit-reproducible: which actor's batch arrives first depends on timing.
@@ -21,8 +21,6 @@ restart on new seeds) but not bit-reproducible: which actor's batch arrives firs
 
 from __future__ import annotations
 
-import sys
-import time
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -38,18 +36,19 @@ from deepq.core.replay import ReplayMemory
 from deepq.envs.kinds import EnvKind
 from deepq.games.kind import GameKind
 from deepq.run.log import RunLog
-from deepq.training.actor import Actor, Shipment, weights_of
+from deepq.training.actor import Actor, SearchActor, Shipment, weights_of
+from deepq.training.actor_pool import ActorPool
 from deepq.training.control import LoopState, crossings, episode_ended
 from deepq.training.dqn import SingleAgent, Transitions, make_replay
-from deepq.training.ray_cluster import connect, require_ray
+from deepq.training.mcts import SearchedEpisodes
 
 
 class Distributed(Transitions):
     """The learner's side: DQN's replay, PER and updates (inherited from Transitions), fed by Ray actors."""
 
     def __init__(self, cfg: Config, rng: np.random.Generator, kind: EnvKind) -> None:
-        self.ray = require_ray(cfg)
-        self.started_ray = connect(cfg)  # at set-up: a Ray that cannot start stops the run before it writes
+        self.pool = ActorPool(cfg, Actor)  # Ray first: one that cannot start stops the run before it writes
+        self.pool.on_replaced = self._forget
         probe = kind.make_vec_env(cfg.replace(num_envs=1))  # shapes and names only
         self.obs_shape, self.n_actions, obs_dtype = probe.obs_shape, probe.n_actions, probe.obs_dtype
         self.env_label = probe.env_label
@@ -63,23 +62,12 @@ class Distributed(Transitions):
         assert isinstance(memory, ReplayMemory | FrameStreams)  # folded rows, or each actor's frames once
         self.memory: ReplayMemory | FrameStreams = memory
         self.per = PrioritizedSampler(self.memory.num_slots, cfg.per_alpha) if cfg.prioritized else None
-        self.actors: list[Any] = []
-        self.generation: list[int] = []  # per actor id: replacements so far (seeds the replacement)
-        self.in_flight: dict[Any, tuple[int, int]] = {}  # object ref -> (actor id, generation)
-        self.expected: list[int] = []  # per actor: the seq of the batch to store next (each actor's in order)
-        self.early: list[dict[int, Shipment]] = []  # per actor: batches that arrived before their predecessor
         # frame stacks: per actor, the slots of its steps whose n-step windows are not complete yet (priority 0
         # until the actor's priorities for them arrive, with a later batch)
-        self.unscored: list[deque[np.ndarray]] = []
-        self.weights_ref: Any = None
-        self.weights_version = 0  # broadcasts so far
+        self.unscored: list[deque[np.ndarray]] = [deque() for _ in range(cfg.num_actors)]
         self.published = (-1, -1)  # (updates, target syncs) at the last broadcast
-        self.sent_version: list[int] = []  # per actor: the weights version it last received
         self.updates = self.syncs = 0
-        self.start_step = 0
-        self.replaced = 0  # actors replaced after dying
         self.bytes_received = self.transitions_received = 0
-        self.message: Callable[[str], None] = lambda text: print(text, file=sys.stderr, flush=True)
 
     # -- the Experience protocol ------------------------------------------------------------------------------
 
@@ -87,30 +75,26 @@ class Distributed(Transitions):
         pass  # the actors start at the first collect, fresh or resumed
 
     def collect(self, state: LoopState, eps_at: Callable[[int], float], log: RunLog) -> None:
-        if not self.actors:
-            self._launch(state.step)
-        shipment = self._next(state.step)
+        if not self.pool.started:
+            self._publish()
+            self.pool.launch(state.step)
+        shipment = self.pool.next(state.step)
         t = shipment.transitions
         if shipment.frames is not None:
-            self._store_frames(shipment)
+            assert isinstance(self.memory, FrameStreams)
+            store_frames(self.memory, self.per, self.unscored[shipment.actor], shipment)
         elif t is not None:
             assert isinstance(self.memory, ReplayMemory)
             slots = self.memory.add(t.obs, t.actions, t.returns, t.next_obs, t.terminated, None, t.next_legal,
                                     discount=t.discounts)
             if self.per is not None:
                 self.per.update(slots, shipment.priorities)  # Ape-X: the actors' priorities, not the max
-            self.transitions_received += len(t)
-            self.bytes_received += shipment.nbytes()
+        self.transitions_received += shipment.steps if shipment.frames is not None else len(t or ())
+        self.bytes_received += shipment.nbytes()
         state.step += shipment.steps
         for ret, length in shipment.episodes:
             episode_ended(state, ret, length, shipment.eps, log, actor=shipment.actor)
-        self._request(shipment.actor, state.step)
-
-    def _store_frames(self, shipment: Shipment) -> None:
-        assert isinstance(self.memory, FrameStreams)
-        store_frames(self.memory, self.per, self.unscored[shipment.actor], shipment)
-        self.transitions_received += shipment.steps
-        self.bytes_received += shipment.nbytes()
+        self.pool.request(shipment.actor, state.step)
 
     def learn(self, step: int) -> torch.Tensor:
         self.updates += 1
@@ -141,95 +125,67 @@ class Distributed(Transitions):
         self.updates, self.syncs = data["distributed"]["updates"], data["distributed"]["syncs"]
 
     def close(self) -> None:
-        for actor in self.actors:
-            try:
-                self.ray.kill(actor, no_restart=True)
-            except Exception:  # already gone
-                pass
-        self.actors, self.in_flight = [], {}
-        if self.started_ray:
-            self.ray.shutdown()
-            self.started_ray = False
-
-    # -- actors -------------------------------------------------------------------------------------------
+        self.pool.close()
 
     def _publish(self) -> None:
-        """ray.put the learner's weights once; each actor gets the reference with its next request."""
-        self.weights_ref = self.ray.put(weights_of(self.agent, self.syncs))
-        self.weights_version += 1
+        self.pool.publish(weights_of(self.agent, self.syncs))
         self.published = (self.updates, self.syncs)
 
-    def _seed(self, actor_id: int) -> int:
-        """Each actor, each replacement and each resume gets its own seed (distributed runs are not replayed)."""
-        seq = np.random.SeedSequence([self.cfg.seed, 0xA9E7, actor_id, self.generation[actor_id], self.start_step])
-        return int(seq.generate_state(1)[0] & 0x7FFFFFFF)
-
-    def _launch(self, step: int) -> None:
-        remote = self.ray.remote(num_cpus=1, max_restarts=0)(Actor)
-        self.remote_actor = remote
-        self.start_step = step
-        self._publish()
-        n = self.cfg.num_actors
-        self.actors = [remote.remote(self.cfg, i, n) for i in range(n)]
-        self.generation, self.sent_version = [0] * n, [-1] * n
-        self.expected, self.early, self.unscored = [0] * n, [{} for _ in range(n)], [deque() for _ in range(n)]
-        self.pids = self.ray.get([a.reset.remote(self._seed(i), self.weights_ref)
-                                  for i, a in enumerate(self.actors)])
-        for i in range(n):
-            self.sent_version[i] = self.weights_version
-            for _ in range(self.cfg.max_in_flight):
-                self._request(i, step)
-
-    def _request(self, i: int, step: int) -> None:
-        """Ask actor i for its next batch (with the newest weights if it has not had them)."""
-        weights = None
-        if self.sent_version[i] != self.weights_version:
-            weights, self.sent_version[i] = self.weights_ref, self.weights_version
-        ref = self.actors[i].collect.remote(weights, step)
-        self.in_flight[ref] = (i, self.generation[i])
-
-    def _next(self, step: int) -> Shipment:
-        """The next batch any actor has ready, each actor's in the order it sent them; an actor found dead is
-        replaced, and its batches are dropped."""
-        while True:
-            for i, early in enumerate(self.early):
-                if self.expected[i] in early:
-                    self.expected[i] += 1
-                    return early.pop(self.expected[i] - 1)
-            ready, _ = self.ray.wait(list(self.in_flight), num_returns=1, timeout=60)
-            if not ready:
-                continue  # every actor is busy or starting (a slow env); keep waiting
-            ref = ready[0]
-            i, gen = self.in_flight.pop(ref)
-            try:
-                shipment = self.ray.get(ref)
-            except self.ray.exceptions.RayActorError as e:
-                if gen == self.generation[i]:
-                    self._replace(i, step, e)
-                continue
-            self.early[i][shipment.seq] = shipment
-
-    def _replace(self, i: int, step: int, error: Exception) -> None:
-        self.generation[i] += 1
-        self.replaced += 1
-        self.in_flight = {r: v for r, v in self.in_flight.items() if v[0] != i}
-        self.expected[i], self.early[i] = 0, {}
-        self.unscored[i].clear()  # their windows end where the actor died: left at priority 0, never sampled
+    def _forget(self, i: int) -> None:
+        """Actor i died: its open windows end where it stopped (left at priority 0, never sampled), and its
+        replacement's envs start new episodes."""
+        self.unscored[i].clear()
         if isinstance(self.memory, FrameStreams):
-            self.memory.mark_reset(i)  # the replacement's envs start new episodes
-        self.message(f"actor {i} died ({type(error).__name__}); starting a replacement on a new seed, training "
-                     "goes on (the replay is intact)")
-        try:
-            self.ray.kill(self.actors[i], no_restart=True)
-        except Exception:
-            pass
-        started = time.monotonic()
-        self.actors[i] = self.remote_actor.remote(self.cfg, i, self.cfg.num_actors)
-        self.pids[i] = self.ray.get(self.actors[i].reset.remote(self._seed(i), self.weights_ref))
-        self.sent_version[i] = self.weights_version
-        for _ in range(self.cfg.max_in_flight):
-            self._request(i, step)
-        self.message(f"actor {i} replaced in {time.monotonic() - started:.1f} s")
+            self.memory.mark_reset(i)
+
+
+class DistributedSearch(SearchedEpisodes):
+    """target="mcts" on Ray: search actors play `mcts_episodes` searched episodes per batch; this process keeps the
+    (s, Q_mcts(s, ·)) pairs and regresses Q toward them (inherited from SearchedEpisodes), publishing its weights
+    every broadcast_interval updates (the search's guide is the learner's latest Q)."""
+
+    def __init__(self, cfg: Config, rng: np.random.Generator, kind: EnvKind) -> None:
+        self.pool = ActorPool(cfg, SearchActor)  # Ray first: one that cannot start stops the run before it writes
+        super().__init__(cfg, rng, kind)  # the learner's own search env only gives shapes; the actors search
+        self.updates, self.published = 0, -1
+        self.bytes_received = self.transitions_received = 0
+
+    def collect(self, state: LoopState, eps_at: Callable[[int], float], log: RunLog) -> None:
+        if not self.pool.started:
+            self._publish()
+            self.pool.launch(state.step)
+        shipment = self.pool.next(state.step)
+        if shipment.searched is not None:
+            for obs, q in zip(*shipment.searched, strict=True):
+                self.memory.add(obs, q)
+            self.transitions_received += len(shipment.searched[0])
+        self.bytes_received += shipment.nbytes()
+        state.step += shipment.steps
+        for ret, length in shipment.episodes:
+            episode_ended(state, ret, length, shipment.eps, log, actor=shipment.actor)
+        self.pool.request(shipment.actor, state.step)
+
+    def learn(self, step: int) -> torch.Tensor:
+        self.updates += 1
+        return super().learn(step)
+
+    def after_updates(self, prev: int, step: int) -> None:
+        if self.updates - self.published >= self.cfg.broadcast_interval:
+            self._publish()
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "distributed": {"updates": self.updates, "syncs": 0}}
+
+    def load_state_dict(self, data: dict[str, Any]) -> None:
+        super().load_state_dict(data)  # the same target memory as one process: either resumes the other
+        self.updates = (data.get("distributed") or {}).get("updates", 0)
+
+    def close(self) -> None:
+        self.pool.close()
+
+    def _publish(self) -> None:
+        self.pool.publish(weights_of(self.agent, 0))
+        self.published = self.updates
 
 
 def store_frames(memory: FrameStreams, per: PrioritizedSampler | None, unscored: deque[np.ndarray],

@@ -65,10 +65,10 @@ __all__ = ["CHECKPOINT_FORMAT", "Experience", "Transitions", "checkpoint_path", 
 
 def make_experience(cfg: Config, rng: np.random.Generator, kind: EnvKind) -> Experience:
     """The training mode, from cfg.target and the env kind: searched episodes, self-play or single-agent DQN."""
-    if cfg.num_actors > 0:  # Ape-X: Ray actors collect, this process learns
-        from deepq.training.distributed import Distributed
+    if cfg.num_actors > 0:  # Ape-X: Ray actors collect (or search), this process learns
+        from deepq.training.distributed import Distributed, DistributedSearch
 
-        return Distributed(cfg, rng, kind)
+        return DistributedSearch(cfg, rng, kind) if cfg.target == "mcts" else Distributed(cfg, rng, kind)
     if cfg.target == "mcts":  # Q regressed toward tree-search values after each round of episodes
         from deepq.training.mcts import SearchedEpisodes
 
