@@ -4,20 +4,24 @@
     python benchmarks/distributed.py --parts throughput   # env steps/s and updates/s only
     python benchmarks/distributed.py --parts solve --seeds 0,1,2
     python benchmarks/distributed.py --parts minatar --minutes 3   # MinAtar Breakout at equal wall-clock, seed 0
+    python benchmarks/distributed.py --parts connect4 --minutes 6 --games 20   # connect4-mcts at equal wall-clock
 
 throughput: for the single-process loop and for 1, 2 and 4 actors, env steps/s and updates/s over a fixed
 window of wall-clock time after learning starts, on CartPole (MLP 64-64, batch 64, one env per actor) at two
 replay ratios: one update per 32 env steps (collection-bound: what the actors can deliver) and one per env step
-(the cartpole preset's ratio: learner-bound). The loop driven is the training loop's inner step (collect, the
-ratio's updates, target sync and weight broadcast), without evaluations or checkpoints. Scaling efficiency is
-(rate with N actors) / (N × rate with 1 actor). Bytes shipped per transition are the arrays' bytes received by
-the learner (CartPole and MinAtar Breakout frames), divided by the transitions received.
+(the cartpole preset's ratio: learner-bound). Each is a deepq.train run without evaluations or checkpoints,
+timed between env steps N/2 and N after the loop's collect calls (start-up, Ray's and the actors', is outside).
+Scaling efficiency is (rate with N actors) / (N × rate with 1 actor). Bytes shipped per transition are the
+arrays' bytes received by the learner (CartPole, MinAtar Breakout frames, and Atari Breakout frame stacks, whose
+actors ship each new 84x84 frame once), divided by the transitions received.
 
 solve: wall-clock seconds until the cartpole preset's evaluation first reaches 475, single process against
 2 actors at the same replay ratio, for each seed (a local Ray's start-up, ~5 s, is inside the distributed
 time). minatar: the minatar-breakout preset for the same wall-clock minutes (max_minutes), one process against
-2 actors, first seed only: env steps reached, periodic and final evaluations. One Ray is started for the whole
-run, on loopback only.
+2 actors, first seed only: env steps reached, periodic and final evaluations. connect4: the connect4-mcts preset
+for the same wall-clock minutes, one process against one search actor, first seed: plies per minute, then games
+against random and OpenSpiel's MCTS with 1,000 simulations a move. One Ray is started for the whole run, on
+loopback only.
 """
 
 from __future__ import annotations
@@ -31,82 +35,103 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import torch
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import deepq  # after the path: the checkout's deepq
-from deepq.core.agent import set_cpu_threads
-from deepq.training.control import LoopState, crossings
-from deepq.training.dqn import exploration
-from deepq.training.loop import make_experience
-from deepq.training.setup import env_kind
+from deepq.training import loop
 
 CARTPOLE = dict(env="CartPole-v1", hidden_sizes=(64, 64), batch_size=64, buffer_size=50_000, learning_starts=1_000,
                 target_update_interval=100, lr=1e-3, double=True, loss="huber", eps_decay_steps=5_000,
-                progress=False, eval_interval=0, checkpoint_interval=0, gradient_steps=1)
+                progress=False, eval_interval=0, eval_episodes=1, checkpoint_interval=0, gradient_steps=1)
 
 
-class NoLog:
-    def episode(self, *args: Any) -> None:
-        pass
+def measure(cfg: deepq.Config) -> dict[str, float]:
+    """deepq.train on `cfg` (no evaluations or checkpoints); env steps/s and updates/s between env steps
+    total_steps/2 and total_steps, read after each of the loop's collect calls (the mode's collect is wrapped,
+    as benchmarks/speed.py wraps the calls it times); bytes per transition for a distributed run."""
+    marks: list[tuple[float, int, int]] = []  # (time, env step, updates) after each collect
+    modes: list[Any] = []
+    make = loop.make_experience
 
+    def timed_experience(*args: Any) -> Any:
+        mode = make(*args)
+        collect = mode.collect
 
-def drive(cfg: deepq.Config, seconds: float) -> dict[str, float]:
-    """The loop's inner step for `seconds` after learning_starts; returns env steps/s, updates/s and bytes."""
-    torch.manual_seed(cfg.seed)
-    set_cpu_threads(cfg.threads)  # as deepq.train sets up the learner's process
-    torch.set_flush_denormal(cfg.flush_denormal)
-    rng = np.random.default_rng(cfg.seed)
-    mode = make_experience(cfg, rng, env_kind(cfg))
-    mode.start()
-    state = LoopState(ep_return=[0.0] * cfg.num_envs, ep_length=[0] * cfg.num_envs)
-    eps_at, log = exploration(cfg), NoLog()
+        def timed(state: Any, eps_at: Any, log: Any) -> None:
+            collect(state, eps_at, log)
+            marks.append((time.perf_counter(), state.step, state.updates))
 
-    def step() -> None:
-        prev = state.step
-        mode.collect(state, eps_at, log)  # type: ignore[arg-type]
-        if state.step >= cfg.learning_starts and mode.can_learn():
-            for _ in range(cfg.gradient_steps * crossings(prev, state.step, cfg.train_freq)):
-                mode.learn(state.step)
-                state.updates += 1
-        mode.after_updates(prev, state.step)
+        mode.collect = timed  # type: ignore[method-assign]
+        modes.append(mode)
+        return mode
 
+    loop.make_experience = timed_experience  # type: ignore[assignment]
     try:
-        while state.step < cfg.learning_starts:
-            step()
-        t0, s0, u0 = time.perf_counter(), state.step, state.updates
-        while time.perf_counter() - t0 < seconds:
-            step()
-        dt = time.perf_counter() - t0
-        out = {"steps_per_s": (state.step - s0) / dt, "updates_per_s": (state.updates - u0) / dt}
-        if cfg.num_actors:
-            out["bytes_per_transition"] = mode.bytes_received / max(mode.transitions_received, 1)  # type: ignore[attr-defined]
-        return out
+        with tempfile.TemporaryDirectory() as d:
+            deepq.train(cfg.replace(run_dir=str(Path(d) / "run")))
     finally:
-        mode.close()
+        loop.make_experience = make  # type: ignore[assignment]
+    window = [m for m in marks if m[1] >= cfg.total_steps // 2]
+    (t0, s0, u0), (t1, s1, u1) = window[0], window[-1]
+    out = {"steps_per_s": (s1 - s0) / (t1 - t0), "updates_per_s": (u1 - u0) / (t1 - t0)}
+    if cfg.num_actors:
+        out["bytes_per_transition"] = modes[0].bytes_received / max(modes[0].transitions_received, 1)
+    return out
 
 
 def throughput(seconds: float, actor_counts: list[int]) -> list[dict[str, Any]]:
+    """Each setting trains for about 2 × `seconds` at the rates seen on 2 cores; the second half is measured."""
     rows = []
     workloads = (("collection-bound (1 update / 32 env steps)", 32), ("learner-bound (1 update / env step)", 1))
-    for name, train_freq in workloads:
+    for (name, train_freq), rate in zip(workloads, (10_000, 2_500), strict=True):
         base = None
         for n in [0, *actor_counts]:
-            cfg = deepq.Config(**CARTPOLE, train_freq=train_freq, num_actors=n, actor_eps="schedule", total_steps=10**9)
-            r = drive(cfg, seconds)
+            cfg = deepq.Config(**CARTPOLE, train_freq=train_freq, num_actors=n, actor_eps="schedule",
+                               total_steps=int(2 * seconds * rate))
+            r = measure(cfg)
             if n == 1:
                 base = r["steps_per_s"]
             eff = r["steps_per_s"] / (n * base) if n and base else None
             rows.append({"workload": name, "actors": n, **r, "efficiency": eff})
             print(json.dumps(rows[-1]), flush=True)
-    frames = drive(deepq.Config(env="MinAtar/Breakout-v0", arch="small_cnn", batch_size=32, buffer_size=20_000,
-                                learning_starts=1_000, train_freq=32, num_actors=1, progress=False, eval_interval=0,
-                                checkpoint_interval=0, total_steps=10**9), min(seconds, 10))
+    frames = measure(deepq.Config(env="MinAtar/Breakout-v0", arch="small_cnn", batch_size=32, buffer_size=20_000,
+                                  learning_starts=1_000, train_freq=32, num_actors=1, progress=False, eval_interval=0,
+                                  eval_episodes=1, checkpoint_interval=0,
+                                  total_steps=int(2 * min(seconds, 10) * 4_000)))
     rows.append({"workload": "MinAtar Breakout frames (10x10x4 bool), 1 actor", "actors": 1, **frames,
                  "efficiency": None})
     print(json.dumps(rows[-1]), flush=True)
+    atari = measure(deepq.preset("breakout", buffer_size=20_000, learning_starts=1_000, train_freq=32, num_actors=1,
+                                 progress=False, eval_interval=0, eval_episodes=1, checkpoint_interval=0,
+                                 max_episode_frames=4_000, total_steps=4_000))
+    rows.append({"workload": "Atari Breakout frame stacks (4x84x84 uint8), each frame shipped once, 1 actor",
+                 "actors": 1, **atari, "efficiency": None})
+    print(json.dumps(rows[-1]), flush=True)
+    return rows
+
+
+def connect4(minutes: float, seed: int, games: int) -> list[dict[str, Any]]:
+    """The connect4-mcts preset for the same wall-clock minutes, one process against 1 search actor (the one
+    free core): plies played, plies per minute, then `games` games per seat against random and MCTS-1000."""
+    from deepq.games.arena import arena, mcts_opponent, random_opponent
+    from deepq.games.bot import as_bot
+
+    rows = []
+    for n in (0, 1):
+        with tempfile.TemporaryDirectory() as d:
+            cfg = deepq.preset("connect4-mcts", seed=seed, num_actors=n, progress=False, max_minutes=minutes,
+                               eval_interval=0, eval_episodes=2, run_dir=str(Path(d) / "run"))
+            t0 = time.perf_counter()
+            agent = deepq.train(cfg)
+            wall = time.perf_counter() - t0
+            lines = (Path(d) / "run" / "metrics.csv").read_text().splitlines()
+        plies = max(int(line.split(",")[0]) for line in lines[1:])
+        game = as_bot(agent).game.game
+        vs = {name: str(arena(game, lambda player, agent=agent: as_bot(agent), opponent, games, seed=seed))  # type: ignore[misc]
+              for name, opponent in (("random", random_opponent(game, seed)),
+                                     ("mcts-1000", mcts_opponent(game, 1000, seed)))}
+        rows.append({"actors": n, "minutes": minutes, "plies": plies, "plies_per_min": plies / (wall / 60), **vs})
+        print(json.dumps(rows[-1]), flush=True)
     return rows
 
 
@@ -149,11 +174,12 @@ def minatar(minutes: float, seeds: list[int]) -> list[dict[str, Any]]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--parts", default="throughput,solve,minatar")
-    ap.add_argument("--seconds", type=float, default=20.0, help="measuring window per throughput setting")
+    ap.add_argument("--parts", default="throughput,solve,minatar,connect4")
+    ap.add_argument("--seconds", type=float, default=20.0, help="about the measured window per setting")
     ap.add_argument("--actors", default="1,2,4")
     ap.add_argument("--seeds", default="0,1,2")
-    ap.add_argument("--minutes", type=float, default=3.0, help="wall-clock minutes per MinAtar run")
+    ap.add_argument("--minutes", type=float, default=3.0, help="wall-clock minutes per MinAtar and Connect Four run")
+    ap.add_argument("--games", type=int, default=20, help="Connect Four games per seat against each opponent")
     ap.add_argument("--out", help="write the results as JSON here")
     args = ap.parse_args()
     os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # a local Ray on loopback only
@@ -169,6 +195,8 @@ def main() -> None:
         results["solve"] = solve([int(s) for s in args.seeds.split(",")])
     if "minatar" in args.parts:
         results["minatar"] = minatar(args.minutes, [int(s) for s in args.seeds.split(",")][:1])
+    if "connect4" in args.parts:
+        results["connect4"] = connect4(args.minutes, int(args.seeds.split(",")[0]), args.games)
     ray.shutdown()
     if args.out:
         Path(args.out).write_text(json.dumps(results, indent=1))
