@@ -4,6 +4,7 @@
     python benchmarks/distributed.py --parts throughput   # env steps/s and updates/s only
     python benchmarks/distributed.py --parts solve --seeds 0,1,2
     python benchmarks/distributed.py --parts minatar --minutes 3   # MinAtar Breakout at equal wall-clock, seed 0
+    python benchmarks/distributed.py --parts replay      # the learner's replay in process against a replay actor
     python benchmarks/distributed.py --parts connect4 --minutes 6 --games 20   # connect4-mcts at equal wall-clock
 
 throughput: for the single-process loop and for 1, 2 and 4 actors, env steps/s and updates/s over a fixed
@@ -110,6 +111,56 @@ def throughput(seconds: float, actor_counts: list[int]) -> list[dict[str, Any]]:
     return rows
 
 
+class ReplayHolder:
+    """A replay in its own process (a Ray actor): the other place Ape-X's replay can live."""
+
+    def __init__(self, capacity: int, batch: int) -> None:
+        import numpy as np
+
+        from deepq.core.per import PrioritizedSampler
+        from deepq.core.replay import ReplayMemory
+
+        self.rng, self.batch = np.random.default_rng(0), batch
+        self.memory = ReplayMemory(capacity, (4,), folded=True)
+        self.per = PrioritizedSampler(capacity)
+        for _ in range(capacity // 50):
+            o = self.rng.normal(size=(50, 4)).astype(np.float32)
+            slots = self.memory.add(o, np.zeros(50, np.int64), np.ones(50, np.float32), o, np.zeros(50, np.float32),
+                                    None, None, discount=np.full(50, 0.99, np.float32))
+            self.per.update(slots, self.rng.random(50))
+
+    def sample(self) -> Any:
+        slots, weights = self.per.sample(self.batch, self.rng, 0.4)
+        return slots, weights, self.memory.batch_slots(slots)
+
+    def update(self, slots: Any, td: Any) -> None:
+        self.per.update(slots, td)
+
+
+def replay(repeats: int) -> list[dict[str, Any]]:
+    """One learner step's replay traffic, a prioritized minibatch of 64 CartPole transitions sampled and its
+    priorities written back: in the learner's own process against a replay actor (two Ray calls a step)."""
+    import ray
+
+    local = ReplayHolder(50_000, 64)
+    remote = ray.remote(num_cpus=0)(ReplayHolder).remote(50_000, 64)
+    ray.get(remote.sample.remote())
+    rows = []
+    for where in ("learner-owned (in process)", "replay actor (Ray calls)"):
+        t0 = time.perf_counter()
+        for _ in range(repeats):
+            if where.startswith("learner"):
+                slots, _, _ = local.sample()
+                local.update(slots, local.rng.random(64))
+            else:
+                slots, _, _ = ray.get(remote.sample.remote())
+                remote.update.remote(slots, local.rng.random(64))
+        rows.append({"replay": where, "us_per_step": 1e6 * (time.perf_counter() - t0) / repeats})
+        print(json.dumps(rows[-1]), flush=True)
+    ray.kill(remote)
+    return rows
+
+
 def connect4(minutes: float, seed: int, games: int) -> list[dict[str, Any]]:
     """The connect4-mcts preset for the same wall-clock minutes, one process against 1 search actor (the one
     free core): plies played, plies per minute, then `games` games per seat against random and MCTS-1000."""
@@ -174,7 +225,7 @@ def minatar(minutes: float, seeds: list[int]) -> list[dict[str, Any]]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--parts", default="throughput,solve,minatar,connect4")
+    ap.add_argument("--parts", default="throughput,replay,solve,minatar,connect4")
     ap.add_argument("--seconds", type=float, default=20.0, help="about the measured window per setting")
     ap.add_argument("--actors", default="1,2,4")
     ap.add_argument("--seeds", default="0,1,2")
@@ -195,6 +246,8 @@ def main() -> None:
         results["solve"] = solve([int(s) for s in args.seeds.split(",")])
     if "minatar" in args.parts:
         results["minatar"] = minatar(args.minutes, [int(s) for s in args.seeds.split(",")][:1])
+    if "replay" in args.parts:
+        results["replay"] = replay(2_000)
     if "connect4" in args.parts:
         results["connect4"] = connect4(args.minutes, int(args.seeds.split(",")[0]), args.games)
     ray.shutdown()
