@@ -171,8 +171,9 @@ def test_the_harness_fails_on_broken_examples(tmp_path: Path, tiny_runs: TinyRun
                       (["train", "openspiel:breakthrough", "(", "rows=6", ")"], "unquoted")):
         with pytest.raises(pytest.fail.Exception, match=why):
             check_deepq(argv, "broken.md:1", tiny_runs)
-    assert check_signature_line("deepq.train(cfg: Config, resume: str | Path | None = None, overwrite: bool = False,"
-                                " on_evaluation: Callable[[int, EvalResult], bool | None] | None = None) -> Agent") == ""
+    assert check_signature_line("deepq.train(cfg: Config, resume: str | Path | None = None, overwrite: bool = False, "
+                                "on_evaluation: Callable[[int, EvalResult], bool | None] | None = None) -> Agent"
+                                ) == ""
     for wrong in ("deepq.train(cfg: Config) -> Agent", "class deepq.errors.ConfigError(DeepQError)",
                   "deepq.EvalResult.mean: int", "deepq.EvalResult.returns: list[int]", "deepq.PRESETS: list[str]"):
         assert check_signature_line(wrong), wrong
