@@ -19,13 +19,17 @@ from deepq.cli_args import HelpFormatter, Parser, TrainHelp, add_config_options,
 from deepq.config import Config
 from deepq.errors import ConfigError, DeepQError
 from deepq.presets import PRESETS, describe_presets, preset
+from deepq.research import compare, sweep, tune
+
+RESEARCH = {"sweep": sweep, "compare": compare, "tune": tune}  # each module adds its parser and runs its command
 
 
 def build_parser() -> Parser:
     parser = Parser(prog="deepq", description="Deep Q-Learning for Gymnasium environments.", allow_abbrev=False)
     sub = parser.add_subparsers(dest="command", required=True)
     tr = sub.add_parser("train", help="train a preset or any Gymnasium env id", allow_abbrev=False, add_help=False,
-                        usage="deepq train [PRESET_OR_ENV_ID] [--resume RUN_DIR] [--overwrite] [--FIELD VALUE ...]",
+                        usage="deepq train [PRESET_OR_ENV_ID] [--config FILE] [--resume RUN_DIR] [--overwrite] "
+                              "[--FIELD VALUE ...]",
                         description="Train a DQN agent. Example: deepq train cartpole --seed 3",
                         formatter_class=HelpFormatter)
     tr.add_argument("-h", "--help", action=TrainHelp, resolve=_base_config,
@@ -33,6 +37,8 @@ def build_parser() -> Parser:
     tr.add_argument("preset_or_env", nargs="?", metavar="PRESET_OR_ENV_ID",
                     help="a preset (`deepq presets` lists them) or a Gymnasium id such as CartPole-v1")
     tr.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run from its last checkpoint")
+    tr.add_argument("--config", metavar="FILE", help="start from a JSON object of Config fields (a run's config.json, "
+                    "deepq tune's best.json) instead of a preset; flags override its fields")
     tr.add_argument("--overwrite", action="store_true",
                     help="a fresh run into a --run_dir that holds a run deletes that run's files (without it: refused)")
     add_config_options(tr)
@@ -59,6 +65,8 @@ def build_parser() -> Parser:
                     help="the agent searches N simulations per move (Q-guided MCTS) instead of playing its Q directly")
 
     sub.add_parser("presets", help="list presets with their key settings", allow_abbrev=False)
+    for module in RESEARCH.values():
+        module.add_parser(sub)
     return parser
 
 
@@ -114,15 +122,13 @@ def _base_config(name: str) -> tuple[Config, str]:
     return PRESETS[family].replace(env=name, name=run_name), family
 
 
-def _read_saved(run_dir: Path) -> dict[str, Any]:
-    """run_dir/config.json as Config fields, or a ConfigError naming the file, what is wrong and what to do."""
-    from deepq.run.log import read_config
-
-    path = run_dir / "config.json"
+def _read_saved(path: Path) -> dict[str, Any]:
+    """A JSON file of Config fields (a run's config.json, or --config FILE) as a dict without the run id, or a
+    ConfigError naming the file, what is wrong and what to do."""
     redo = ("repair it (one JSON object of Config fields, as deepq train wrote it) or start a new run; "
             "`deepq train --help` lists the fields")
     try:
-        saved = read_config(run_dir)
+        saved = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as e:
         what = "is empty" if not e.doc.strip() else f"is not valid JSON (line {e.lineno} column {e.colno}: {e.msg})"
         raise ConfigError(f"{path} {what}; {redo}") from None
@@ -131,6 +137,7 @@ def _read_saved(run_dir: Path) -> dict[str, Any]:
     if not isinstance(saved, dict):
         kind = {list: "an array", str: "a string", bool: "a boolean", type(None): "null"}.get(type(saved), "a number")
         raise ConfigError(f"{path} holds {kind}, not a JSON object of Config fields; {redo}")
+    saved.pop("run_id", None)
     known = [f.name for f in dataclasses.fields(Config)]
     unknown = sorted(set(saved) - set(known))
     if unknown:
@@ -138,33 +145,46 @@ def _read_saved(run_dir: Path) -> dict[str, Any]:
         names = ", ".join(f"{u!r}" + (f" (did you mean {c[0]!r}?)" if c else "") for u, c in close.items())
         raise ConfigError(f"{path} has unknown field(s) {names}; {redo}")
     if str(saved.get("env", "")).startswith("<callable"):
-        raise ConfigError(f"{run_dir} was trained on an env factory from Python; resume it with "
-                          "deepq.train(cfg, resume=run_dir)")
+        raise ConfigError(f"{path} was written for an env factory from Python; train it with deepq.train(cfg) "
+                          "(resume: deepq.train(cfg, resume=run_dir))")
     return saved
+
+
+def _checked_from(saved: dict[str, Any], overrides: dict[str, Any], path: Path) -> Config:
+    """Config.from_dict(saved) with the flags' overrides, checked; a bad value the flags did not set names the
+    file."""
+    from deepq.training.setup import check
+
+    try:
+        return check(Config.from_dict(saved).replace(**overrides))  # the fields, then the env kind's (games)
+    except TypeError as e:  # e.g. hidden_sizes: 5
+        raise ConfigError(f"{path}: a field has a value of the wrong type ({e}); fix the file") from None
+    except ConfigError as e:
+        field = re.match(r"(\w+)=", str(e))
+        if field and field.group(1) in overrides:
+            raise
+        raise ConfigError(f"{path}: {e}; fix the file, or set the field with its flag") from None
 
 
 def config_from_args(args: argparse.Namespace) -> tuple[Config, Path | None, str]:
     """(the Config to train, the run directory to resume or None, a line to tell the user or '')."""
-    from deepq.training.setup import check
-
     overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(Config) if hasattr(args, f.name)}
     if args.resume:
+        if args.config:
+            raise ConfigError("--resume continues a run with its own config.json; --config starts a new run: "
+                              "give one of them")
         run_dir = Path(args.resume)
         if not (run_dir / "config.json").is_file():
             raise ConfigError(f"--resume {run_dir}: no config.json there; pass a run directory made by deepq train")
-        saved = _read_saved(run_dir)
-        try:
-            cfg = check(Config.from_dict(saved).replace(**overrides))  # the fields, then the env kind's (games)
-        except TypeError as e:  # e.g. hidden_sizes: 5
-            raise ConfigError(f"{run_dir / 'config.json'}: a field has a value of the wrong type ({e}); fix the file") \
-                from None
-        except ConfigError as e:
-            field = re.match(r"(\w+)=", str(e))
-            if field and field.group(1) in overrides:
-                raise
-            raise ConfigError(f"{run_dir / 'config.json'}: {e}; fix the file, or set the field with its flag") \
-                from None
-        return cfg, run_dir, ""
+        return _checked_from(_read_saved(run_dir / "config.json"), overrides, run_dir / "config.json"), run_dir, ""
+    if args.config:  # a saved config (flags override it)
+        path = Path(args.config)
+        saved = _read_saved(path)
+        if args.preset_or_env:
+            raise ConfigError(f"--config {path} holds the env ({saved.get('env', Config.env)}) and every setting; "
+                              f"drop {args.preset_or_env!r}, or pass --env ID to train these settings on another env")
+        saved.pop("run_dir", None)  # a new run: never the directory the file came from
+        return _checked_from(saved, overrides, path), None, ""
     name = args.preset_or_env or overrides.get("env")
     if not name:
         raise ConfigError("deepq train needs a preset or env id (e.g. `deepq train cartpole`), or --resume RUN_DIR")
@@ -242,6 +262,8 @@ def main(argv: list[str] | None = None) -> int:
             return _cmd_eval(args)
         if args.command == "play":
             return _cmd_play(args)
+        if args.command in RESEARCH:
+            return RESEARCH[args.command].run(args)
         return _cmd_presets()
     except DeepQError as e:
         print(f"deepq: error: {e}", file=sys.stderr)

@@ -146,10 +146,10 @@ def _default(help_text: str, flag: str) -> str:
 
 def test_train_help_lists_each_flag_once_in_config_sections(tmp_path: Path) -> None:
     out = _help(tmp_path)
-    assert len(out.splitlines()) < 250  # 227 lines for 73 flags; 259 for 67 when every flag was printed twice
+    assert len(out.splitlines()) < 250  # 230 lines for 74 flags; 259 for 67 when every flag was printed twice
     listed = re.findall(r"^  (--[\w-]+)", out, re.MULTILINE)
     fields = [f"--{f.name}" for f in dataclasses.fields(Config) if f.name != "network"]
-    assert sorted(listed) == sorted(["--resume", "--overwrite", *fields])  # each once, none as its dash spelling
+    assert sorted(listed) == sorted(["--resume", "--config", "--overwrite", *fields])  # once each, never dashed
     # The groups are those Config's fields are tagged with, in their fields' order, each holding its fields
     # (tests/test_config.py checks every field's place)
     headings = list(groups())
@@ -299,3 +299,44 @@ def test_a_damaged_config_json_in_a_terminal(tmp_path: Path) -> None:
     (tmp_path / "config.json").write_text('{"env": "CartPole-v1", "seed": 0')  # cut short
     line = one_error_line(deepq("train", "--resume", str(tmp_path), cwd=tmp_path))
     assert line.startswith(f"deepq: error: {tmp_path / 'config.json'} is not valid JSON")
+
+
+# 9: --config FILE (a run's config.json, deepq tune's best.json) ----------------------------------------------------
+
+@pytest.mark.parametrize(("text", "says"), [
+    ('{"seed": 0,', "is not valid JSON (line 1 column 12"), ("[1, 2]", "holds an array, not a JSON object"),
+    ('{"sed": 3}', "unknown field(s) 'sed' (did you mean 'seed'?)"), ('{"hidden_sizes": 5}', "wrong type"),
+])
+def test_a_damaged_config_file_is_one_line(text: str, says: str, tmp_path: Path,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "best.json"
+    path.write_text(text)
+    assert main(["train", "--config", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"deepq: error: {path}") and says in err
+
+
+def test_a_config_file_gives_its_fields_flags_override_them_and_the_run_dir_is_new(tmp_path: Path) -> None:
+    fields = Config(env="Acrobot-v1", lr=3e-4, hidden_sizes=(32, 16), seed=4, run_dir="/some/old/run").to_dict()
+    path = tmp_path / "best.json"
+    path.write_text(json.dumps({**fields, "run_id": "abc123"}))  # a run's config.json also holds its id
+    cfg, _ = resolve("--config", str(path), "--seed", "7")
+    assert (cfg.env, cfg.lr, cfg.hidden_sizes, cfg.seed, cfg.run_dir) == ("Acrobot-v1", 3e-4, (32, 16), 7, "")
+
+
+def test_a_config_file_with_a_preset_or_resume_is_one_line(tmp_path: Path) -> None:
+    path = tmp_path / "best.json"
+    path.write_text(json.dumps({"env": "CartPole-v1"}))
+    assert "drop 'cartpole', or pass --env ID" in one_error_line(deepq("train", "cartpole", "--config", str(path),
+                                                                       cwd=tmp_path))
+    assert "give one of them" in one_error_line(deepq("train", "--resume", str(tmp_path), "--config", str(path),
+                                                      cwd=tmp_path))
+
+
+def test_a_run_trains_from_another_runs_config_json(tiny_run: Path, tmp_path: Path) -> None:
+    proc = deepq("train", "--config", str(tiny_run / "config.json"), "--run_dir", str(tmp_path / "again"),
+                 cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    old, new = (json.loads((d / "config.json").read_text()) for d in (tiny_run, tmp_path / "again"))
+    assert old.pop("run_id") != new.pop("run_id")
+    assert {k: v for k, v in old.items() if k != "run_dir"} == {k: v for k, v in new.items() if k != "run_dir"}

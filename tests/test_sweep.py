@@ -1,0 +1,254 @@
+"""deepq sweep, with real `deepq train` subprocesses on tiny CartPole runs: the sweep directory's layout and a line
+per run; the same command again skips finished runs; Ctrl-C (a real SIGINT to a real `deepq sweep`) checkpoints the
+runs and the printed command resumes them; a changed sweep into the same --dir and bad input are one line before
+anything is written; with a real local Ray, the runs are Ray tasks (and Ctrl-C cancels them: a slow test)."""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import json
+import os
+import re
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import deepq
+from deepq.cli import main
+from deepq.training.ray_cluster import LOOPBACK_ONLY
+
+os.environ.setdefault(LOOPBACK_ONLY, "0")  # before Ray's first import: a local Ray on 127.0.0.1 only
+TINY = ["--total_steps", "1500", "--common", "eval_interval=500", "--common", "eval_episodes=2",
+        "--common", "learning_starts=500"]
+LRS = {"lr=0.001": 0.001, "lr=0.0005": 0.0005}
+
+
+def sweep_argv(sweep: Path, *extra: str, seeds: int = 2, sets: tuple[str, ...] = ("lr=1e-3,5e-4",),
+               target: str = "cartpole", tiny: list[str] = TINY) -> list[str]:
+    return ["sweep", target, "--seeds", str(seeds), *(w for s in sets for w in ("--set", s)), *tiny,
+            "--dir", str(sweep), *extra]
+
+
+def rows(run_dir: Path) -> list[dict[str, str]]:
+    with (run_dir / "metrics.csv").open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def files(folder: Path) -> dict[Path, int]:
+    return {p: p.stat().st_mtime_ns for p in folder.rglob("*") if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def local_ray() -> Any:
+    """A real local Ray on loopback (one for the module: it takes seconds to start), as `deepq sweep --ray_address
+    auto` finds one started on this machine."""
+    ray = pytest.importorskip("ray")
+    started = not ray.is_initialized()
+    if started:
+        ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False,
+                 logging_level="ERROR")
+    yield ray
+    if started:
+        ray.shutdown()
+
+
+def ray_tasks(ray: Any) -> int:
+    return len([e for e in ray.timeline() if e.get("name") == "deepq.research.sweep.ray_task"])
+
+
+@pytest.fixture(scope="module")
+def swept(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, int, str]:
+    """A 2-setting x 2-seed sweep, two runs at a time: (its directory, exit code, stdout)."""
+    sweep = tmp_path_factory.mktemp("sweep") / "sw"
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = main(sweep_argv(sweep, "--parallel", "2"))
+    return sweep, code, out.getvalue()
+
+
+def test_a_sweep_writes_its_layout_and_a_line_per_run(swept: tuple[Path, int, str]) -> None:
+    sweep, code, out = swept
+    assert code == 0, out
+    assert json.loads((sweep / "sweep.json").read_text()) == {
+        "target": "cartpole", "seeds": [0, 1],
+        "settings": [{"label": label, "overrides": {"lr": lr}} for label, lr in LRS.items()],
+        "common": {"eval_interval": 500, "eval_episodes": 2, "learning_starts": 500, "total_steps": 1500},
+        "version": 1}
+    assert sorted(p.relative_to(sweep).as_posix() for p in (sweep / "runs").glob("*/*")) == \
+        ["runs/lr=0.0005/seed-0", "runs/lr=0.0005/seed-1", "runs/lr=0.001/seed-0", "runs/lr=0.001/seed-1"]
+    finals: dict[str, list[float]] = {}
+    for label, lr in LRS.items():
+        for seed in (0, 1):
+            run = sweep / "runs" / label / f"seed-{seed}"
+            cfg = json.loads((run / "config.json").read_text())
+            assert (cfg["lr"], cfg["seed"], cfg["total_steps"], cfg["eval_interval"], cfg["run_dir"]) == \
+                (lr, seed, 1500, 500, str(run))
+            assert cfg["threads"] == 1 and cfg["progress"] is False  # two at a time: a core each
+            final = rows(run)[-1]
+            assert (final["eval_kind"], final["step"]) == ("final", "1500") and (run / "agent.pt").is_file()
+            log = (run / "train.log").read_text()
+            assert log.startswith(f"$ deepq train cartpole --seed {seed} --run_dir {run} --progress false")
+            assert "final evaluation: mean" in log
+            line = re.escape(f"{label} seed {seed}: final eval {float(final['eval_return']):.1f} ± "
+                             f"{float(final['eval_std']):.1f}, 1,500 env steps, not solved, ")
+            assert re.search(rf"^\[[1-4]/4\] {line}\d+\.\d s$", out, re.M), out
+            finals.setdefault(label, []).append(float(final["eval_return"]))
+    for label, got in finals.items():
+        assert re.search(rf"^{re.escape(label)} +2/2 +{sum(got) / 2:.1f} +0/2$", out, re.M), out
+    assert out.splitlines()[-1] == f"compare them: deepq compare {sweep}"
+
+
+def test_the_same_command_again_skips_finished_runs(swept: tuple[Path, int, str],
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    sweep, _, first = swept
+    before = files(sweep / "runs")
+    assert main(sweep_argv(sweep, "--parallel", "2")) == 0
+    out = capsys.readouterr().out
+    assert "4 finished (skipped), 0 to resume, 0 to start" in out
+    assert files(sweep / "runs") == before  # no train.log, metrics.csv or agent.pt rewritten
+    assert "[1/4]" not in out and out.splitlines()[-4:] == first.splitlines()[-4:]  # the same table
+
+
+@pytest.mark.parametrize(("change", "says"), [
+    (dict(target="rainbow"), 'target "cartpole" -> "rainbow"'),
+    (dict(seeds=1), "this command leaves out seed 1"),
+    (dict(sets=("double=true,false",)), "this command leaves out lr=0.001, lr=0.0005"),
+    (dict(tiny=[*TINY[:1], "2000", *TINY[2:]]), '"total_steps": 1500} -> {'),
+])
+def test_a_changed_sweep_into_the_same_dir_is_refused(swept: tuple[Path, int, str], change: dict[str, Any],
+                                                       says: str, capsys: pytest.CaptureFixture[str]) -> None:
+    sweep, _, _ = swept
+    before = files(sweep / "runs"), (sweep / "sweep.json").read_text()
+    assert main(sweep_argv(sweep, **change)) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"deepq: error: --dir {sweep} holds another sweep (") and err.count("\n") == 1, err
+    assert says in err and "or sweep into another --dir" in err
+    assert (files(sweep / "runs"), (sweep / "sweep.json").read_text()) == before
+
+
+@pytest.mark.parametrize(("bad", "says"), [
+    (["--set", "lr=abc"], "--set 'lr=abc': expected a number (such as 0.001 or 1e-3), got 'abc'"),
+    (["--set", "lrr=1e-3"], "--set 'lrr=1e-3': 'lrr' is not a Config field (did you mean 'lr'?)"),
+    (["--set", "double=maybe"], "--set 'double=maybe': expected true or false, got 'maybe'"),
+    (["--set", "lr"], "--set 'lr': write FIELD=V1,V2, e.g. --set lr=1e-3,5e-4"),
+    (["--set", "seed=1,2"], "seed is set by the sweep (the seeds are --seeds N and --first-seed S)"),
+    (["--set", "loss=huber,hubr"], "setting loss=hubr: loss='hubr' is not valid"),
+    (["--set", "lr=1e-3", "--common", "lr=5e-4"], "lr is given twice"),
+    (["--ray_address", "127.0.0.1:1"], "nothing answers at ray_address '127.0.0.1:1'"),
+])
+def test_bad_input_is_one_line_before_anything_is_written(bad: list[str], says: str, tmp_path: Path,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["sweep", "cartpole", "--seeds", "2", *bad, "--dir", str(tmp_path / "sw")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("deepq: error: ") and err.count("\n") == 1 and says in err, err
+    assert not (tmp_path / "sw").exists()
+
+
+def test_ctrl_c_checkpoints_the_runs_and_the_same_command_resumes_them(tmp_path: Path,
+                                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    sweep = tmp_path / "sw"
+    argv = sweep_argv(sweep, seeds=1, sets=(), tiny=["--total_steps", "3000", *TINY[2:]])
+    proc = subprocess.Popen([sys.executable, "-m", "deepq.cli", *argv], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not any(len(rows(m.parent)) > 1 for m in sweep.glob("runs/*/*/metrics.csv")):  # a run is training
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    run = sweep / "runs" / "default" / "seed-0"
+    assert (run / "checkpoint" / "checkpoint.pt").is_file() and not (run / "agent.pt").exists(), out
+    run_id = json.loads((run / "config.json").read_text())["run_id"]
+    assert out.splitlines()[-1] == "default seed 0: stopped, checkpoint saved" and "[1/1]" not in out, out
+    assert "stopped by SIGINT" in err and err.count("\n") == 1, err
+    again = shlex.split(err.split(": ")[-1])
+    assert again[:2] == ["deepq", "sweep"] and main(again[1:]) == 0  # the command it printed
+    out = capsys.readouterr().out
+    assert "0 finished (skipped), 1 to resume, 0 to start" in out
+    assert re.search(r"^\[1/1\] default seed 0: final eval .*, 3,000 env steps, not solved, .* \(resumed\)$", out, re.M)
+    assert json.loads((run / "config.json").read_text())["run_id"] == run_id  # the same run, not started again
+    assert re.findall(r"^\$ deepq train (\S+)", (run / "train.log").read_text(), re.M) == ["cartpole", "--resume"]
+    steps = [int(r["step"]) for r in rows(run) if r["episode_return"]]
+    assert steps == sorted(set(steps)) and rows(run)[-1]["eval_kind"] == "final"  # no row written twice
+
+
+def test_with_a_ray_address_each_run_is_a_ray_task(local_ray: Any, tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    tasks = ray_tasks(local_ray)
+    assert main(sweep_argv(tmp_path / "sw", "--ray_address", "auto", seeds=1, sets=())) == 0
+    assert ray_tasks(local_ray) == tasks + 1 and local_ray.is_initialized()  # a Ray it joined is left running
+    out = capsys.readouterr().out
+    run = tmp_path / "sw" / "runs" / "default" / "seed-0"
+    assert rows(run)[-1]["eval_kind"] == "final" and json.loads((run / "config.json").read_text())["threads"] == 1
+    assert "1 to start, as many at a time as Ray has CPUs" in out, out
+    assert re.search(r"^\[1/1\] default seed 0: final eval .*, 1,500 env steps, not solved, ", out, re.M), out
+
+
+def sigint_when_training(runs: str, sweep: Path, done: threading.Event) -> None:
+    """Ctrl-C, to this process (the sweep's), once one of `runs` has written an episode row: it is training."""
+    deadline = time.monotonic() + 120
+    while not done.is_set() and time.monotonic() < deadline:
+        if any(len(rows(m.parent)) > 1 for m in sweep.glob(f"{runs}/metrics.csv")):
+            os.kill(os.getpid(), signal.SIGINT)
+            return
+        time.sleep(0.05)
+
+
+@pytest.mark.slow
+def test_ctrl_c_cancels_the_ray_tasks_and_the_same_command_resumes_them(
+        swept: tuple[Path, int, str], local_ray: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """More seeds extend the sweep: its finished runs are skipped, the new ones are Ray tasks. Ctrl-C (a real SIGINT
+    to this process, the sweep's) cancels them, their runs checkpoint; the same command resumes them."""
+    sweep = Path(shutil.copytree(swept[0], tmp_path / "sw"))
+    before, argv, done = files(sweep / "runs"), sweep_argv(sweep, "--ray_address", "auto", seeds=3), threading.Event()
+    threading.Thread(target=sigint_when_training, args=("runs/*/seed-2", sweep, done), daemon=True).start()
+    try:
+        assert main(argv) == 130
+    finally:
+        done.set()
+    stopped = capsys.readouterr()
+    ids = {run: json.loads((run / "config.json").read_text())["run_id"] for run in sweep.glob("runs/*/seed-2")
+           if (run / "checkpoint" / "checkpoint.pt").is_file() and not (run / "agent.pt").exists()}
+    assert ids and "stopped by SIGINT" in stopped.err, stopped
+    assert "4 finished (skipped), 0 to resume, 2 to start" in stopped.out, stopped.out
+    tasks = ray_tasks(local_ray)
+    assert main(argv) == 0 and ray_tasks(local_ray) == tasks + 2
+    out = capsys.readouterr().out
+    assert f"4 finished (skipped), {len(ids)} to resume" in out, out
+    assert json.loads((sweep / "sweep.json").read_text())["seeds"] == [0, 1, 2]
+    assert all(files(sweep / "runs")[p] == t for p, t in before.items())  # the finished runs are left as they were
+    for label in LRS:
+        run = sweep / "runs" / label / "seed-2"
+        assert rows(run)[-1]["eval_kind"] == "final"
+        assert re.search(rf"^\[[56]/6\] {re.escape(label)} seed 2: final eval ", out, re.M), out
+        if run in ids:  # stopped by SIGTERM from its task, with a checkpoint, and resumed: the same run
+            assert "stopped by SIGTERM at step" in (run / "train.log").read_text()
+            assert json.loads((run / "config.json").read_text())["run_id"] == ids[run]
+    assert re.search(r"^lr=0.001 +3/3 ", out, re.M), out
+
+
+def test_a_saved_config_is_swept_and_tuple_values_are_written_in_parentheses(tmp_path: Path) -> None:
+    """The target may be a JSON file of Config fields (deepq tune's best.json): every run trains it with
+    `deepq train --config FILE`, here with --set hidden_sizes=(16,16),(8,): values in parentheses, one each."""
+    best = tmp_path / "best.json"
+    best.write_text(json.dumps(deepq.Config(env="CartPole-v1", lr=7e-4, run_dir="/gone").to_dict()))
+    sweep = tmp_path / "sw"
+    code = main(sweep_argv(sweep, target=str(best), seeds=1, sets=("hidden_sizes=(16,16),(8,)",),
+                           tiny=["--total_steps", "600", "--common", "learning_starts=200",
+                                 "--common", "eval_interval=0", "--common", "eval_episodes=1"]))
+    assert code == 0
+    for label, hidden in (("hidden_sizes=16_16", [16, 16]), ("hidden_sizes=8", [8])):
+        saved = json.loads((sweep / "runs" / label / "seed-0" / "config.json").read_text())
+        assert (saved["lr"], saved["hidden_sizes"], saved["total_steps"]) == (7e-4, hidden, 600)
+    assert main(["sweep", str(tmp_path / "missing.json"), "--seeds", "1", "--dir", str(tmp_path / "x")]) == 2
