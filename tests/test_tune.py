@@ -255,4 +255,8 @@ def test_two_workers_share_one_study(tmp_path: Path) -> None:
     finished = [t for t in trials_of(tmp_path) if t.state in (State.COMPLETE, State.PRUNED)]
     assert 6 <= len(finished) <= 7  # a worker that found 5 finished starts one more: at most one extra per worker
     assert all(out.count("\ntrial ") >= 1 for out, _ in outs)  # both trained some
+    ends = [out.splitlines()[-3] for out, _ in outs]  # "N of 6 trials finished: ..." before the best lines
+    assert all(e.startswith(("6 of 6 trials finished",  # it saw the count reach 6, or the other's extra trial:
+                             "7 trials finished, 6 asked (other workers finished the ones they had started)"))
+               for e in ends), ends
     assert len({json.dumps(t.params, sort_keys=True) for t in finished}) == len(finished)

