@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from deepq.config_checks import (
+    FIELD_ALIASES,
     IN_0_1,
     IN_OPEN_0_1,
     INT_AT_LEAST_0,
@@ -45,6 +46,8 @@ TD = "TD learning"
 RAINBOW = "the Rainbow components (Hessel et al. 2018), each one flag; `double` and `n_step` are above"
 TARGET = "target network"
 MCTS = "MCTS (target='mcts' trains on search values; games can also search at play time)"
+PQN = ("PQN (target='pqn', Gallici et al. 2024: no target network, no replay; Q regressed toward Q(λ) returns of "
+       "short rollouts of num_envs envs)")
 EXPLORATION = "exploration"
 GAMES = "two-player games (env 'openspiel:<game>' or 'pettingzoo:<game>'): self-play, see deepq/games"
 EVAL = "evaluation, logging, checkpoints"
@@ -64,32 +67,6 @@ EVAL_OPPONENT = Check("'random', 'perfect' or 'mcts:N' (N simulations, N >= 2)",
 DEVICE_NAME = Check("'auto', 'cpu', 'cuda' or 'cuda:N'",
                     lambda v: isinstance(v, str) and (v in ("auto", "cpu", "cuda")
                                                       or (v.startswith("cuda:") and v[5:].isdigit())))
-
-
-# Names users bring from Stable-Baselines3 and CleanRL: an unknown field among these is told its deepq name
-# (the CLI and Config.replace both use this).
-FIELD_ALIASES: dict[str, tuple[str, str]] = {
-    "learning_rate": ("lr", ""),
-    "total_timesteps": ("total_steps", ""),
-    "timesteps": ("total_steps", ""),
-    "exploration_initial_eps": ("eps_start", ""),
-    "start_e": ("eps_start", ""),
-    "exploration_final_eps": ("eps_end", ""),
-    "end_e": ("eps_end", ""),
-    "exploration_fraction": ("eps_decay_steps", " (a number of env steps, not a fraction of the run)"),
-    "buffer": ("buffer_size", ""),
-    "replay_size": ("buffer_size", ""),
-    "target_network_frequency": ("target_update_interval", " (in env steps)"),
-    "train_frequency": ("train_freq", " (in env steps)"),
-    "env_id": ("env", ""),
-    "net_arch": ("hidden_sizes", " (e.g. --hidden_sizes 64 64)"),
-    "exp_name": ("name", ""),
-    "cuda": ("device", " (--device cuda or --device cpu)"),
-    "double_q": ("double", ""),
-    "prioritized_replay": ("prioritized", ""),
-    "n_steps": ("n_step", ""),
-    "clip_grad_norm": ("max_grad_norm", ""),
-}
 
 
 @dataclass
@@ -116,6 +93,9 @@ class Config:
     arch: str = tag("auto", NETWORK, choice("auto", "mlp", "nature_cnn", "small_cnn"), resume_fixed=True)
     """Default network: 'auto' (Nature CNN for images of side >= 36, a small CNN for smaller grids such
     as MinAtar, an MLP otherwise), 'mlp', 'nature_cnn' or 'small_cnn'."""
+    layer_norm: bool = tag(False, NETWORK, resume_fixed=True)
+    """LayerNorm before each hidden ReLU of the default networks (dense layers, and each pixel's channels after a
+    convolution): what keeps PQN stable without a target network; usable with every target."""
 
     frame_stack: int = tag(1, PIXELS, POSITIVE_INT, resume_fixed=True)
     """History: the network sees the last k observations (frames) stacked; 1 means no history."""
@@ -145,8 +125,9 @@ class Config:
     """Discount factor per env step, in [0, 1]."""
     lr: float = tag(2.5e-4, TD, POSITIVE_NUMBER)
     """Learning rate of the optimizer."""
-    optimizer: str = tag("adam", TD, choice("adam", "rmsprop"))
-    """'adam', or 'rmsprop': centered RMSProp as in Nature DQN and the MinAtar paper (0.95 momenta, eps 0.01)."""
+    optimizer: str = tag("adam", TD, choice("adam", "rmsprop", "radam"))
+    """'adam'; 'rmsprop': centered RMSProp as in Nature DQN and the MinAtar paper (0.95 momenta, eps 0.01);
+    'radam': rectified Adam (Liu et al. 2020), PQN's."""
     batch_size: int = tag(128, TD, POSITIVE_INT)
     """Transitions per minibatch."""
     buffer_size: int = tag(10_000, TD, POSITIVE_INT, resume_fixed=True)
@@ -189,9 +170,10 @@ class Config:
     max_grad_norm: float = tag(0.0, RAINBOW, number_at_least_0("0 disables clipping"))
     """Clip the gradient's global L2 norm to this value; 0 disables clipping."""
 
-    target: str = tag("hard", TARGET, choice("hard", "polyak", "none", "mcts"), resume_fixed=True)
-    """How the TD target is computed: 'hard' (copy every C steps), 'polyak' (tau), 'none', or 'mcts' (no TD:
-    Q regressed toward tree-search estimates after each round of episodes, see deepq/training/mcts.py)."""
+    target: str = tag("hard", TARGET, choice("hard", "polyak", "none", "mcts", "pqn"), resume_fixed=True)
+    """How the TD target is computed: 'hard' (copy every C steps), 'polyak' (tau), 'none', 'mcts' (no TD:
+    Q regressed toward tree-search estimates after each round of episodes, see deepq/training/mcts.py), or 'pqn'
+    (no target network and no replay: Q(λ) returns of each rollout, see deepq/training/pqn.py)."""
     target_update_interval: int = tag(500, TARGET, POSITIVE_INT)
     """C: env steps between hard target syncs."""
     tau: float = tag(0.005, TARGET, IN_OPEN_0_1)
@@ -207,6 +189,18 @@ class Config:
     """Leaves evaluated together in one forward pass (1: unbatched)."""
     mcts_episodes: int = tag(8, MCTS, POSITIVE_INT)
     """target='mcts': episodes played (searching at every state) before each round of gradient steps."""
+
+    rollout_len: int = tag(32, PQN, POSITIVE_INT)
+    """Steps each env takes per rollout; a rollout is num_envs × rollout_len transitions."""
+    q_lambda: float = tag(0.65, PQN, IN_0_1)
+    """λ of the Q(λ) returns: 0 is the one-step target r + γ max Q(s'), 1 the rollout's discounted return
+    (bootstrapped at its end)."""
+    epochs: int = tag(2, PQN, POSITIVE_INT)
+    """Passes over each rollout, each in a new random order."""
+    minibatches: int = tag(32, PQN, POSITIVE_INT)
+    """Minibatches per pass: each is num_envs × rollout_len / minibatches transitions, one gradient step."""
+    reward_scale: float = tag(1.0, PQN, POSITIVE_NUMBER)
+    """PQN trains on reward × reward_scale (after clip_rewards); logged and evaluated returns stay raw."""
 
     eps_schedule: str = tag("linear", EXPLORATION, choice("linear", "exponential"))
     """Exploration schedule: 'linear' or 'exponential'."""
@@ -360,18 +354,43 @@ def _check_target(cfg: Config) -> None:
                           "noisy, prioritized or n_step (TD-target features); turn those off")
 
 
+def _check_pqn(cfg: Config) -> None:
+    if cfg.target != "pqn":
+        if cfg.reward_scale != 1.0:
+            raise ConfigError(f"reward_scale={cfg.reward_scale:g} applies to target='pqn' only; this run has "
+                              f"target={cfg.target!r}: leave reward_scale at 1")
+        return
+    if cfg.atoms > 1 or cfg.noisy or cfg.prioritized or cfg.n_step > 1 or cfg.double:
+        raise ConfigError("target='pqn' regresses Q toward the λ-returns of its own rollouts, with no target "
+                          "network and no replay: it does not combine with atoms, noisy, prioritized, n_step or "
+                          "double; turn those off")
+    batch = cfg.num_envs * cfg.rollout_len
+    if batch % cfg.minibatches:
+        raise ConfigError(f"num_envs × rollout_len = {batch:,} transitions do not split into minibatches="
+                          f"{cfg.minibatches} of equal size; choose minibatches dividing {batch:,}")
+
+
+def _check_games(cfg: Config) -> None:
+    if cfg.target == "pqn" and cfg.opponent_pool > 0:
+        raise ConfigError("target='pqn' learns from every ply of its rollouts, so the learner plays both seats: "
+                          "set opponent_pool=0")
+
+
 def _check_eval(cfg: Config) -> None:
     if cfg.stop_at_return is not None and cfg.eval_interval == 0:
         raise ConfigError("stop_at_return needs periodic evaluation: set eval_interval > 0")
 
 
 def _check_distributed(cfg: Config) -> None:
+    if cfg.target == "pqn" and cfg.num_actors > 0:
+        raise ConfigError("target='pqn' learns from the rollouts of its own num_envs envs, in one process; "
+                          "set num_actors=0 and raise num_envs instead")
     if cfg.num_actors > 0 and cfg.frame_stack > 1 and cfg.num_envs * cfg.num_actors > cfg.buffer_size:
         raise ConfigError(f"buffer_size={cfg.buffer_size:,} is below num_actors × num_envs: each actor's envs "
                           "get their own frame rings; raise buffer_size")
 
 
 GROUP_CHECKS: dict[str, Callable[[Config], None]] = {
-    TD: _check_td, RAINBOW: _check_rainbow, TARGET: _check_target, EVAL: _check_eval,
-    DISTRIBUTED: _check_distributed}
+    TD: _check_td, RAINBOW: _check_rainbow, TARGET: _check_target, PQN: _check_pqn, GAMES: _check_games,
+    EVAL: _check_eval, DISTRIBUTED: _check_distributed}
 

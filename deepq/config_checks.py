@@ -6,7 +6,8 @@
 `tag` returns a `dataclasses.field` whose metadata holds a `Tag`; deepq/config.py derives RESUME_FIXED, the
 --help groups and the simple half of `Config.validate` from them. A `Check` is one field's value rule; the
 rules that relate fields (batch_size <= buffer_size, ...) are per-group functions in deepq/config.py.
-This module is the base layer's: it imports nothing from deepq but errors.
+FIELD_ALIASES, at the end, maps other libraries' names for fields to deepq's. This module is the base layer's:
+it imports nothing from deepq but errors.
 """
 
 from __future__ import annotations
@@ -83,3 +84,29 @@ def tag_of(f: dataclasses.Field[Any]) -> Tag:
                         "check, resume_fixed=...)` (deepq/config_checks.py)")
     t: Tag = f.metadata[TAG]
     return t
+
+
+# Names users bring from Stable-Baselines3 and CleanRL: an unknown field among these is told its deepq name
+# (the CLI and Config.replace both use this).
+FIELD_ALIASES: dict[str, tuple[str, str]] = {
+    "learning_rate": ("lr", ""),
+    "total_timesteps": ("total_steps", ""),
+    "timesteps": ("total_steps", ""),
+    "exploration_initial_eps": ("eps_start", ""),
+    "start_e": ("eps_start", ""),
+    "exploration_final_eps": ("eps_end", ""),
+    "end_e": ("eps_end", ""),
+    "exploration_fraction": ("eps_decay_steps", " (a number of env steps, not a fraction of the run)"),
+    "buffer": ("buffer_size", ""),
+    "replay_size": ("buffer_size", ""),
+    "target_network_frequency": ("target_update_interval", " (in env steps)"),
+    "train_frequency": ("train_freq", " (in env steps)"),
+    "env_id": ("env", ""),
+    "net_arch": ("hidden_sizes", " (e.g. --hidden_sizes 64 64)"),
+    "exp_name": ("name", ""),
+    "cuda": ("device", " (--device cuda or --device cpu)"),
+    "double_q": ("double", ""),
+    "prioritized_replay": ("prioritized", ""),
+    "n_steps": ("n_step", ""),
+    "clip_grad_norm": ("max_grad_norm", ""),
+}

@@ -146,9 +146,10 @@ def _default(help_text: str, flag: str) -> str:
 
 def test_train_help_lists_each_flag_once_in_config_sections(tmp_path: Path) -> None:
     out = _help(tmp_path)
-    assert len(out.splitlines()) < 250  # 230 lines for 74 flags; 259 for 67 when every flag was printed twice
     listed = re.findall(r"^  (--[\w-]+)", out, re.MULTILINE)
     fields = [f"--{f.name}" for f in dataclasses.fields(Config) if f.name != "network"]
+    # 3.1 lines a flag (230 for 74, 253 for 80); 3.9 (259 for 67) when every flag was printed twice
+    assert len(out.splitlines()) < 3.5 * len(listed)
     assert sorted(listed) == sorted(["--resume", "--config", "--overwrite", *fields])  # once each, never dashed
     # The groups are those Config's fields are tagged with, in their fields' order, each holding its fields
     # (tests/test_config.py checks every field's place)

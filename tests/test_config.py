@@ -24,6 +24,7 @@ from deepq.config import (
     MCTS,
     NETWORK,
     PIXELS,
+    PQN,
     RAINBOW,
     RESUME_FIXED,
     RUN,
@@ -182,8 +183,8 @@ def test_every_field_is_tagged_with_a_known_group() -> None:
         t = tag_of(f)
         assert isinstance(t, Tag) and isinstance(t.resume_fixed, bool), f.name
         assert t.check is None or isinstance(t.check, Check), f.name
-    assert list(groups()) == [RUN, NETWORK, PIXELS, TD, RAINBOW, TARGET, MCTS, EXPLORATION, GAMES, EVAL, DEVICE,
-                              DISTRIBUTED]
+    assert list(groups()) == [RUN, NETWORK, PIXELS, TD, RAINBOW, TARGET, MCTS, PQN, EXPLORATION, GAMES, EVAL,
+                              DEVICE, DISTRIBUTED]
     assert sorted(n for names in groups().values() for n in names) == sorted(TAGS)  # each field in one group
     assert all(TAGS[n].group == g for g, names in groups().items() for n in names)
 
@@ -191,13 +192,14 @@ def test_every_field_is_tagged_with_a_known_group() -> None:
 # The fields a resume may not change, as docs/guides/checkpoints.md lists them (they shape the networks, the
 # replay memory or the envs); a checkpoint written before the tags refuses and accepts the same resumes.
 DOCUMENTED_RESUME_FIXED = {
-    "env", "seed", "num_envs", "buffer_size", "hidden_sizes", "target", "network", "arch", "dueling", "noisy",
+    "env", "seed", "num_envs", "buffer_size", "hidden_sizes", "target", "network", "arch", "layer_norm", "dueling",
+    "noisy",
     "atoms", "prioritized", "per_alpha", "frame_stack", "backend", "noop_max", "frame_skip", "screen_size",
     "grayscale", "sticky_actions", "fire_reset", "max_episode_frames", "opponent_pool"}
 
 
 def test_resume_fixed_is_derived_from_the_tags_and_equals_the_documented_list() -> None:
-    assert set(RESUME_FIXED) == DOCUMENTED_RESUME_FIXED and len(RESUME_FIXED) == 23
+    assert set(RESUME_FIXED) == DOCUMENTED_RESUME_FIXED and len(RESUME_FIXED) == 24
     assert list(RESUME_FIXED) == [n for n in TAGS if n in DOCUMENTED_RESUME_FIXED]  # in field order
     assert loop.RESUME_FIXED is RESUME_FIXED
     guide = " ".join((Path(__file__).parents[1] / "docs" / "guides" / "checkpoints.md").read_text().split())
@@ -221,7 +223,7 @@ MESSAGES: list[tuple[str, Any, str]] = [
     ("max_episode_frames", True, "max_episode_frames=True is not valid: max_episode_frames must be a positive integer"),
     ("gamma", 1.5, "gamma=1.5 is not valid: gamma must be a number in [0, 1]"),
     ("lr", float("nan"), "lr=nan is not valid: lr must be a positive number"),
-    ("optimizer", "x", "optimizer='x' is not valid: optimizer must be one of 'adam', 'rmsprop'"),
+    ("optimizer", "x", "optimizer='x' is not valid: optimizer must be one of 'adam', 'rmsprop', 'radam'"),
     ("batch_size", True, "batch_size=True is not valid: batch_size must be a positive integer"),
     ("loss", "x", "loss='x' is not valid: loss must be one of 'mse', 'huber'"),
     ("n_step", 0, "n_step=0 is not valid: n_step must be a positive integer"),
@@ -230,13 +232,16 @@ MESSAGES: list[tuple[str, Any, str]] = [
     ("per_beta", 1.5, "per_beta=1.5 is not valid: per_beta must be a number in [0, 1]"),
     ("max_grad_norm", -1, "max_grad_norm=-1 is not valid: max_grad_norm must be a number >= 0 (0 disables clipping)"),
     ("v_min", "x", "v_min='x', v_max=10.0 are not valid: C51's support needs numbers with v_min < v_max"),
-    ("target", "x", "target='x' is not valid: target must be one of 'hard', 'polyak', 'none', 'mcts'"),
+    ("target", "x", "target='x' is not valid: target must be one of 'hard', 'polyak', 'none', 'mcts', 'pqn'"),
     ("target_update_interval", 0,
      "target_update_interval=0 is not valid: target_update_interval must be a positive integer"),
     ("tau", 0, "tau=0 is not valid: tau must be a number in (0, 1]"),
     ("mcts_simulations", 0, "mcts_simulations=0 is not valid: mcts_simulations must be a positive integer"),
     ("mcts_c_puct", -1, "mcts_c_puct=-1 is not valid: mcts_c_puct must be a number >= 0"),
     ("mcts_leaf", "x", "mcts_leaf='x' is not valid: mcts_leaf must be one of 'network', 'rollout'"),
+    ("q_lambda", 1.5, "q_lambda=1.5 is not valid: q_lambda must be a number in [0, 1]"),
+    ("rollout_len", 0, "rollout_len=0 is not valid: rollout_len must be a positive integer"),
+    ("reward_scale", 0, "reward_scale=0 is not valid: reward_scale must be a positive number"),
     ("eps_schedule", "x", "eps_schedule='x' is not valid: eps_schedule must be one of 'linear', 'exponential'"),
     ("eps_decay_steps", -1, "eps_decay_steps=-1 is not valid: eps_decay_steps must be an integer >= 0"),
     ("eval_eps", 1.5, "eval_eps=1.5 is not valid: eval_eps must be a number in [0, 1]"),

@@ -85,7 +85,7 @@ def _spaces(cfg: deepq.Config) -> tuple[tuple[int, ...], Any, int]:
     if cfg.target == "mcts":
         env = env_kind(cfg).make_search_env(cfg)
         return tuple(env.obs_shape), np.float32, env.n_actions
-    envs = env_kind(cfg).make_vec_env(cfg)
+    envs = env_kind(cfg).make_vec_env(cfg.replace(num_envs=1))  # the spaces only: one env (PQN presets have 128)
     try:
         return envs.obs_shape, envs.obs_dtype, envs.n_actions
     finally:
@@ -103,8 +103,25 @@ def test_no_preset_is_refused_on_a_24_GB_machine(name: str) -> None:
     game = two_player(cfg)
     check_memory(cfg, shape, dtype, n_actions, "cpu", available=22 * GB, two_player=game)  # 24 GB: ~22 GB available
     replay = estimate(cfg, shape, dtype, n_actions, two_player=game)[0]
-    if name.startswith(("atari", "pong", "breakout", "rainbow-atari")):  # 1M frames of 84x84: counted, and fits
+    if cfg.target == "pqn":  # no replay: one rollout (Atari: 4,096 transitions of two 4x84x84 stacks, 231 MB)
+        assert replay.what == "the rollout" and replay.nbytes < 0.25 * GB
+    elif name.startswith(("atari", "pong", "breakout", "rainbow-atari")):  # 1M frames of 84x84: counted, and fits
         assert 7 * GB < replay.nbytes < 7.5 * GB
+
+
+@pytest.mark.parametrize("game", [False, True], ids=["single-agent", "game"])
+def test_the_rollout_estimate_is_the_bytes_a_pqn_rollout_allocates(game: bool) -> None:
+    from deepq.core.memory import replay_bytes
+    from deepq.training.pqn import Rollout
+
+    class Envs:  # what Rollout reads of a VecEnv
+        num_envs, obs_shape, obs_dtype, n_actions = 8, (4, 10, 10), np.uint8, 6
+
+    cfg = deepq.Config(target="pqn", num_envs=8, rollout_len=16)
+    ro = Rollout(16, Envs(), legal=game)  # type: ignore[arg-type]
+    returns = 8 * 16 * 4  # the float32 λ-returns computed from it
+    allocated = _allocated(ro.obs, ro.final_obs, ro.actions, ro.rewards, ro.terminated, ro.ended, ro.next_legal)
+    assert replay_bytes(cfg, (4, 10, 10), np.uint8, 6, two_player=game) == allocated + returns
 
 
 def _allocated(*arrays: np.ndarray | None) -> int:

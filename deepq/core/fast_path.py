@@ -37,12 +37,14 @@ Layers = list[tuple[torch.Tensor, torch.Tensor]]  # (weight (out, in), bias (out
 
 
 def supports(cfg: Config, obs_shape: tuple[int, ...], device: torch.device, two_player: bool = False) -> bool:
-    """Whether the NumPy update runs this config: deepq's own MLP, Adam, plain TD (no Rainbow component
-    but n-step, which only changes the batch), on CPU; cfg.fused=False forces the reference update.
-    `two_player`: a board game's env (its boards get the MLP, see networks.resolve_arch)."""
+    """Whether the NumPy update runs this config: deepq's own MLP without LayerNorm, Adam, plain TD (no Rainbow
+    component but n-step, which only changes the batch; not PQN's λ-return regression), on CPU; cfg.fused=False
+    forces the reference update. `two_player`: a board game's env (its boards get the MLP, see
+    networks.resolve_arch)."""
     rainbow = cfg.dueling or cfg.noisy or cfg.atoms > 1 or cfg.prioritized
-    return (cfg.fused and cfg.network is None and cfg.optimizer == "adam" and not rainbow
-            and device.type == "cpu" and resolve_arch(obs_shape, cfg, two_player=two_player) == "mlp")
+    return (cfg.fused and cfg.network is None and cfg.optimizer == "adam" and not rainbow and not cfg.layer_norm
+            and cfg.target != "pqn" and device.type == "cpu"
+            and resolve_arch(obs_shape, cfg, two_player=two_player) == "mlp")
 
 
 def linear_layers(net: nn.Module) -> Layers:

@@ -1,9 +1,9 @@
 """The learner: the online and target networks, the optimizer, and the gradient step.
 
-One update path: a loss from deepq/core/losses.py (TD, C51 or MCTS regression) gives `(loss, per_sample)`, then one
-optimizer tail (finite check, zero_grad, backward, gradient clipping, step, Polyak averaging). What it computed
-comes back as values (`UpdateResult`): the loss and each sample's |TD error|, which prioritized replay turns into
-priorities; nothing is left on the side in attributes.
+One update path: a loss from deepq/core/losses.py (TD, C51, MCTS or λ-return regression) gives
+`(loss, per_sample)`, then one optimizer tail (finite check, zero_grad, backward, gradient clipping, step, Polyak
+averaging). What it computed comes back as values (`UpdateResult`): the loss and each sample's |TD error|, which
+prioritized replay turns into priorities; nothing is left on the side in attributes.
 
 The one swap-in: for deepq's own MLP on CPU, `fast_path.supports(cfg, obs_shape, device)` chooses the NumPy update
 (deepq/core/fast_path.py), the same arithmetic without autograd. It is chosen here and nowhere else, and it raises
@@ -20,7 +20,7 @@ from torch import nn
 
 from deepq.config import Config
 from deepq.core import fast_path
-from deepq.core.losses import LossOutput, c51_loss, dqn_loss, mcts_regression_loss
+from deepq.core.losses import LossOutput, c51_loss, dqn_loss, lambda_regression_loss, mcts_regression_loss
 from deepq.core.replay import Batch
 from deepq.errors import NonFiniteLossError
 
@@ -35,19 +35,22 @@ def make_optimizer(net: nn.Module, cfg: Config) -> torch.optim.Optimizer:
         # Nature DQN's table (gradient and squared-gradient momentum 0.95, min squared gradient 0.01),
         # as the MinAtar paper's reference code sets it in torch.
         return torch.optim.RMSprop(net.parameters(), lr=cfg.lr, alpha=0.95, eps=0.01, centered=True, momentum=0.95)
+    if cfg.optimizer == "radam":  # PQN's optimizer (purejaxql uses optax.radam)
+        return torch.optim.RAdam(net.parameters(), lr=cfg.lr, foreach=True)
     # fused Adam: one kernel for all parameters (3x faster than the per-tensor loop on CPU).
     return torch.optim.Adam(net.parameters(), lr=cfg.lr, fused=True)
 
 
 class Learner:
-    """Owns the online net θ, the target net θ⁻ (none for target='none' or 'mcts'), the optimizer and the update."""
+    """Owns the online net θ, the target net θ⁻ (none for target 'none', 'mcts' or 'pqn'), the optimizer and the
+    update."""
 
     def __init__(self, online: nn.Module, obs_shape: tuple[int, ...], cfg: Config, device: torch.device,
                  two_player: bool = False) -> None:
         self.cfg, self.online = cfg, online
         # target="none": the online net computes its own target (the instability the target net prevents).
         self.target: nn.Module | None = None
-        if cfg.target not in ("none", "mcts"):  # MCTS targets come from search, not from a copy of the net
+        if cfg.target not in ("none", "mcts", "pqn"):  # MCTS targets come from search, PQN's from its rollouts
             self.target = copy.deepcopy(online).requires_grad_(False)
         self.optimizer = make_optimizer(online, cfg)
         self._params: list[torch.Tensor] = list(online.parameters())
@@ -91,6 +94,11 @@ class Learner:
         device = self._params[0].device
         obs, targets, searched = (x.to(device) for x in (obs, targets, searched))
         return self._step(mcts_regression_loss(self.online, obs, targets, searched), "MCTS regression loss")
+
+    def fit_returns(self, obs: torch.Tensor, actions: torch.Tensor, returns: torch.Tensor) -> UpdateResult:
+        """target='pqn': one gradient step regressing Q(s, a) toward the λ-returns G of a rollout minibatch.
+        obs (B, *obs_shape); actions (B,); returns (B,)."""
+        return self._step(lambda_regression_loss(self.online, obs, actions, returns, self.cfg.loss), "λ-return loss")
 
     def _step(self, out: LossOutput, what: str) -> UpdateResult:
         """The optimizer tail every loss shares: θ ← θ − step(∇loss), then θ⁻ ← θ⁻ + τ(θ − θ⁻) for Polyak."""

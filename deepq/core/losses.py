@@ -1,9 +1,9 @@
 """TD targets and losses as pure functions, testable against numbers computed by hand.
 
-Each loss the learner minimises (`dqn_loss`, `c51_loss`, `mcts_regression_loss`) takes the networks and a batch
-and returns a `LossOutput`: the scalar to minimise and a per-sample value (the |TD error|, C51's cross-entropy)
-that prioritized replay turns into priorities (as Acme's `LossFn` returns `(loss, extra)`). The optimizer step
-that follows is the learner's (deepq/core/learner.py), the same for every loss.
+Each loss the learner minimises (`dqn_loss`, `c51_loss`, `mcts_regression_loss`, `lambda_regression_loss`) takes
+the networks and a batch and returns a `LossOutput`: the scalar to minimise and a per-sample value (the |TD
+error|, C51's cross-entropy) that prioritized replay turns into priorities (as Acme's `LossFn` returns `(loss,
+extra)`). The optimizer step that follows is the learner's (deepq/core/learner.py), the same for every loss.
 """
 
 from __future__ import annotations
@@ -163,3 +163,36 @@ def mcts_regression_loss(online: nn.Module, obs: torch.Tensor, targets: torch.Te
     sq = (q - targets) ** 2 * mask  # (B, A)
     loss = sq.sum() / mask.sum().clamp(min=1.0)
     return LossOutput(loss, (sq.sum(1) / mask.sum(1).clamp(min=1.0)).detach())
+
+
+def lambda_returns(
+    rewards: torch.Tensor,  # (T, N) the rollout's rewards, step t of env n
+    discounts: torch.Tensor,  # (T, N) γ where s'_t is not terminal, 0 where it is; −γ in games
+    next_values: torch.Tensor,  # (T, N) max_a Q(s'_t, a) of the true s'_t (the final obs where an episode ended)
+    continues: torch.Tensor,  # (T, N) bool: step t+1 of env n goes on from s'_t (no episode end, not the last step)
+    lam: float,
+) -> torch.Tensor:
+    """Q(λ) returns of a rollout, computed backwards over its T steps (Peng & Williams 1996; PQN's targets):
+
+        G_t = r_t + d_t · ((1 − λ) · V(s'_t) + λ · G_{t+1})     where step t+1 continues the episode
+        G_t = r_t + d_t · V(s'_t)                               where it does not (an episode end, the rollout's end)
+
+    with V(s') = max_a Q(s', a). A terminal s'_t has d_t = 0 (G_t = r_t); a truncated one bootstraps from its true
+    final observation; the rollout's last step bootstraps from the observation it ends on. λ = 0 is the one-step
+    target r + γ V(s'); λ = 1 the discounted rewards to the episode's or the rollout's end, then V. In games
+    d_t = −γ: s'_t is the opponent's turn, so both V(s'_t) and G_{t+1} are the opponent's, negated.
+    """
+    out = torch.empty_like(rewards)  # (T, N)
+    following = next_values[-1]  # G_{t+1}, used only where step t continues (never at t = T − 1)
+    for t in range(len(rewards) - 1, -1, -1):
+        blend = torch.where(continues[t], (1 - lam) * next_values[t] + lam * following, next_values[t])
+        out[t] = following = rewards[t] + discounts[t] * blend
+    return out
+
+
+def lambda_regression_loss(online: nn.Module, obs: torch.Tensor, actions: torch.Tensor, returns: torch.Tensor,
+                           kind: str = "mse") -> LossOutput:
+    """target='pqn': the mean over the minibatch of (G − Q(s, a))² ('mse'; Huber with 'huber'), G the λ-return.
+    obs (B, *obs_shape); actions (B,) int64; returns (B,) float. per_sample: |G − Q(s, a)|."""
+    q = online(obs).gather(1, actions.long().unsqueeze(1)).squeeze(1)  # (B,)
+    return LossOutput(td_loss(q, returns, kind), (returns - q).abs().detach())

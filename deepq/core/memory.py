@@ -47,10 +47,13 @@ def _numel(shape: tuple[int, ...]) -> int:
 
 def replay_bytes(cfg: Config, obs_shape: tuple[int, ...], obs_dtype: Any, n_actions: int, *,
                  two_player: bool = False) -> int:
-    """Bytes of the arrays the run's experience memory allocates (deepq.training.dqn.make_replay's, or
-    target='mcts''s TargetMemory), with prioritized replay's sum tree. `two_player` (games): s' legal moves too."""
+    """Bytes of the arrays the run's experience memory allocates (deepq.training.dqn.make_replay's,
+    target='mcts''s TargetMemory, or target='pqn''s rollout), with prioritized replay's sum tree. `two_player`
+    (games): s' legal moves too."""
     obs = _numel(obs_shape) * np.dtype(obs_dtype).itemsize  # one observation
     n = cfg.num_envs
+    if cfg.target == "pqn":  # Rollout: s and the true s', int64 actions, float32 rewards and returns, two bools
+        return n * cfg.rollout_len * (2 * obs + 8 + 4 + 4 + 2 + (n_actions if two_player else 0))
     if cfg.target == "mcts":  # TargetMemory: float32 obs, (A,) float32 targets, (A,) bool searched
         return cfg.buffer_size * (_numel(obs_shape) * 4 + n_actions * 5)
     if cfg.frame_stack > 1:  # FrameReplay: each frame once, in per-env rings with headroom
@@ -108,7 +111,7 @@ def network_needs(obs_shape: tuple[int, ...], n_actions: int, cfg: Config, *,
     if size is None:
         return None
     state, params, count = size
-    copies = 1 if cfg.target in ("none", "mcts") else 2  # target="none" and "mcts" keep no target copy
+    copies = 1 if cfg.target in ("none", "mcts", "pqn") else 2  # "none", "mcts" and "pqn" keep no target copy
     setting, fix = network_setting(obs_shape, cfg, two_player=two_player)
     moments = 3 if cfg.optimizer == "rmsprop" else 2
     nets = "the Q-network" + (" and its target copy" if copies == 2 else "") + f" ({count:,} parameters)"
@@ -121,10 +124,14 @@ def estimate(cfg: Config, obs_shape: tuple[int, ...], obs_dtype: Any, n_actions:
     """Everything a training run allocates that grows with its settings; `networks=False` leaves out the
     online and target networks (where an Agent already holds them). `two_player`: the env kind's (games)."""
     replay = replay_bytes(cfg, obs_shape, obs_dtype, n_actions, two_player=two_player)
-    setting = f"buffer_size={cfg.buffer_size:,}"
-    needs = [Need("the replay memory", setting, "lower buffer_size", replay),
-             Need("the copy of it that checkpoints make", setting, "lower buffer_size", replay),
-             Need("evaluation (each episode's return and length)", f"eval_episodes={cfg.eval_episodes:,}",
+    if cfg.target == "pqn":  # no replay: one rollout, consumed before any checkpoint
+        needs = [Need("the rollout", f"num_envs × rollout_len = {cfg.num_envs * cfg.rollout_len:,}",
+                      "lower num_envs or rollout_len", replay)]
+    else:
+        setting = f"buffer_size={cfg.buffer_size:,}"
+        needs = [Need("the replay memory", setting, "lower buffer_size", replay),
+                 Need("the copy of it that checkpoints make", setting, "lower buffer_size", replay)]
+    needs += [Need("evaluation (each episode's return and length)", f"eval_episodes={cfg.eval_episodes:,}",
                   "lower eval_episodes", evaluation_bytes(cfg, two_player=two_player))]
     nets = network_needs(obs_shape, n_actions, cfg, two_player=two_player)
     if nets is not None:

@@ -1,7 +1,9 @@
 """Q-networks: any nn.Module mapping observations [B, *obs_shape] to Q values [B, A].
 
 Built in: an MLP for vector observations, the Nature CNN (Mnih et al. 2015) for Atari-sized
-frames, and the small CNN of the MinAtar paper (Young & Tian 2019) for small grids.
+frames, and the small CNN of the MinAtar paper (Young & Tian 2019) for small grids. With cfg.layer_norm every
+hidden layer of each is normalized before its ReLU (dense layers by LayerNorm, convolutions per pixel over
+channels), as PQN needs; without it the modules and their state-dict keys are the plain networks'.
 """
 
 from __future__ import annotations
@@ -15,17 +17,41 @@ from deepq.config import Config
 from deepq.errors import ConfigError
 
 
-class MLP(nn.Module):
-    """Flatten the observation, then Linear+ReLU per hidden width, then one Q value per action."""
+class ChannelNorm(nn.Module):
+    """LayerNorm over the channels of each pixel of (B, C, H, W) feature maps, with a scale and bias per channel:
+    what a LayerNorm over the last axis does to channels-last maps (PQN's CNNs)."""
 
-    def __init__(self, obs_shape: Sequence[int], n_actions: int, hidden_sizes: Sequence[int]) -> None:
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.norm(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+
+
+def dense(in_dim: int, width: int, layer_norm: bool) -> list[nn.Module]:
+    """A hidden layer: Linear, LayerNorm when `layer_norm` (Ba et al. 2016; PQN's stabiliser), ReLU."""
+    return [nn.Linear(in_dim, width), *([nn.LayerNorm(width)] if layer_norm else []), nn.ReLU()]
+
+
+def conv(in_ch: int, out_ch: int, kernel: int, stride: int, layer_norm: bool) -> list[nn.Module]:
+    """A convolution, each pixel's channels layer-normalized when `layer_norm`, ReLU."""
+    return [nn.Conv2d(in_ch, out_ch, kernel, stride=stride), *([ChannelNorm(out_ch)] if layer_norm else []),
+            nn.ReLU()]
+
+
+class MLP(nn.Module):
+    """Flatten the observation, then Linear(+LayerNorm)+ReLU per hidden width, then one Q value per action."""
+
+    def __init__(self, obs_shape: Sequence[int], n_actions: int, hidden_sizes: Sequence[int],
+                 layer_norm: bool = False) -> None:
         super().__init__()
         in_dim = 1
         for d in obs_shape:
             in_dim *= int(d)
         layers: list[nn.Module] = [nn.Flatten()]
         for width in hidden_sizes:
-            layers += [nn.Linear(in_dim, width), nn.ReLU()]
+            layers += dense(in_dim, width, layer_norm)
             in_dim = width
         layers.append(nn.Linear(in_dim, n_actions))
         self.net = nn.Sequential(*layers)
@@ -48,15 +74,14 @@ class NatureCNN(nn.Module):
     Takes uint8 pixels in [0, 255] (a stack of frames is stacked as channels) and scales them to [0, 1].
     """
 
-    def __init__(self, obs_shape: Sequence[int], n_actions: int) -> None:
+    def __init__(self, obs_shape: Sequence[int], n_actions: int, layer_norm: bool = False) -> None:
         super().__init__()
         self.conv = nn.Sequential(
-            nn.Conv2d(_channels(obs_shape), 32, 8, stride=4), nn.ReLU(),
-            nn.Conv2d(32, 64, 4, stride=2), nn.ReLU(),
-            nn.Conv2d(64, 64, 3, stride=1), nn.ReLU(), nn.Flatten())
+            *conv(_channels(obs_shape), 32, 8, 4, layer_norm), *conv(32, 64, 4, 2, layer_norm),
+            *conv(64, 64, 3, 1, layer_norm), nn.Flatten())
         with torch.no_grad():
             n_flat = self.conv(torch.zeros(1, _channels(obs_shape), *obs_shape[-2:])).shape[1]
-        self.head = nn.Sequential(nn.Linear(n_flat, 512), nn.ReLU(), nn.Linear(512, n_actions))
+        self.head = nn.Sequential(*dense(n_flat, 512, layer_norm), nn.Linear(512, n_actions))
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         x = obs.reshape(len(obs), -1, *obs.shape[-2:]).float() / 255.0  # (B, C, H, W) in [0, 1]
@@ -69,12 +94,13 @@ class SmallCNN(nn.Module):
     Takes binary grids (C, H, W) as they are (MinAtar observations are 0/1 per object channel).
     """
 
-    def __init__(self, obs_shape: Sequence[int], n_actions: int) -> None:
+    def __init__(self, obs_shape: Sequence[int], n_actions: int, layer_norm: bool = False) -> None:
         super().__init__()
         h, w = int(obs_shape[-2]), int(obs_shape[-1])
+        self.body_layers = 4 if layer_norm else 3  # the convolution, its norm, ReLU and Flatten: QNetwork's body
         self.net = nn.Sequential(
-            nn.Conv2d(_channels(obs_shape), 16, 3, stride=1), nn.ReLU(), nn.Flatten(),
-            nn.Linear(16 * (h - 2) * (w - 2), 128), nn.ReLU(), nn.Linear(128, n_actions))
+            *conv(_channels(obs_shape), 16, 3, 1, layer_norm), nn.Flatten(),
+            *dense(16 * (h - 2) * (w - 2), 128, layer_norm), nn.Linear(128, n_actions))
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         return self.net(obs.reshape(len(obs), -1, *obs.shape[-2:]).float())  # (B, A)
@@ -133,14 +159,19 @@ class QHead(nn.Module):
     support: torch.Tensor  # (atoms,) buffer, with atoms > 1
 
     def __init__(self, in_dim: int, hidden: int, n_actions: int, dueling: bool = False, noisy: bool = False,
-                 atoms: int = 1, support: torch.Tensor | None = None, noisy_sigma: float = 0.5) -> None:
+                 atoms: int = 1, support: torch.Tensor | None = None, noisy_sigma: float = 0.5,
+                 layer_norm: bool = False) -> None:
         super().__init__()
 
         def linear(n_in: int, n_out: int) -> nn.Module:
             return NoisyLinear(n_in, n_out, noisy_sigma) if noisy else nn.Linear(n_in, n_out)
+
+        def stream(n_out: int) -> nn.Sequential:
+            return nn.Sequential(linear(in_dim, hidden), *([nn.LayerNorm(hidden)] if layer_norm else []), nn.ReLU(),
+                                 linear(hidden, n_out))
         self.n_actions, self.atoms, self.dueling = n_actions, atoms, dueling
-        self.advantage = nn.Sequential(linear(in_dim, hidden), nn.ReLU(), linear(hidden, n_actions * atoms))
-        self.value = nn.Sequential(linear(in_dim, hidden), nn.ReLU(), linear(hidden, atoms)) if dueling else None
+        self.advantage = stream(n_actions * atoms)
+        self.value = stream(atoms) if dueling else None
         if atoms > 1:
             if support is None or len(support) != atoms:
                 raise ConfigError(f"a distributional head with {atoms} atoms needs a support of {atoms} values")
@@ -188,7 +219,7 @@ class QNetwork(nn.Module):
 
     def __init__(self, obs_shape: tuple[int, ...], n_actions: int, arch: str, hidden_sizes: Sequence[int],
                  dueling: bool, noisy: bool, atoms: int, support: torch.Tensor | None,
-                 noisy_sigma: float = 0.5) -> None:
+                 noisy_sigma: float = 0.5, layer_norm: bool = False) -> None:
         super().__init__()
         if arch == "mlp":
             in_dim = 1
@@ -196,20 +227,23 @@ class QNetwork(nn.Module):
                 in_dim *= int(d)
             layers: list[nn.Module] = [nn.Flatten()]
             for width in hidden_sizes[:-1]:
-                layers += [nn.Linear(in_dim, width), nn.ReLU()]
+                layers += dense(in_dim, width, layer_norm)
                 in_dim = width
             body: nn.Module = nn.Sequential(*layers)
             hidden = int(hidden_sizes[-1])
         else:
-            cnn = NatureCNN(obs_shape, n_actions) if arch == "nature_cnn" else SmallCNN(obs_shape, n_actions)
-            conv = cnn.conv if isinstance(cnn, NatureCNN) else nn.Sequential(*list(cnn.net)[:3])  # conv, ReLU, Flatten
-            body = _Pixels(conv, 1 / 255.0 if arch == "nature_cnn" else 1.0)
+            if arch == "nature_cnn":
+                convs: nn.Module = NatureCNN(obs_shape, n_actions, layer_norm).conv
+            else:
+                small = SmallCNN(obs_shape, n_actions, layer_norm)
+                convs = nn.Sequential(*list(small.net)[:small.body_layers])  # conv (norm), ReLU, Flatten
+            body = _Pixels(convs, 1 / 255.0 if arch == "nature_cnn" else 1.0)
             with torch.no_grad():
                 in_dim = body(torch.zeros(1, *obs_shape)).shape[1]
             hidden = 512 if arch == "nature_cnn" else 128
         self.body, self.pixels = body, arch != "mlp"
         self.head = QHead(in_dim, hidden, n_actions, dueling=dueling, noisy=noisy, atoms=atoms, support=support,
-                          noisy_sigma=noisy_sigma)
+                          noisy_sigma=noisy_sigma, layer_norm=layer_norm)
 
     def features(self, obs: torch.Tensor) -> torch.Tensor:
         return self.body(obs if self.pixels else obs.float())  # (B, features); pixels scale themselves
@@ -253,12 +287,12 @@ def build_network(obs_shape: tuple[int, ...], n_actions: int, cfg: Config, *, tw
         if cfg.dueling or cfg.noisy or cfg.atoms > 1:
             support = torch.linspace(cfg.v_min, cfg.v_max, cfg.atoms) if cfg.atoms > 1 else None
             return QNetwork(obs_shape, n_actions, arch, cfg.hidden_sizes, cfg.dueling, cfg.noisy, cfg.atoms, support,
-                            cfg.noisy_sigma)
+                            cfg.noisy_sigma, cfg.layer_norm)
         if arch == "nature_cnn":
-            return NatureCNN(obs_shape, n_actions)
+            return NatureCNN(obs_shape, n_actions, cfg.layer_norm)
         if arch == "small_cnn":
-            return SmallCNN(obs_shape, n_actions)
-        return MLP(obs_shape, n_actions, cfg.hidden_sizes)
+            return SmallCNN(obs_shape, n_actions, cfg.layer_norm)
+        return MLP(obs_shape, n_actions, cfg.hidden_sizes, cfg.layer_norm)
     net = cfg.network(obs_shape, n_actions)
     if not isinstance(net, nn.Module):
         raise ConfigError(f"network factory returned {type(net).__name__}, not a torch.nn.Module")

@@ -51,6 +51,11 @@ def crossings(prev: int, now: int, every: int) -> int:
     return now // every - prev // every if every > 0 else 0
 
 
+def replay_ratio_updates(cfg: Config, prev: int, step: int) -> int:
+    """`gradient_steps` per `train_freq` env steps: the gradient steps due for env steps (prev, step]."""
+    return cfg.gradient_steps * crossings(prev, step, cfg.train_freq)
+
+
 def track_episodes(state: LoopState, rewards: np.ndarray, done: np.ndarray, eps: float, log: RunLog) -> None:
     """Add one step's rewards (N,) to the episodes in progress; log and reset those that ended."""
     for i in range(len(rewards)):

@@ -66,7 +66,7 @@ class Distributed(Transitions):
         # until the actor's priorities for them arrive, with a later batch)
         self.unscored: list[deque[np.ndarray]] = [deque() for _ in range(cfg.num_actors)]
         self.published = (-1, -1)  # (updates, target syncs) at the last broadcast
-        self.updates = self.syncs = 0
+        self.learned = self.syncs = 0
         self.bytes_received = self.transitions_received = 0
 
     # -- the Experience protocol ------------------------------------------------------------------------------
@@ -97,7 +97,7 @@ class Distributed(Transitions):
         self.pool.request(shipment.actor, state.step)
 
     def learn(self, step: int) -> torch.Tensor:
-        self.updates += 1
+        self.learned += 1
         return super().learn(step)
 
     def after_updates(self, prev: int, step: int) -> None:
@@ -105,13 +105,13 @@ class Distributed(Transitions):
             self.syncs += 1  # actors refresh their opponent pools (games) when they see a new count
         super().after_updates(prev, step)
         updates, syncs = self.published
-        if self.updates - updates >= self.cfg.broadcast_interval or self.syncs != syncs:
+        if self.learned - updates >= self.cfg.broadcast_interval or self.syncs != syncs:
             self._publish()
 
     def state_dict(self) -> dict[str, Any]:
         return {"memory": self.memory.state_dict(), "envs": None, "pool": None,
                 "per": self.per.state_dict() if self.per is not None else None,
-                "distributed": {"updates": self.updates, "syncs": self.syncs}}
+                "distributed": {"updates": self.learned, "syncs": self.syncs}}
 
     def load_state_dict(self, data: dict[str, Any]) -> None:
         if data.get("distributed") is None:
@@ -122,14 +122,14 @@ class Distributed(Transitions):
             self.memory.mark_reset()  # the actors restart on new seeds: every stream's next step starts an episode
         if self.per is not None:
             self.per.load_state_dict(data["per"])
-        self.updates, self.syncs = data["distributed"]["updates"], data["distributed"]["syncs"]
+        self.learned, self.syncs = data["distributed"]["updates"], data["distributed"]["syncs"]
 
     def close(self) -> None:
         self.pool.close()
 
     def _publish(self) -> None:
         self.pool.publish(weights_of(self.agent, self.syncs))
-        self.published = (self.updates, self.syncs)
+        self.published = (self.learned, self.syncs)
 
     def _forget(self, i: int) -> None:
         """Actor i died: its open windows end where it stopped (left at priority 0, never sampled), and its
@@ -147,7 +147,7 @@ class DistributedSearch(SearchedEpisodes):
     def __init__(self, cfg: Config, rng: np.random.Generator, kind: EnvKind) -> None:
         self.pool = ActorPool(cfg, SearchActor)  # Ray first: one that cannot start stops the run before it writes
         super().__init__(cfg, rng, kind)  # the learner's own search env only gives shapes; the actors search
-        self.updates, self.published = 0, -1
+        self.learned, self.published = 0, -1
         self.bytes_received = self.transitions_received = 0
 
     def collect(self, state: LoopState, eps_at: Callable[[int], float], log: RunLog) -> None:
@@ -166,26 +166,26 @@ class DistributedSearch(SearchedEpisodes):
         self.pool.request(shipment.actor, state.step)
 
     def learn(self, step: int) -> torch.Tensor:
-        self.updates += 1
+        self.learned += 1
         return super().learn(step)
 
     def after_updates(self, prev: int, step: int) -> None:
-        if self.updates - self.published >= self.cfg.broadcast_interval:
+        if self.learned - self.published >= self.cfg.broadcast_interval:
             self._publish()
 
     def state_dict(self) -> dict[str, Any]:
-        return {**super().state_dict(), "distributed": {"updates": self.updates, "syncs": 0}}
+        return {**super().state_dict(), "distributed": {"updates": self.learned, "syncs": 0}}
 
     def load_state_dict(self, data: dict[str, Any]) -> None:
         super().load_state_dict(data)  # the same target memory as one process: either resumes the other
-        self.updates = (data.get("distributed") or {}).get("updates", 0)
+        self.learned = (data.get("distributed") or {}).get("updates", 0)
 
     def close(self) -> None:
         self.pool.close()
 
     def _publish(self) -> None:
         self.pool.publish(weights_of(self.agent, 0))
-        self.published = self.updates
+        self.published = self.learned
 
 
 def store_frames(memory: FrameStreams, per: PrioritizedSampler | None, unscored: deque[np.ndarray],

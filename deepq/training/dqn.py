@@ -26,7 +26,7 @@ from deepq.core.replay import ReplayMemory
 from deepq.envs.base import VecEnv
 from deepq.errors import EnvError
 from deepq.run.log import RunLog
-from deepq.training.control import LoopState, crossings, track_episodes
+from deepq.training.control import LoopState, crossings, replay_ratio_updates, track_episodes
 
 Replay = ReplayMemory | FrameReplay | FrameStreams
 
@@ -143,6 +143,9 @@ class Transitions:
 
     def can_learn(self) -> bool:
         return len(self.memory) >= self.cfg.batch_size
+
+    def updates(self, prev: int, step: int) -> int:
+        return replay_ratio_updates(self.cfg, prev, step)
 
     def learn(self, step: int) -> torch.Tensor:
         if self.per is None:

@@ -1,8 +1,9 @@
 """The Experience protocol: what deepq/training/loop.py's loop asks of a training mode.
 
 Modes, one per file: DQN transitions (deepq/training/dqn.py: env steps into replay, TD updates; for two-player
-games with deepq/games/selfplay.py's SelfPlay deciding who moves and how plies are logged) and MCTS searched
-episodes (deepq/training/mcts.py: Q regressed toward tree-search values). loop.make_experience picks one from the
+games with deepq/games/selfplay.py's SelfPlay deciding who moves and how plies are logged), MCTS searched
+episodes (deepq/training/mcts.py: Q regressed toward tree-search values) and PQN rollouts (deepq/training/pqn.py:
+Q regressed toward a rollout's λ-returns, no replay, no target network). loop.make_experience picks one from the
 env kind and cfg.target.
 """
 
@@ -33,6 +34,10 @@ class Experience(Protocol):
 
     def can_learn(self) -> bool:
         """Enough is stored to draw a minibatch."""
+
+    def updates(self, prev: int, step: int) -> int:
+        """Gradient steps due after collecting env steps (prev, step]: the replay ratio's `gradient_steps` per
+        `train_freq` env steps (replay_ratio_updates), or PQN's epochs × minibatches per rollout."""
 
     def learn(self, step: int) -> torch.Tensor:
         """One gradient step; returns its loss (detached)."""

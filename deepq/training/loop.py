@@ -13,8 +13,10 @@ One loop serves every env and both ways of getting targets. What differs is an `
 (deepq/training/experience.py): how experience is collected and what one gradient step fits. `Transitions`
 (deepq/training/dqn.py) is DQN's: env steps into replay, TD updates; for two-player games with self-play
 deciding who moves (deepq/games/selfplay.py). target='mcts' uses deepq/training/mcts.py's `SearchedEpisodes`:
-episodes played with tree search, Q regressed toward the search's values. The env kind (deepq/envs/kinds.py) is
-resolved once, at set-up, and picks the mode with cfg.target.
+episodes played with tree search, Q regressed toward the search's values. target='pqn' uses deepq/training/pqn.py's
+`Rollouts`: a rollout of every env, then epochs of minibatches regressed toward its λ-returns (no replay, no
+target network); `mode.updates` says how many gradient steps are due, the one place the modes differ in it.
+The env kind (deepq/envs/kinds.py) is resolved once, at set-up, and picks the mode with cfg.target.
 
 Progress, logging and checkpoints are side channels called from here; the core
 (agent, loss, replay, networks) never imports them.
@@ -64,7 +66,8 @@ __all__ = ["CHECKPOINT_FORMAT", "Experience", "Transitions", "checkpoint_path", 
 
 
 def make_experience(cfg: Config, rng: np.random.Generator, kind: EnvKind) -> Experience:
-    """The training mode, from cfg.target and the env kind: searched episodes, self-play or single-agent DQN."""
+    """The training mode, from cfg.target and the env kind: searched episodes, PQN rollouts or DQN transitions,
+    self-play or single-agent."""
     if cfg.num_actors > 0:  # Ape-X: Ray actors collect (or search), this process learns
         from deepq.training.distributed import Distributed, DistributedSearch
 
@@ -73,11 +76,16 @@ def make_experience(cfg: Config, rng: np.random.Generator, kind: EnvKind) -> Exp
         from deepq.training.mcts import SearchedEpisodes
 
         return SearchedEpisodes(cfg, rng, kind)
+    mode = Transitions
+    if cfg.target == "pqn":  # Q regressed toward each rollout's λ-returns: no replay, no target network
+        from deepq.training.pqn import Rollouts
+
+        mode = Rollouts  # type: ignore[assignment]
     if isinstance(kind, GameKind):  # legal moves only; the learner, or a past snapshot, moves
         games = kind.make_vec_env(cfg)
-        return Transitions(cfg, rng, games, kind.self_play(games, cfg))
+        return mode(cfg, rng, games, kind.self_play(games, cfg))
     envs = kind.make_vec_env(cfg)
-    return Transitions(cfg, rng, envs, SingleAgent(envs.n_actions))
+    return mode(cfg, rng, envs, SingleAgent(envs.n_actions))
 
 
 def train(cfg: Config, resume: str | Path | None = None, overwrite: bool = False,
@@ -168,7 +176,7 @@ def _train(cfg: Config, kind: EnvKind, mode: Experience, rng: np.random.Generato
                 prev = state.step
                 mode.collect(state, eps_at, log)  # act, step the env(s), store
                 if state.step >= cfg.learning_starts and mode.can_learn():
-                    for _ in range(cfg.gradient_steps * crossings(prev, state.step, cfg.train_freq)):
+                    for _ in range(mode.updates(prev, state.step)):  # the replay ratio; PQN: its minibatches
                         state.add_loss(float(mode.learn(state.step)))
                 mode.after_updates(prev, state.step)  # θ⁻ ← θ every C steps
                 updates = state.updates if cfg.num_actors else None
@@ -207,7 +215,7 @@ def _train(cfg: Config, kind: EnvKind, mode: Experience, rng: np.random.Generato
         _close(log, quiet=failed)
         mode.close()
 
-    how = ", MCTS targets" if cfg.target == "mcts" else ""
+    how = {"mcts": ", MCTS targets", "pqn": ", PQN"}.get(cfg.target, "")
     how += f", evaluated against {cfg.eval_opponent}" if kind.two_player else ""
     plot_learning_curve(run_dir, title=f"{cfg.run_name} (seed {cfg.seed}{how})", threshold=cfg.stop_at_return,
                         game=kind.two_player)
@@ -252,7 +260,7 @@ def _restore(run_dir: Path, cfg: Config, mode: Experience, rng: np.random.Genera
     if own and run_id != own:
         raise RunDirError(f"{path} belongs to another run (run id {run_id or 'none'}; {run_dir}/config.json has "
                           f"{own}): it was copied here from elsewhere. Resume that run from its own directory")
-    saved = data["config"]
+    saved = {**Config().to_dict(), **data["config"]}  # a field added since the checkpoint has its default there
     now = cfg.to_dict()
     for name in RESUME_FIXED:  # the fields tagged resume_fixed in deepq/config.py, in field order
         if saved.get(name) != now.get(name):

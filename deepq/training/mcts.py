@@ -28,7 +28,7 @@ from deepq.core.mcts import MCTS, MCTSConfig
 from deepq.core.memory import check_memory
 from deepq.envs.kinds import EnvKind
 from deepq.run.log import RunLog
-from deepq.training.control import LoopState, track_episodes
+from deepq.training.control import LoopState, replay_ratio_updates, track_episodes
 
 
 class TargetMemory:
@@ -105,6 +105,9 @@ class SearchedEpisodes:
 
     def can_learn(self) -> bool:
         return self.memory.size >= self.cfg.batch_size
+
+    def updates(self, prev: int, step: int) -> int:
+        return replay_ratio_updates(self.cfg, prev, step)
 
     def learn(self, step: int) -> torch.Tensor:
         return self.agent.learner.fit_targets(*self.memory.sample(self.cfg.batch_size, self.rng)).loss

@@ -1,0 +1,156 @@
+"""target="pqn": PQN (Gallici et al. 2024, "Simplifying Deep Temporal Difference Learning"), the third answer to
+the moving target, with neither a target network nor a replay memory:
+
+    repeat:
+        each of the num_envs envs takes rollout_len ε-greedy steps on Q(s; θ): one rollout
+        G = the rollout's Q(λ) returns, backwards, V(s') = max_a Q(s', a; θ) (deepq/core/losses.py's lambda_returns)
+        `epochs` passes over the rollout, each in a new random order, of `minibatches` gradient steps
+            on the mean of (G − Q(s, a; θ))²
+        drop the rollout
+
+The bootstrap comes from the network being trained, frozen only for the length of a rollout; LayerNorm in the
+network (cfg.layer_norm) is what keeps that from diverging, and many envs stepped together decorrelate a
+minibatch as a replay would. `terminated` stops the bootstrap; a truncated episode bootstraps from its true final
+observation, and the rollout's last step from the observation it ends on.
+
+Two-player games compose when the learner plays both seats: s' is the opponent's turn, so the discount is −γ
+(both V(s') and the following return are the opponent's) and V(s') is the max over its legal moves, as in DQN's
+self-play target. Who moves and how plies are logged is the same `Players` object DQN's mode uses.
+
+A rollout is collected and learned from within one iteration of the loop, so checkpoints (written between
+iterations) hold the envs and the counters, never a half-used rollout.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+
+from deepq.config import Config
+from deepq.core.agent import Agent
+from deepq.core.losses import lambda_returns
+from deepq.core.memory import check_memory
+from deepq.envs.base import VecEnv
+from deepq.errors import EnvError
+from deepq.run.log import RunLog
+from deepq.training.control import LoopState, track_episodes
+from deepq.training.dqn import Players
+
+
+class Rollout:
+    """One rollout's arrays, (T, N, ...) for T = rollout_len steps of N envs; reused from rollout to rollout."""
+
+    def __init__(self, steps: int, envs: VecEnv, legal: bool) -> None:
+        t, n, shape = steps, envs.num_envs, envs.obs_shape
+        self.obs = np.empty((t, n, *shape), dtype=envs.obs_dtype)  # s
+        self.final_obs = np.empty((t, n, *shape), dtype=envs.obs_dtype)  # the true s' (final obs where one ended)
+        self.actions = np.empty((t, n), np.int64)
+        self.rewards = np.empty((t, n), np.float32)  # as trained on: clipped, scaled
+        self.terminated = np.empty((t, n), bool)
+        self.ended = np.empty((t, n), bool)  # terminated or truncated: the env was reset after this step
+        self.next_legal = np.empty((t, n, envs.n_actions), bool) if legal else None
+
+    def returns(self, online: torch.nn.Module, device: torch.device, gamma: float, lam: float) -> torch.Tensor:
+        """The (T·N,) λ-returns, step-major (index t·N + n), with V from `online` as it is now."""
+        t, n = self.actions.shape
+        with torch.no_grad():
+            q = online(torch.as_tensor(self.final_obs.reshape(t * n, *self.obs.shape[2:]), device=device)).float()
+            if self.next_legal is not None:  # games: the max over the legal moves of s' (none where it is over)
+                legal = torch.as_tensor(self.next_legal.reshape(t * n, -1), device=device)
+                best = q.masked_fill(~legal, -torch.inf).max(1).values
+                v = torch.where(legal.any(1), best, torch.zeros_like(best))
+            else:
+                v = q.max(1).values
+            terminated = torch.as_tensor(self.terminated, device=device)
+            discounts = torch.where(terminated, 0.0, gamma).float()
+            continues = ~torch.as_tensor(self.ended, device=device)
+            continues[-1] = False  # the rollout's last step bootstraps from where it stops
+            rewards = torch.as_tensor(self.rewards, device=device)
+            return lambda_returns(rewards, discounts, v.view(t, n), continues, lam).reshape(-1)
+
+
+class Rollouts:
+    """PQN as an Experience for deepq/training/loop.py's loop: `collect` steps every env rollout_len times and
+    computes the rollout's λ-returns; the loop then takes epochs × minibatches gradient steps (`updates`), each
+    `learn` one minibatch of the rollout regressed toward its returns. `players` say who moves (SingleAgent, or a
+    game's SelfPlay with the learner in both seats)."""
+
+    def __init__(self, cfg: Config, rng: np.random.Generator, envs: VecEnv, players: Players) -> None:
+        self.cfg, self.rng, self.envs, self.players = cfg, rng, envs, players
+        self.agent = Agent(envs.obs_shape, envs.n_actions, cfg, two_player=players.two_player)
+        check_memory(cfg, envs.obs_shape, envs.obs_dtype, envs.n_actions, self.agent.device, networks=False,
+                     two_player=players.two_player)  # one line, before allocating, if the rollout cannot fit
+        self.rollout = Rollout(cfg.rollout_len, envs, players.two_player)
+        self.gamma = -cfg.gamma if players.two_player else cfg.gamma  # games: s' is the opponent's, negated
+        self.obs = np.empty(0)  # (N, *obs_shape) the observations to act on; set by start() or a resume
+        self.env_label = envs.env_label
+        self.batches: deque[np.ndarray] = deque()  # the rollout's minibatches still to learn from (indices)
+        self.data: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None  # obs, actions, returns (T·N, ...)
+
+    def start(self) -> None:
+        self.obs = self.envs.reset()
+
+    def collect(self, state: LoopState, eps_at: Callable[[int], float], log: RunLog) -> None:
+        cfg, envs, ro = self.cfg, self.envs, self.rollout
+        for t in range(cfg.rollout_len):
+            eps = eps_at(state.step)
+            actions = self.players.act(self.agent, self.obs, eps, self.rng)  # (N,), ε-greedy per env
+            try:
+                out = envs.step(actions)
+            except EnvError as e:
+                raise EnvError(f"{e} (training env step {state.step + envs.num_envs:,})") from None
+            rewards = np.sign(out.rewards) if cfg.clip_rewards else out.rewards
+            ro.obs[t], ro.final_obs[t], ro.actions[t] = self.obs, out.final_obs, actions
+            ro.rewards[t], ro.terminated[t], ro.ended[t] = rewards * cfg.reward_scale, out.terminated, out.ended
+            if ro.next_legal is not None:
+                ro.next_legal[t] = out.next_legal
+            self.obs = out.obs
+            state.step += envs.num_envs
+            track_episodes(state, self.players.logged(out.rewards), out.ended, eps, log)
+            self.players.new_episodes(out.ended, self.rng)
+        self._prepare()
+
+    def _prepare(self) -> None:
+        """The rollout's λ-returns, its arrays on the device, and the minibatch order of every epoch."""
+        cfg, ro, device = self.cfg, self.rollout, self.agent.device
+        returns = ro.returns(self.agent.online, device, self.gamma, cfg.q_lambda)
+        size = len(returns)
+        obs = torch.as_tensor(ro.obs.reshape(size, *ro.obs.shape[2:]), device=device)
+        self.data = (obs, torch.as_tensor(ro.actions.reshape(size), device=device), returns)
+        self.batches = deque(part for _ in range(cfg.epochs)
+                             for part in np.split(self.rng.permutation(size), cfg.minibatches))
+
+    def can_learn(self) -> bool:
+        return bool(self.batches)
+
+    def updates(self, prev: int, step: int) -> int:
+        """Gradient steps this iteration: one per minibatch of the new rollout, epochs × minibatches."""
+        return len(self.batches)
+
+    def learn(self, step: int) -> torch.Tensor:
+        assert self.data is not None
+        idx = torch.as_tensor(self.batches.popleft(), device=self.agent.device)
+        obs, actions, returns = (x[idx] for x in self.data)
+        return self.agent.learner.fit_returns(obs, actions, returns).loss
+
+    def after_updates(self, prev: int, step: int) -> None:
+        self.batches.clear()  # the rollout is used (or, before learning_starts, dropped)
+        self.data = None
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"envs": self.envs.state_dict(), "pool": self.players.state_dict(), "pqn": True}
+
+    def load_state_dict(self, data: dict[str, Any]) -> None:
+        self.players.load_state_dict(data["pool"], self.agent.online)
+        self.obs = self.envs.load_state_dict(data["envs"])
+        if not self.envs.exact_resume:  # EnvPool: the episodes in progress were restarted, not restored
+            print("resume: this backend cannot restore the episodes in progress; they restart (new episodes)",
+                  file=sys.stderr)
+
+    def close(self) -> None:
+        self.envs.close()
