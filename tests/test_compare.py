@@ -183,6 +183,13 @@ def test_labels_of_plain_runs_and_of_a_sweep(tmp_path: Path, capsys: pytest.Capt
     assert list(summary(tmp_path / "cmp")["groups"]) == ["lr=0.001,double=True", "lr=0.0005,double=False"]
     compare(capsys, str(tmp_path / "a"), "--out", str(tmp_path / "one"))
     assert list(summary(tmp_path / "one")["groups"]) == ["a"]  # one group: its folder's name
+    # two presets differ in many fields: their folders name them, as the paths given (a link) call them
+    for seed in (0, 1):
+        write_run(tmp_path / "runs-of-pqn" / f"s{seed}", curve([100, 300]), 300.0, seed=seed, target="pqn",
+                  layer_norm=True, double=False, num_envs=4, learning_starts=0)
+    (tmp_path / "pqn").symlink_to(tmp_path / "runs-of-pqn")
+    compare(capsys, str(tmp_path / "a"), str(tmp_path / "pqn"), "--out", str(tmp_path / "two"))
+    assert list(summary(tmp_path / "two")["groups"]) == ["a", "pqn"]
 
     sweep = tmp_path / "sweep"
     settings = [{"label": "default", "overrides": {}}, {"label": "lr=0.0005", "overrides": {"lr": 5e-4}}]

@@ -102,18 +102,9 @@ def test_folded_transitions_are_the_replays_n_step_windows_each_taken_once(n_ste
             folder.add(obs, actions, rewards, nxt, terminated, ended)
 
 
-@pytest.mark.parametrize("overrides", [dict(env="CartPole-v1", n_step=3, num_envs=2),
-                                       dict(env="openspiel:tic_tac_toe", n_step=1, num_envs=2, arch="mlp"),
-                                       dict(env="MinAtar/Breakout-v0", n_step=1, num_envs=1, arch="small_cnn")],
-                         ids=["cartpole-3step", "tictactoe", "minatar"])
-def test_an_actor_ships_what_the_single_process_collector_stores(overrides: dict[str, Any]) -> None:
-    """Same seed, same weights, the preset's ε schedule: the actor's transitions (n-step folded, legal masks,
-    pixels) are the single-process replay's rows, and its priorities are the learner's |TD errors| on them."""
-    cfg = deepq.Config(**{**SMALL, **overrides, "actor_eps": "schedule", "learning_starts": 10_000,
-                          "hidden_sizes": (16,), "num_actors": 0})
-    steps = 30
-    kind = env_kind(cfg)
-    single = make_experience(cfg, np.random.default_rng(cfg.seed), kind)
+def collected_in_one_process(cfg: deepq.Config, steps: int) -> Any:
+    """The single-process experience of `cfg` after `steps` vector steps of collection (no learning)."""
+    single = make_experience(cfg, np.random.default_rng(cfg.seed), env_kind(cfg))
     single.start()
     state = LoopState(ep_return=[0.0] * cfg.num_envs, ep_length=[0] * cfg.num_envs)
 
@@ -124,6 +115,22 @@ def test_an_actor_ships_what_the_single_process_collector_stores(overrides: dict
     eps_at = deepq.training.dqn.exploration(cfg)  # type: ignore[attr-defined]
     for _ in range(steps):
         single.collect(state, eps_at, NoLog())  # type: ignore[arg-type]
+    return single
+
+
+@pytest.mark.parametrize("overrides", [dict(env="CartPole-v1", n_step=3, num_envs=2),
+                                       dict(env="openspiel:tic_tac_toe", n_step=1, num_envs=2, arch="mlp"),
+                                       dict(env="MinAtar/Breakout-v0", n_step=1, num_envs=1, arch="small_cnn")],
+                         ids=["cartpole-3step", "tictactoe", "minatar"])
+
+
+def test_an_actor_ships_what_the_single_process_collector_stores(overrides: dict[str, Any]) -> None:
+    """Same seed, same weights, the preset's ε schedule: the actor's transitions (n-step folded, legal masks,
+    pixels) are the single-process replay's rows, and its priorities are the learner's |TD errors| on them."""
+    cfg = deepq.Config(**{**SMALL, **overrides, "actor_eps": "schedule", "learning_starts": 10_000,
+                          "hidden_sizes": (16,), "num_actors": 0})
+    steps = 30
+    single = collected_in_one_process(cfg, steps)
     actor = Actor(cfg.replace(actor_batch=steps), actor_id=0, num_actors=1)
     actor.reset(cfg.seed, weights_of(single.agent, syncs=0))
     shipment = actor.collect(step=0)
@@ -140,7 +147,7 @@ def test_an_actor_ships_what_the_single_process_collector_stores(overrides: dict
     assert not shipped - kept  # (a multiset: a game repeats its openings)
     if cfg.n_step == 1:  # every window is complete at once: the actor shipped exactly what the replay holds
         assert shipped == kept
-    if kind.two_player:
+    if env_kind(cfg).two_player:
         assert t.next_legal is not None and (t.discounts <= 0).all()  # −γ: the opponent's value, negated
     else:
         assert t.obs.dtype == memory.obs.dtype
@@ -324,17 +331,7 @@ def test_an_atari_actor_ships_each_frame_once_and_the_learner_rebuilds_the_singl
                        max_episode_frames=120, prioritized=True, actor_eps="schedule", eps_decay_steps=200,
                        progress=False)
     steps = 2 * cfg.actor_batch  # two batches: the second's priorities complete the first's open windows
-    single = make_experience(cfg, np.random.default_rng(cfg.seed), env_kind(cfg))
-    single.start()
-    state = LoopState(ep_return=[0.0] * cfg.num_envs, ep_length=[0] * cfg.num_envs)
-
-    class NoLog:
-        def episode(self, *a: Any) -> None:
-            pass
-
-    eps_at = deepq.training.dqn.exploration(cfg)  # type: ignore[attr-defined]
-    for _ in range(steps):
-        single.collect(state, eps_at, NoLog())  # type: ignore[arg-type]
+    single = collected_in_one_process(cfg, steps)
     actor = Actor(cfg, actor_id=0, num_actors=1)
     actor.reset(cfg.seed, weights_of(single.agent, syncs=0))
     memory = FrameStreams(1, cfg.buffer_size, (4, 84, 84), cfg.num_envs, n_step=cfg.n_step, gamma=cfg.gamma)

@@ -266,17 +266,22 @@ def _setting(config: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in config.items() if k not in IGNORED and k != "run_id"}
 
 
+LABEL_FIELDS = 3  # groups that differ in more fields than this are labelled by their folders
+
+
 def _labels(groups: list[list[Run]]) -> list[tuple[str, Path]]:
     """(label, folder) per group of plain runs: the config fields that differ between the groups
-    ('lr=0.0005,double=False'), else the deepest folder holding all of a group's runs."""
+    ('lr=0.0005,double=False'); where they differ in more than LABEL_FIELDS fields (two presets), or in none, the
+    deepest folder holding all of a group's runs, as the path given names it (a link keeps its own name)."""
     settings = [_setting(runs[0].config) for runs in groups]
     fields = [k for k in settings[0] if any(s.get(k) != settings[0].get(k) for s in settings)] if settings else []
     fields += [k for s in settings for k in s if k not in settings[0] and k not in fields]
+    folders = [Path(os.path.commonpath([os.path.abspath(r.path) for r in runs])) for runs in groups]
+    by_folder = len(fields) > LABEL_FIELDS and len({f.name for f in folders}) == len(folders)
     out = []
-    for runs, s in zip(groups, settings, strict=True):
-        folder = Path(os.path.commonpath([str(r.path.resolve()) for r in runs]))
-        label = ",".join(f"{k}={s.get(k)}" for k in fields).replace("/", "_") or folder.name
-        out.append((label, folder))
+    for s, folder in zip(settings, folders, strict=True):
+        label = "" if by_folder else ",".join(f"{k}={s.get(k)}" for k in fields).replace("/", "_")
+        out.append((label or folder.name, folder))
     return out
 
 

@@ -91,10 +91,7 @@ class Distributed(Transitions):
                 self.per.update(slots, shipment.priorities)  # Ape-X: the actors' priorities, not the max
         self.transitions_received += shipment.steps if shipment.frames is not None else len(t or ())
         self.bytes_received += shipment.nbytes()
-        state.step += shipment.steps
-        for ret, length in shipment.episodes:
-            episode_ended(state, ret, length, shipment.eps, log, actor=shipment.actor)
-        self.pool.request(shipment.actor, state.step)
+        counted(self.pool, shipment, state, log)
 
     def learn(self, step: int) -> torch.Tensor:
         self.learned += 1
@@ -160,10 +157,7 @@ class DistributedSearch(SearchedEpisodes):
                 self.memory.add(obs, q)
             self.transitions_received += len(shipment.searched[0])
         self.bytes_received += shipment.nbytes()
-        state.step += shipment.steps
-        for ret, length in shipment.episodes:
-            episode_ended(state, ret, length, shipment.eps, log, actor=shipment.actor)
-        self.pool.request(shipment.actor, state.step)
+        counted(self.pool, shipment, state, log)
 
     def learn(self, step: int) -> torch.Tensor:
         self.learned += 1
@@ -186,6 +180,15 @@ class DistributedSearch(SearchedEpisodes):
     def _publish(self) -> None:
         self.pool.publish(weights_of(self.agent, 0))
         self.published = self.learned
+
+
+def counted(pool: ActorPool, shipment: Shipment, state: LoopState, log: RunLog) -> None:
+    """After a shipment is stored: its env steps and finished episodes counted and logged, and its actor asked for
+    the next batch (at the new env step, which an actor on the eps_* schedule explores by)."""
+    state.step += shipment.steps
+    for ret, length in shipment.episodes:
+        episode_ended(state, ret, length, shipment.eps, log, actor=shipment.actor)
+    pool.request(shipment.actor, state.step)
 
 
 def store_frames(memory: FrameStreams, per: PrioritizedSampler | None, unscored: deque[np.ndarray],
