@@ -4,7 +4,7 @@ itself gave (tests/data/files-0.1.0, recorded with benchmarks/bit_for_bit.py's c
 
 from __future__ import annotations
 
-import hashlib
+import csv
 import json
 import shutil
 from pathlib import Path
@@ -28,21 +28,28 @@ def test_an_agent_file_from_0_1_0_loads_with_the_same_q_values(name: str) -> Non
     np.testing.assert_allclose(agent.q_values(obs), RECORDED["q_values"][name], rtol=1e-6)
 
 
-def _digest(x: dict[str, torch.Tensor]) -> str:
-    h = hashlib.sha256()
-    for k in sorted(x):
-        h.update(k.encode())
-        h.update(x[k].contiguous().numpy().tobytes())
-    return h.hexdigest()[:16]
+def _rows(path: Path) -> list[dict[str, str]]:
+    return list(csv.DictReader(path.read_text().splitlines()))
+
+
+EXACT = ("step", "episode", "episode_return", "episode_length", "epsilon", "eval_return", "eval_std", "eval_kind")
 
 
 @pytest.mark.parametrize("run", sorted(RECORDED["resumed"]))
 def test_a_run_from_0_1_0_resumes_as_0_1_0_resumed_it(run: str, tmp_path: Path) -> None:
+    """Against what 0.1.0 wrote when it resumed the same directory: the same episodes and evaluations, byte for
+    byte; losses and weights to within the rounding of another CPU's BLAS kernels (bit for bit on one machine is
+    benchmarks/bit_for_bit.py's job: floats from two CPUs differ by ~1e-5 here, see recorded.json)."""
     run_dir = tmp_path / run
     shutil.copytree(DATA / run, run_dir)
-    want = RECORDED["resumed"][run]
     cfg = deepq.Config.from_dict({k: v for k, v in json.loads((run_dir / "config.json").read_text()).items()
                                   if k != "run_id"})
-    deepq.train(cfg.replace(total_steps=want["total_steps"], run_dir=str(run_dir), progress=False), resume=run_dir)
-    assert hashlib.sha256((run_dir / "metrics.csv").read_bytes()).hexdigest()[:16] == want["metrics.csv"]
-    assert _digest(torch.load(run_dir / "agent.pt", weights_only=True)["online"]) == want["weights"]
+    total = RECORDED["resumed"][run]["total_steps"]
+    deepq.train(cfg.replace(total_steps=total, run_dir=str(run_dir), progress=False), resume=run_dir)
+    got, want = _rows(run_dir / "metrics.csv"), _rows(DATA / "resumed-by-0.1.0" / run / "metrics.csv")
+    assert [[r[k] for k in EXACT] for r in got] == [[r[k] for k in EXACT] for r in want]
+    losses = [(float(g["loss"]), float(w["loss"])) for g, w in zip(got, want, strict=True) if w["loss"]]
+    np.testing.assert_allclose(*zip(*losses, strict=True), rtol=1e-2)
+    weights = torch.load(run_dir / "agent.pt", weights_only=True)["online"]
+    for name, value in torch.load(DATA / "resumed-by-0.1.0" / run / "agent.pt", weights_only=True)["online"].items():
+        np.testing.assert_allclose(weights[name].numpy(), value.numpy(), atol=1e-3, err_msg=name)
