@@ -128,6 +128,8 @@ class Config:
     optimizer: str = tag("adam", TD, choice("adam", "rmsprop", "radam"))
     """'adam'; 'rmsprop': centered RMSProp as in Nature DQN and the MinAtar paper (0.95 momenta, eps 0.01);
     'radam': rectified Adam (Liu et al. 2020), PQN's."""
+    lr_decay: bool = tag(False, TD)
+    """Anneal lr linearly to 0 over total_steps env steps, as purejaxql's PQN (False: lr stays constant)."""
     batch_size: int = tag(128, TD, POSITIVE_INT)
     """Transitions per minibatch."""
     buffer_size: int = tag(10_000, TD, POSITIVE_INT, resume_fixed=True)

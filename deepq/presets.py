@@ -119,22 +119,23 @@ PRESETS["connect4-mcts"] = PRESETS["connect4"].replace(name="connect4-mcts", tar
 # PQN (Gallici et al. 2024; deepq/training/pqn.py): no target network, no replay, LayerNorm before every hidden
 # ReLU, Q(λ) returns of short rollouts of many envs, RAdam, gradient norm clipped at 10, ε decayed over the first
 # part of the run. The settings of the paper's code (purejaxql's pqn_cartpole, pqn_minatar and pqn_atari configs),
-# except that deepq keeps lr constant where those decay it linearly to 0, and ε decays over env steps.
+# with lr annealed linearly to 0 over the run where those configs do (LR_LINEAR_DECAY: CartPole, MinAtar), and ε
+# decayed over env steps.
 _PQN = dict(target="pqn", layer_norm=True, optimizer="radam", max_grad_norm=10.0, loss="mse", learning_starts=0,
             eps_start=1.0, gamma=0.99)
-# CartPole: 32 envs x 64 steps, λ 0.95, 4 epochs of 16 minibatches (128 transitions each), 256-256 MLP, lr 1e-4,
+# CartPole: 32 envs x 64 steps, λ 0.95, 4 epochs of 16 minibatches (128 transitions each), 256-256 MLP, lr 1e-4 to 0,
 # rewards scaled by 0.1, ε 1 -> 0.2 over 20% of 500k steps.
 PRESETS["cartpole-pqn"] = Config(
     env="CartPole-v1", name="cartpole-pqn", total_steps=500_000, num_envs=32, rollout_len=64, q_lambda=0.95,
-    epochs=4, minibatches=16, hidden_sizes=(256, 256), lr=1e-4, reward_scale=0.1, eps_end=0.2,
+    epochs=4, minibatches=16, hidden_sizes=(256, 256), lr=1e-4, lr_decay=True, reward_scale=0.1, eps_end=0.2,
     eps_decay_steps=100_000, eval_interval=20_000, eval_episodes=20, stop_at_return=475.0,
     checkpoint_interval=50_000, **_PQN)  # type: ignore[arg-type]
-# MinAtar: 128 envs x 32 steps, λ 0.65, 2 epochs of 32 minibatches, lr 5e-4, ε 1 -> 0.05 over 10% of the run;
+# MinAtar: 128 envs x 32 steps, λ 0.65, 2 epochs of 32 minibatches, lr 5e-4 to 0, ε 1 -> 0.05 over 10% of the run;
 # the MinAtar paper's small CNN with LayerNorm (purejaxql's), and the DQN presets' 5M steps (the paper: 10M).
 for _game in ("Breakout", "SpaceInvaders", "Freeway", "Asterix", "Seaquest"):
     PRESETS[f"minatar-{_game.lower()}-pqn"] = PRESETS[f"minatar-{_game.lower()}"].replace(
         name=f"minatar-{_game.lower()}-pqn", num_envs=128, rollout_len=32, q_lambda=0.65, epochs=2, minibatches=32,
-        lr=5e-4, eps_end=0.05, eps_decay_steps=500_000, **_PQN)
+        lr=5e-4, lr_decay=True, eps_end=0.05, eps_decay_steps=500_000, **_PQN)
 # Atari with EnvPool: 128 envs x 32 steps, λ 0.65, 2 epochs of 32 minibatches, lr 2.5e-4, ε 1 -> 0.001 over
 # 10% of 50M steps (200M frames), the Nature CNN with LayerNorm; life loss terminal, rewards clipped; greedy eval.
 PRESETS["atari-pqn"] = PRESETS["atari"].replace(

@@ -217,6 +217,18 @@ def test_killed_and_resumed_run_ends_with_the_same_weights_and_metrics(tmp_path:
     assert (run_dir / "metrics.csv").read_text() == (tmp_path / "ref" / "metrics.csv").read_text()
 
 
+def test_lr_decay_anneals_each_rollouts_rate_to_0_and_a_stopped_run_resumes_exactly(tmp_path: Path) -> None:
+    cfg = small(tmp_path, "a", lr_decay=True)
+    deepq.train(cfg, on_evaluation=lambda step, result: step >= 1_024)  # stops halfway, checkpointed
+    resumed = deepq.train(cfg, resume=tmp_path / "a")
+    straight = deepq.train(cfg.replace(run_dir=str(tmp_path / "b")))
+    assert same_weights(resumed, straight)
+    # the last rollout's updates (after env step 1,984 of 2,048) ran at 1e-3 × 64 / 2,048
+    assert straight.optimizer.param_groups[0]["lr"] == pytest.approx(1e-3 * 64 / 2_048)
+    constant = deepq.train(small(tmp_path, "c"))
+    assert constant.optimizer.param_groups[0]["lr"] == 1e-3 and not same_weights(constant, straight)
+
+
 def test_self_play_trains_with_pqn_and_resumes_exactly(tmp_path: Path) -> None:
     cfg = deepq.Config(env="openspiel:tic_tac_toe", target="pqn", layer_norm=True, num_envs=8, rollout_len=8,
                        minibatches=4, epochs=2, learning_starts=0, hidden_sizes=(32, 32), total_steps=1_024,

@@ -56,6 +56,11 @@ def replay_ratio_updates(cfg: Config, prev: int, step: int) -> int:
     return cfg.gradient_steps * crossings(prev, step, cfg.train_freq)
 
 
+def lr_at(cfg: Config, step: int) -> float:
+    """The learning rate at env step `step`: cfg.lr, or with lr_decay cfg.lr × (1 − step / total_steps), ≥ 0."""
+    return cfg.lr * max(0.0, 1.0 - step / cfg.total_steps) if cfg.lr_decay else cfg.lr
+
+
 def track_episodes(state: LoopState, rewards: np.ndarray, done: np.ndarray, eps: float, log: RunLog) -> None:
     """Add one step's rewards (N,) to the episodes in progress; log and reset those that ended."""
     for i in range(len(rewards)):

@@ -53,6 +53,7 @@ from deepq.training.control import (
     crossings,
     diverged_advice,
     last_checkpoint,
+    lr_at,
     running,
     time_limit,
     why_stopped,
@@ -176,6 +177,9 @@ def _train(cfg: Config, kind: EnvKind, mode: Experience, rng: np.random.Generato
                 prev = state.step
                 mode.collect(state, eps_at, log)  # act, step the env(s), store
                 if state.step >= cfg.learning_starts and mode.can_learn():
+                    if cfg.lr_decay:  # the rate for this step's updates
+                        for group in agent.optimizer.param_groups:
+                            group["lr"] = lr_at(cfg, prev)
                     for _ in range(mode.updates(prev, state.step)):  # the replay ratio; PQN: its minibatches
                         state.add_loss(float(mode.learn(state.step)))
                 mode.after_updates(prev, state.step)  # θ⁻ ← θ every C steps
@@ -269,7 +273,7 @@ def _restore(run_dir: Path, cfg: Config, mode: Experience, rng: np.random.Genera
     try:
         mode.agent.load_state_dict(data["agent"])
         for group in mode.agent.optimizer.param_groups:
-            group["lr"] = cfg.lr  # a resumed run may lower lr (e.g. after a NaN loss)
+            group["lr"] = lr_at(cfg, data["loop"]["step"])  # a resumed run may lower lr (e.g. after a NaN loss)
         rng.bit_generator.state = data["rng"]
         torch.set_rng_state(data["torch_rng"])
         for k, v in data["loop"].items():
