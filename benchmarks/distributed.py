@@ -3,7 +3,7 @@
     python benchmarks/distributed.py                      # everything (about 13 minutes on 2 cores)
     python benchmarks/distributed.py --parts throughput   # env steps/s and updates/s only
     python benchmarks/distributed.py --parts solve --seeds 0,1,2
-    python benchmarks/distributed.py --parts minatar --minutes 3   # MinAtar Breakout at equal wall-clock, seed 0
+    python benchmarks/distributed.py --parts minatar --minutes 3   # MinAtar Breakout at equal wall-clock, seeds 0-2
     python benchmarks/distributed.py --parts replay      # the learner's replay in process against a replay actor
     python benchmarks/distributed.py --parts connect4 --minutes 6 --games 20   # connect4-mcts at equal wall-clock
 
@@ -19,7 +19,7 @@ actors ship each new 84x84 frame once), divided by the transitions received.
 solve: wall-clock seconds until the cartpole preset's evaluation first reaches 475, single process against
 2 actors at the same replay ratio, for each seed (a local Ray's start-up, ~5 s, is inside the distributed
 time). minatar: the minatar-breakout preset for the same wall-clock minutes (max_minutes), one process against
-2 actors, first seed only: env steps reached, periodic and final evaluations. connect4: the connect4-mcts preset
+2 actors, each of --seeds: env steps reached, periodic and final evaluations. connect4: the connect4-mcts preset
 for the same wall-clock minutes, one process against one search actor, first seed: plies per minute, then games
 against random and OpenSpiel's MCTS with 1,000 simulations a move. One Ray is started for the whole run, on
 loopback only.
@@ -245,7 +245,7 @@ def main() -> None:
     if "solve" in args.parts:
         results["solve"] = solve([int(s) for s in args.seeds.split(",")])
     if "minatar" in args.parts:
-        results["minatar"] = minatar(args.minutes, [int(s) for s in args.seeds.split(",")][:1])
+        results["minatar"] = minatar(args.minutes, [int(s) for s in args.seeds.split(",")])
     if "replay" in args.parts:
         results["replay"] = replay(2_000)
     if "connect4" in args.parts:
