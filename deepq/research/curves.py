@@ -116,6 +116,11 @@ def plot_curves(curves: Mapping[str, Mapping[str, Any]], threshold: float | None
         if not c["steps"]:
             continue
         name = _named(label, c["runs"])
+        if len(c["steps"]) == 1:  # one evaluation step: a line of one point would not show; a point and its CI do
+            iqm, low, high = c["iqm"][0], c["low"][0], c["high"][0]
+            ax.errorbar(c["steps"], [iqm], yerr=[[iqm - low], [high - iqm]], fmt="o", ms=6, capsize=4,
+                        color=colors[label], label=name)
+            continue
         plot_utils.plot_sample_efficiency_curve(
             np.array(c["steps"]), {name: np.array(c["iqm"])}, {name: np.array([c["low"], c["high"]])},
             colors={name: colors[label]}, ax=ax, marker="", linewidth=2,
