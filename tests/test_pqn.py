@@ -241,6 +241,23 @@ def test_self_play_trains_with_pqn_and_resumes_exactly(tmp_path: Path) -> None:
     assert resumed.learner.target is None
 
 
+def test_the_atari_pqn_preset_trains_on_envpool_frames_and_resumes(tmp_path: Path) -> None:
+    pytest.importorskip("envpool")
+    run = tmp_path / "run"
+    cfg = deepq.preset("atari-pqn", env="ALE/Breakout-v5", num_envs=4, rollout_len=8, minibatches=2, total_steps=64,
+                       eval_interval=0, eval_episodes=1, max_episode_frames=400, checkpoint_interval=32,
+                       progress=False, run_dir=str(run))
+    agent = deepq.train(cfg)
+    assert agent.obs_shape == (4, 84, 84) and any(isinstance(m, ChannelNorm) for m in agent.online.modules())
+    loop = safe_load(checkpoint_path(run), CHECKPOINT_FORMAT)["loop"]
+    assert (loop["step"], loop["updates"]) == (64, 2 * 2 * 2)  # 2 rollouts of 4 × 8, 2 epochs × 2 minibatches
+    deepq.train(cfg.replace(total_steps=128), resume=run)  # EnvPool's envs restart on resume (new episodes)
+    loop = safe_load(checkpoint_path(run), CHECKPOINT_FORMAT)["loop"]
+    assert (loop["step"], loop["updates"]) == (128, 16)
+    steps = [int(r["step"]) for r in csv.DictReader((run / "metrics.csv").read_text().splitlines())]
+    assert steps == sorted(steps) and steps[-1] == 128  # the final evaluation's row closes one metrics.csv
+
+
 @pytest.mark.slow
 def test_the_cartpole_pqn_preset_solves_cartpole(tmp_path: Path) -> None:
     """Seed 0 of `cartpole-pqn` reaches a 20-episode greedy mean >= 475 within its 500,000 env steps."""
