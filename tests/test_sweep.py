@@ -25,6 +25,7 @@ import pytest
 
 import deepq
 from deepq.cli import main
+from deepq.research.sweep import Job, ended
 from deepq.training.ray_cluster import LOOPBACK_ONLY
 
 os.environ.setdefault(LOOPBACK_ONLY, "0")  # before Ray's first import: a local Ray on 127.0.0.1 only
@@ -207,35 +208,49 @@ def sigint_when_training(runs: str, sweep: Path, done: threading.Event) -> None:
 
 @pytest.mark.slow
 def test_ctrl_c_cancels_the_ray_tasks_and_the_same_command_resumes_them(
-        swept: tuple[Path, int, str], local_ray: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """More seeds extend the sweep: its finished runs are skipped, the new ones are Ray tasks. Ctrl-C (a real SIGINT
-    to this process, the sweep's) cancels them, their runs checkpoint; the same command resumes them."""
-    sweep = Path(shutil.copytree(swept[0], tmp_path / "sw"))
-    before, argv, done = files(sweep / "runs"), sweep_argv(sweep, "--ray_address", "auto", seeds=3), threading.Event()
-    threading.Thread(target=sigint_when_training, args=("runs/*/seed-2", sweep, done), daemon=True).start()
+        local_ray: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A second seed extends a sweep: its finished run is skipped, the new one is a Ray task. Ctrl-C (a real SIGINT
+    to this process, the sweep's) cancels it, its run checkpoints; the same command resumes it. The runs are
+    10,000 steps that do not stop once solved, so that the cancelled one is still training when the signal
+    reaches it: the signal goes at its first evaluation (500 steps, when metrics.csv is first flushed), and
+    1,500-step runs could end first on a fast machine."""
+    sweep = tmp_path / "sw"
+    long = ["--total_steps", "10000", "--common", "stop_at_return=None", *TINY[2:]]  # evaluated, never stopped
+    assert main(sweep_argv(sweep, seeds=1, sets=(), tiny=long)) == 0
+    capsys.readouterr()
+    before, argv = files(sweep / "runs"), sweep_argv(sweep, "--ray_address", "auto", seeds=2, sets=(), tiny=long)
+    done = threading.Event()
+    threading.Thread(target=sigint_when_training, args=("runs/*/seed-1", sweep, done), daemon=True).start()
     try:
         assert main(argv) == 130
     finally:
         done.set()
     stopped = capsys.readouterr()
-    ids = {run: json.loads((run / "config.json").read_text())["run_id"] for run in sweep.glob("runs/*/seed-2")
-           if (run / "checkpoint" / "checkpoint.pt").is_file() and not (run / "agent.pt").exists()}
-    assert ids and "stopped by SIGINT" in stopped.err, stopped
-    assert "4 finished (skipped), 0 to resume, 2 to start" in stopped.out, stopped.out
+    run = sweep / "runs" / "default" / "seed-1"
+    assert (run / "checkpoint" / "checkpoint.pt").is_file() and not (run / "agent.pt").exists(), stopped
+    run_id = json.loads((run / "config.json").read_text())["run_id"]
+    assert "stopped by SIGINT" in stopped.err, stopped
+    assert "1 finished (skipped), 0 to resume, 1 to start" in stopped.out, stopped.out
+    assert "default seed 1: stopped, checkpoint saved" in stopped.out, stopped.out
     tasks = ray_tasks(local_ray)
-    assert main(argv) == 0 and ray_tasks(local_ray) == tasks + 2
+    assert main(argv) == 0 and ray_tasks(local_ray) == tasks + 1
     out = capsys.readouterr().out
-    assert f"4 finished (skipped), {len(ids)} to resume" in out, out
-    assert json.loads((sweep / "sweep.json").read_text())["seeds"] == [0, 1, 2]
-    assert all(files(sweep / "runs")[p] == t for p, t in before.items())  # the finished runs are left as they were
-    for label in LRS:
-        run = sweep / "runs" / label / "seed-2"
-        assert rows(run)[-1]["eval_kind"] == "final"
-        assert re.search(rf"^\[[56]/6\] {re.escape(label)} seed 2: final eval ", out, re.M), out
-        if run in ids:  # stopped by SIGTERM from its task, with a checkpoint, and resumed: the same run
-            assert "stopped by SIGTERM at step" in (run / "train.log").read_text()
-            assert json.loads((run / "config.json").read_text())["run_id"] == ids[run]
-    assert re.search(r"^lr=0.001 +3/3 ", out, re.M), out
+    assert "1 finished (skipped), 1 to resume, 0 to start" in out, out
+    assert json.loads((sweep / "sweep.json").read_text())["seeds"] == [0, 1]
+    assert all(files(sweep / "runs")[p] == t for p, t in before.items())  # the finished run is left as it was
+    assert rows(run)[-1]["eval_kind"] == "final"
+    assert re.search(r"^\[2/2\] default seed 1: final eval .*, 10,000 env steps.* \(resumed\)$", out, re.M), out
+    assert "stopped by SIGTERM at step" in (run / "train.log").read_text()  # from its task, cancelled
+    assert json.loads((run / "config.json").read_text())["run_id"] == run_id  # the same run, resumed
+
+
+def test_a_run_that_finished_as_the_sweep_was_stopped_counts_as_finished(swept: tuple[Path, int, str]) -> None:
+    """A signal for the sweep can reach a run after its final evaluation: killed then (exit −15), it is complete."""
+    run = swept[0] / "runs" / "lr=0.001" / "seed-0"
+    text, ok = ended(Job("lr=0.001", 0, run), -15, 1.0, resumed=False, stopping=True)
+    assert ok and text.startswith("lr=0.001 seed 0: final eval ") and "1,500 env steps" in text, text
+    text, ok = ended(Job("lr=0.001", 0, run), -15, 1.0, resumed=False, stopping=False)
+    assert not ok and text.startswith("lr=0.001 seed 0: failed (exit -15)"), text  # not stopping: a failure
 
 
 def test_a_saved_config_is_swept_and_tuple_values_are_written_in_parentheses(tmp_path: Path) -> None:

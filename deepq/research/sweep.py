@@ -263,9 +263,10 @@ def sweep_runs(args: argparse.Namespace, sweep: Path, spec: dict[str, Any], conf
 
 
 def ended(job: Job, code: int, wall_s: float, resumed: bool, stopping: bool) -> tuple[str, bool]:
-    """The line for a run that ended, and whether it finished."""
+    """The line for a run that ended, and whether it finished (also when a signal for the sweep reached it after
+    its final evaluation: its run directory is complete, and the next sweep skips it)."""
     who = f"{job.label} seed {job.seed}"
-    if code == 0 and (done := outcome(job.run_dir)) is not None:
+    if (code == 0 or stopping) and (done := outcome(job.run_dir)) is not None:
         solved = "" if done.stop_at is None else \
             f", solved at step {done.solved_at:,}" if done.solved_at is not None else ", not solved"
         return (f"{who}: final eval {done.final:.1f} ± {done.std:.1f}, {done.steps:,} env steps{solved}, "
