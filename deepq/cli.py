@@ -11,6 +11,7 @@ import dataclasses
 import difflib
 import json
 import re
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,8 @@ from deepq.config import Config
 from deepq.errors import ConfigError, DeepQError
 from deepq.presets import PRESETS, describe_presets, preset
 from deepq.research import compare, sweep, tune
+from deepq.signals import Interrupts
+from deepq.signals import name as signal_name
 
 RESEARCH = {"sweep": sweep, "compare": compare, "tune": tune}  # each module adds its parser and runs its command
 
@@ -254,22 +257,28 @@ def _cmd_presets() -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    try:
-        if args.command == "train":
-            return _cmd_train(args)
-        if args.command == "eval":
-            return _cmd_eval(args)
-        if args.command == "play":
-            return _cmd_play(args)
-        if args.command in RESEARCH:
-            return RESEARCH[args.command].run(args)
-        return _cmd_presets()
-    except DeepQError as e:
-        print(f"deepq: error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt as e:  # a signal stopped training (after a checkpoint): 128 + its number, as a shell
-        return 128 + int(getattr(e, "signum", 2))
+    # SIGINT, SIGTERM and SIGHUP raise at every stage (training defers them to a checkpoint): cleanup runs, and
+    # the exit is one line and 128 + the signal's number, as a shell's
+    with Interrupts():
+        try:
+            args = parse_args(argv)
+            if args.command == "train":
+                return _cmd_train(args)
+            if args.command == "eval":
+                return _cmd_eval(args)
+            if args.command == "play":
+                return _cmd_play(args)
+            if args.command in RESEARCH:
+                return RESEARCH[args.command].run(args)
+            return _cmd_presets()
+        except DeepQError as e:
+            print(f"deepq: error: {e}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt as e:  # RunInterrupted, or Python's own for a Ctrl-C
+            signum = int(getattr(e, "signum", signal.SIGINT))
+            if not getattr(e, "reported", False):  # the stage that stopped said nothing of what it kept
+                print(f"deepq: stopped by {signal_name(signum)}", file=sys.stderr, flush=True)
+            return 128 + signum
 
 
 if __name__ == "__main__":

@@ -175,8 +175,8 @@ class TrainHelp(argparse.Action):
                 base, family = self.resolve(name)
                 whose = f"the {name.lower()} preset's" if name.lower() in PRESETS else \
                     f"the {family} preset's, which {name} trains with" if family else f"Config's, with env {name}"
-            except DeepQError:
-                whose = f"deepq.Config's ({name!r} is neither a preset nor a registered env id)"
+            except DeepQError as e:  # help for a name that cannot train would show values it will never use
+                parser.error(str(e))
         fields = {f.name for f in dataclasses.fields(Config)}
         for action in parser._actions:
             if action.dest in fields and action.help not in (None, argparse.SUPPRESS):

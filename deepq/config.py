@@ -17,16 +17,23 @@ from dataclasses import dataclass
 from typing import Any
 
 from deepq.config_checks import (
+    ATOMS,
+    DEVICE_NAME,
+    ENV_SPEC,
+    EVAL_OPPONENT,
     FIELD_ALIASES,
     IN_0_1,
     IN_OPEN_0_1,
     INT_AT_LEAST_0,
     POSITIVE_INT,
     POSITIVE_NUMBER,
-    Check,
+    RETURN_OR_NONE,
+    RUN_DIR,
+    RUN_NAME,
+    SEED,
+    WIDTHS,
     Tag,
     choice,
-    is_int,
     is_num,
     number_at_least_0,
     tag,
@@ -54,21 +61,6 @@ EVAL = "evaluation, logging, checkpoints"
 DEVICE = "device and speed"
 DISTRIBUTED = "distributed training on Ray (Ape-X: actors collect, one learner; pip install 'deepq[distributed]')"
 
-# The value checks that only one field has (the shared ones are in deepq/config_checks.py).
-ENV_SPEC = Check("a Gymnasium id such as 'CartPole-v1' or a zero-argument callable returning a gym.Env",
-                 lambda v: (isinstance(v, str) and v != "") or callable(v), advice=True)
-WIDTHS = Check("a non-empty list of positive integers",
-               lambda v: isinstance(v, tuple | list) and len(v) > 0 and all(is_int(h) and h > 0 for h in v))
-ATOMS = Check("1 (off) or an integer >= 2", lambda v: is_int(v) and v >= 1)
-RETURN_OR_NONE = Check("a number or None", lambda v: v is None or is_num(v), advice=True)
-EVAL_OPPONENT = Check("'random', 'perfect' or 'mcts:N' (N simulations, N >= 2)",
-                      lambda v: v in ("random", "perfect") or (isinstance(v, str) and v.startswith("mcts:")
-                                                               and v[5:].isdigit() and int(v[5:]) >= 2))
-DEVICE_NAME = Check("'auto', 'cpu', 'cuda' or 'cuda:N'",
-                    lambda v: isinstance(v, str) and (v in ("auto", "cpu", "cuda")
-                                                      or (v.startswith("cuda:") and v[5:].isdigit())))
-
-
 @dataclass
 class Config:
     """Every setting of a DQN run. Field docs are the CLI's --help.
@@ -77,13 +69,13 @@ class Config:
 
     env: EnvSpec = tag("CartPole-v1", RUN, ENV_SPEC, resume_fixed=True)  # noqa: RUF009 (tag() returns a field())
     """Gymnasium environment id, or a zero-argument callable returning a gym.Env."""
-    seed: int = tag(0, RUN, INT_AT_LEAST_0, resume_fixed=True)
+    seed: int = tag(0, RUN, SEED, resume_fixed=True)
     """Seed for torch, numpy, environment resets and action sampling."""
     total_steps: int = tag(100_000, RUN, POSITIVE_INT)
     """Training length in env steps (summed over all vector envs)."""
     num_envs: int = tag(1, RUN, POSITIVE_INT, resume_fixed=True)
     """Environments stepped together; one batched forward pass acts for all of them."""
-    name: str = tag("", RUN)
+    name: str = tag("", RUN, RUN_NAME)
     """Run name used for the run directory (defaults to the preset or env id)."""
 
     hidden_sizes: tuple[int, ...] = tag((120, 84), NETWORK, WIDTHS, resume_fixed=True)
@@ -232,7 +224,7 @@ class Config:
     """Stop training after this much wall-clock time (0: no limit), e.g. to compare methods at equal compute."""
     checkpoint_interval: int = tag(10_000, EVAL, INT_AT_LEAST_0)
     """Env steps between checkpoints written for --resume; 0 disables periodic checkpoints."""
-    run_dir: str = tag("", EVAL)
+    run_dir: str = tag("", EVAL, RUN_DIR)
     """Run directory; default runs/<name>-<seed>-<timestamp>/."""
 
     device: str = tag("auto", DEVICE, DEVICE_NAME)
@@ -305,6 +297,9 @@ class Config:
         data = dict(data)
         if isinstance(data.get("network"), str):
             data["network"] = None  # a custom network is code; the caller must pass it again
+        elif data.get("network") is not None:  # a file says null or names a factory; it can hold no code
+            raise ConfigError(f"network={data['network']!r:.60} is not valid: a saved config has network null (the "
+                              "built-in networks) or the name of a Python factory, which is passed again from Python")
         if "hidden_sizes" in data:
             data["hidden_sizes"] = tuple(data["hidden_sizes"])
         return cls(**data)
@@ -339,6 +334,9 @@ def groups() -> dict[str, list[str]]:
 # The checks across fields, one function per group; each runs after that group's own field checks.
 
 def _check_td(cfg: Config) -> None:
+    if cfg.target not in ("pqn", "mcts") and cfg.num_envs > cfg.buffer_size:  # (mcts and pqn store no env steps)
+        raise ConfigError(f"buffer_size={cfg.buffer_size:,} is below num_envs={cfg.num_envs:,}: the replay memory "
+                          "holds at least one step of every env; raise buffer_size or lower num_envs")
     if cfg.batch_size > cfg.buffer_size:
         raise ConfigError(f"batch_size={cfg.batch_size} is larger than buffer_size={cfg.buffer_size}: "
                           "a minibatch is drawn from the replay memory, so use batch_size <= buffer_size")

@@ -38,11 +38,22 @@ class Check:
         """Raise ConfigError when `value` breaks the rule."""
         if not self.ok(value):
             why = f"use {self.valid}" if self.advice else f"{name} must be {self.valid}"
-            raise ConfigError(f"{name}={value!r} is not valid: {why}")
+            shown = repr(value) if len(repr(value)) <= 80 else repr(value)[:60] + f"... ({len(repr(value))} characters)"
+            raise ConfigError(f"{name}={shown} is not valid: {why}")
 
 
 def is_int(v: object) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)  # True is an int to Python, not a count to us
+
+
+def utf8(text: str) -> bool:
+    """`text` can be written as UTF-8: no lone surrogates, which is how Python holds bytes of a command line or a
+    file name that are not UTF-8 (a run directory's files, TensorBoard's and metrics.csv's, are written in UTF-8)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def is_num(v: object) -> bool:
@@ -64,6 +75,31 @@ def number_at_least_0(note: str = "") -> Check:
 def choice(*options: str) -> Check:
     """One of a few fixed strings."""
     return Check("one of " + ", ".join(repr(o) for o in options), lambda v: v in options, options=options)
+
+
+# The value checks that only one field has.
+ENV_SPEC = Check("a Gymnasium id such as 'CartPole-v1' or a zero-argument callable returning a gym.Env",
+                 lambda v: (isinstance(v, str) and v != "") or callable(v), advice=True)
+SEED_MAX = 2**32 - 1  # numpy's SeedSequence takes any int >= 0, torch.manual_seed at most 2**64 - 1: one bound for all
+SEED = Check(f"an integer in [0, {SEED_MAX}]", lambda v: is_int(v) and 0 <= v <= SEED_MAX)
+NAME_BYTES = 200  # a file name has at most 255 bytes; the run directory adds -<seed>-<timestamp>[-n] to the name
+RUN_NAME = Check(f"one folder name: no '/' or '\\', not '.' or '..', no control characters, at most {NAME_BYTES} "
+                 "bytes of UTF-8 (or '' for the preset or env id)",
+                 lambda v: isinstance(v, str) and (v == "" or (utf8(v) and len(v.encode()) <= NAME_BYTES
+                                                               and v not in (".", "..") and "/" not in v
+                                                               and "\\" not in v and v.isprintable())))
+RUN_DIR = Check("a path in UTF-8 with no control characters (or '' for runs/<name>-<seed>-<timestamp>)",
+                lambda v: isinstance(v, str) and utf8(v) and v.isprintable())
+WIDTHS = Check("a non-empty list of positive integers",
+               lambda v: isinstance(v, tuple | list) and len(v) > 0 and all(is_int(h) and h > 0 for h in v))
+ATOMS = Check("1 (off) or an integer >= 2", lambda v: is_int(v) and v >= 1)
+RETURN_OR_NONE = Check("a number or None", lambda v: v is None or is_num(v), advice=True)
+EVAL_OPPONENT = Check("'random', 'perfect' or 'mcts:N' (N simulations, N >= 2)",
+                      lambda v: v in ("random", "perfect") or (isinstance(v, str) and v.startswith("mcts:")
+                                                               and v[5:].isdigit() and int(v[5:]) >= 2))
+DEVICE_NAME = Check("'auto', 'cpu', 'cuda' or 'cuda:N'",
+                    lambda v: isinstance(v, str) and (v in ("auto", "cpu", "cuda")
+                                                      or (v.startswith("cuda:") and v[5:].isdigit())))
 
 
 class Tag(NamedTuple):

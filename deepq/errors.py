@@ -30,12 +30,14 @@ class DistributedError(DeepQError):
 
 
 class RunInterrupted(KeyboardInterrupt):
-    """Training stopped on a signal (SIGINT, SIGTERM, SIGHUP) after saving a checkpoint; `signum` says which.
-    A KeyboardInterrupt, so code that catches Ctrl-C catches every such stop."""
+    """A signal (SIGINT, SIGTERM, SIGHUP) stopped deepq: training after saving a checkpoint, or any other stage
+    after undoing what it had started; `signum` says which. `reported`: the line saying what was kept has been
+    printed. A KeyboardInterrupt, so code that catches Ctrl-C catches every such stop."""
 
-    def __init__(self, signum: int) -> None:
+    def __init__(self, signum: int, reported: bool = False) -> None:
         super().__init__(signum)
         self.signum = signum
+        self.reported = reported
 
 
 class DiskFullError(DeepQError, OSError):

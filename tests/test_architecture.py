@@ -25,7 +25,8 @@ MAX_LINES = 400
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     # cli_args (Config fields as command-line values) is the vocabulary every command parses with: train's and the
     # research tools' (deepq/research), so it sits with the Config it reads
-    ("base", ("deepq.errors", "deepq.config", "deepq.config_checks", "deepq.files", "deepq.presets", "deepq.cli_args")),
+    ("base", ("deepq.errors", "deepq.signals", "deepq.config", "deepq.config_checks", "deepq.files", "deepq.presets",
+              "deepq.cli_args")),
     ("core", ("deepq.core.*",)),
     ("envs", ("deepq.envs.*",)),
     ("games", ("deepq.games.*",)),

@@ -212,7 +212,11 @@ def test_resume_fixed_is_derived_from_the_tags_and_equals_the_documented_list() 
 MESSAGES: list[tuple[str, Any, str]] = [
     ("env", 3, "env=3 is not valid: use a Gymnasium id such as 'CartPole-v1' or a zero-argument callable "
                "returning a gym.Env"),
-    ("seed", -1, "seed=-1 is not valid: seed must be an integer >= 0"),
+    ("seed", -1, "seed=-1 is not valid: seed must be an integer in [0, 4294967295]"),
+    ("name", "../x", "name='../x' is not valid: name must be one folder name: no '/' or '\\', not '.' or '..', no "
+                     "control characters, at most 200 bytes of UTF-8 (or '' for the preset or env id)"),
+    ("run_dir", "r\udcff", "run_dir='r\\udcff' is not valid: run_dir must be a path in UTF-8 with no control "
+                           "characters (or '' for runs/<name>-<seed>-<timestamp>)"),
     ("total_steps", 0, "total_steps=0 is not valid: total_steps must be a positive integer"),
     ("num_envs", 1.5, "num_envs=1.5 is not valid: num_envs must be a positive integer"),
     ("hidden_sizes", (), "hidden_sizes=() is not valid: hidden_sizes must be a non-empty list of positive integers"),

@@ -219,8 +219,8 @@ def test_resume_says_where_it_continues(tmp_path: Path) -> None:
 
 def test_a_second_signal_stops_at_once() -> None:
     code = ("import os, signal, time\n"
-            "from deepq.training.control import DeferredInterrupt\n"
-            "with DeferredInterrupt() as d:\n"
+            "from deepq.signals import Interrupts\n"
+            "with Interrupts() as i, i.deferred() as d:\n"
             "    os.kill(os.getpid(), signal.SIGTERM)\n"
             "    print('deferred', d.signum, flush=True)\n"
             "    os.kill(os.getpid(), signal.SIGTERM)\n"

@@ -71,6 +71,19 @@ def replay_bytes(cfg: Config, obs_shape: tuple[int, ...], obs_dtype: Any, n_acti
     return total
 
 
+def actor_batches_need(cfg: Config, obs_shape: tuple[int, ...], obs_dtype: Any, n_actions: int, *,
+                       two_player: bool = False) -> Need:
+    """A distributed run's batches: each actor builds actor_batch × num_envs n-step transitions (s, s', int64
+    action, float32 return, discount and priority, bool terminated; games: s' legal moves) and up to max_in_flight
+    of them wait in Ray's object store, all on this machine for a local Ray. Counted twice: the actor's copy."""
+    obs = _numel(obs_shape) * np.dtype(obs_dtype).itemsize
+    n = cfg.num_actors * cfg.max_in_flight * cfg.actor_batch * cfg.num_envs
+    per = 2 * obs + 8 + 4 + 4 + 4 + 1 + (n_actions if two_player else 0)
+    return Need("the actors' batches in flight (Ray's object store, and each actor's copy)",
+                f"num_actors × max_in_flight × actor_batch × num_envs = {n:,} transitions",
+                "lower actor_batch or max_in_flight", 2 * n * per)
+
+
 def evaluation_bytes(cfg: Config, episodes: int | None = None, *, two_player: bool = False) -> int:
     """Bytes one evaluation of `episodes` (default cfg.eval_episodes) builds; games play that many per seat."""
     n = cfg.eval_episodes if episodes is None else episodes
@@ -131,6 +144,8 @@ def estimate(cfg: Config, obs_shape: tuple[int, ...], obs_dtype: Any, n_actions:
         setting = f"buffer_size={cfg.buffer_size:,}"
         needs = [Need("the replay memory", setting, "lower buffer_size", replay),
                  Need("the copy of it that checkpoints make", setting, "lower buffer_size", replay)]
+    if cfg.num_actors > 0 and cfg.target != "mcts":  # (search actors ship mcts_episodes episodes, not actor_batch)
+        needs.append(actor_batches_need(cfg, obs_shape, obs_dtype, n_actions, two_player=two_player))
     needs += [Need("evaluation (each episode's return and length)", f"eval_episodes={cfg.eval_episodes:,}",
                   "lower eval_episodes", evaluation_bytes(cfg, two_player=two_player))]
     nets = network_needs(obs_shape, n_actions, cfg, two_player=two_player)

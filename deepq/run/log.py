@@ -28,7 +28,7 @@ RUN_FILES = ("config.json", "metrics.csv", "agent.pt", "learning_curve.png", "ch
 
 
 def new_run_dir(cfg: Config) -> Path:
-    """cfg.run_dir, or runs/<name>-<seed>-<timestamp>/ (never reusing an existing folder)."""
+    """cfg.run_dir, or runs/<name>-<seed>-<timestamp>/ (never reusing an existing folder); open_run_dir makes it."""
     if cfg.run_dir:
         path = Path(cfg.run_dir)
     else:
@@ -38,7 +38,7 @@ def new_run_dir(cfg: Config) -> Path:
         while path.exists():
             n += 1
             path = Path("runs") / f"{cfg.run_name}-{cfg.seed}-{stamp}-{n}"
-    return make_dir(path)
+    return path
 
 
 def make_dir(path: Path) -> Path:
@@ -58,8 +58,14 @@ class RunDirLock:
     a second process can say who has the run.
     """
 
-    def __init__(self, run_dir: Path) -> None:
-        self._fd = os.open(run_dir / ".lock", os.O_RDWR | os.O_CREAT, 0o666)
+    def __init__(self, run_dir: Path, created: bool = False) -> None:
+        self.run_dir, self.created = run_dir, created  # created: this process made the folder
+        try:
+            self._fd = os.open(run_dir / ".lock", os.O_RDWR | os.O_CREAT, 0o666)
+        except OSError as e:  # a read-only disk, a folder without write permission, .lock not a file ...
+            raise RunDirError(f"cannot lock {run_dir / '.lock'}: {e.strerror}; a run needs a folder it can write "
+                              "(its checkpoints and metrics): copy the run to a writable disk and resume it there, "
+                              "or train into another --run_dir") from None
         try:
             fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -70,10 +76,37 @@ class RunDirLock:
         os.ftruncate(self._fd, 0)
         os.write(self._fd, f"{os.getpid()}\n".encode())
 
-    def release(self) -> None:
-        if self._fd >= 0:
-            os.close(self._fd)  # closing the file drops the lock
-            self._fd = -1
+    def release(self, tidy: bool = False) -> None:
+        """Drop the lock. `tidy` (a fresh run): when the run wrote nothing (its set-up failed or was stopped),
+        remove the lock file too, and the folder when this process made it, so a failed start leaves nothing."""
+        if self._fd < 0:
+            return
+        if tidy and not holds_run(self.run_dir):
+            Path(self.run_dir / ".lock").unlink(missing_ok=True)  # while locked: no other process has it
+            if self.created:
+                try:
+                    self.run_dir.rmdir()  # only if empty: never anything a user put there
+                except OSError:
+                    pass
+        os.close(self._fd)  # closing the file drops the lock
+        self._fd = -1
+
+
+def lock_holder(run_dir: Path) -> str:
+    """The pid of the process that holds run_dir's lock, or '' when none does (nothing is created or changed)."""
+    try:
+        fd = os.open(run_dir / ".lock", os.O_RDONLY)
+    except OSError:
+        return ""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)  # granted only while no process holds it exclusively
+        return ""
+    except BlockingIOError:
+        return os.read(fd, 32).decode(errors="replace").strip() or "unknown"
+    except OSError:
+        return ""
+    finally:
+        os.close(fd)  # drops the shared lock, if it was granted
 
 
 def holds_run(run_dir: Path) -> list[str]:
@@ -105,13 +138,18 @@ def claim_fresh(run_dir: Path, overwrite: bool) -> None:
 def open_run_dir(run_dir: Path, fresh: bool, overwrite: bool) -> RunDirLock:
     """Lock run_dir for this process (released by the caller) and clear what a killed write left in it. A fresh
     run needs a folder that holds no run (or overwrite); a resumed one, a checkpoint."""
+    created = fresh and not run_dir.exists()
     if fresh:
         make_dir(run_dir)
     elif not (run_dir / "checkpoint" / "checkpoint.pt").is_file():
+        holder = lock_holder(run_dir)
+        if holder:  # e.g. a sweep's run still before its first checkpoint
+            raise RunDirError(f"cannot resume {run_dir}: another deepq process (pid {holder}) is training it and has "
+                              "not written its first checkpoint yet; wait for it to end or stop it, then resume")
         what = "does not exist" if not run_dir.exists() else "has no checkpoint/checkpoint.pt"
         raise RunDirError(f"cannot resume {run_dir}: it {what}; pass a run directory written by deepq train "
                           "(checkpoints are written every checkpoint_interval env steps)")
-    lock = RunDirLock(run_dir)
+    lock = RunDirLock(run_dir, created)
     try:
         if fresh:
             claim_fresh(run_dir, overwrite)

@@ -49,8 +49,9 @@ class Metrics:
 
 
 def read_metrics(path: Path) -> Metrics:
-    """Parse metrics.csv; a column the file lacks (files from older versions) reads as empty."""
-    with path.open(newline="") as f:
+    """Parse metrics.csv; a column the file lacks (files from older versions) reads as empty, and so does a
+    cell that is not a number or bytes that are not UTF-8 (a damaged line is left out, not fatal)."""
+    with path.open(newline="", encoding="utf-8", errors="replace") as f:
         reader = csv.reader(f)
         header = next(reader, [])
         rows = list(reader)
@@ -66,7 +67,7 @@ def read_metrics(path: Path) -> Metrics:
 
     def number(name: str, keep: np.ndarray | None = None) -> np.ndarray:
         # "nan"/"inf" in the file count as empty too: nothing non-finite reaches the plot
-        a = np.array([s or "nan" for s in text(name, keep)], dtype=np.float64)
+        a = np.array([_float(s) for s in text(name, keep)], dtype=np.float64)
         a[~np.isfinite(a)] = np.nan
         return a
 
@@ -82,6 +83,13 @@ def read_metrics(path: Path) -> Metrics:
         ev_min=number("eval_min", evi), ev_max=number("eval_max", evi),
         ev_first=number("eval_first", evi), ev_second=number("eval_second", evi),
         ev_final=np.array([k == "final" for k in text("eval_kind", evi)], dtype=bool))
+
+
+def _float(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:  # '' (the column is not this row's), or damage
+        return float("nan")
 
 
 def eval_band(mean: np.ndarray, std: np.ndarray, lo: np.ndarray | None = None, hi: np.ndarray | None = None,

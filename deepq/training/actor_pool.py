@@ -4,7 +4,8 @@ Used by both distributed learners (deepq/training/distributed.py): DQN's replay 
 target="mcts" fed by search actors. Each actor has at most `max_in_flight` batches requested and not yet taken:
 an actor ahead of the learner waits, and Ray's object store holds at most num_actors × max_in_flight batches.
 Weights are `ray.put` once per broadcast; each actor receives the reference with its next request. An actor
-that dies (its process killed) is replaced by a new one on a new seed, with the latest weights.
+that dies (its process killed) is replaced by a new one on a new seed, with the latest weights. Every wait
+(actors starting, a batch) polls `stop` each second, so a signal stops the run in seconds however slow the actors.
 """
 
 from __future__ import annotations
@@ -24,7 +25,11 @@ from deepq.training.ray_cluster import connect, require_ray
 class ActorPool:
     """`cfg.num_actors` Ray actors of class `actor_class` (Actor or SearchActor, deepq/training/actor.py)."""
 
-    def __init__(self, cfg: Config, actor_class: type) -> None:
+    WAIT_S = 1.0  # each wait's slice: how soon `stop` is seen
+    SAY_WAITING_S = 15.0  # actors not started after this: say what they wait for (CPUs another job holds)
+
+    def __init__(self, cfg: Config, actor_class: type, stop: Callable[[], bool] = lambda: False) -> None:
+        self.stop = stop  # the loop asked to stop (a deferred signal): every wait returns early
         self.ray = require_ray(cfg)
         self.started_ray = connect(cfg)  # at set-up: a Ray that cannot start stops the run before it writes
         self.cfg, self.actor_class = cfg, actor_class
@@ -59,7 +64,10 @@ class ActorPool:
         self.actors = [self.remote.remote(self.cfg, i, n) for i in range(n)]
         self.generation, self.sent_version = [0] * n, [-1] * n
         self.expected, self.early = [0] * n, [{} for _ in range(n)]
-        self.pids = self.ray.get([a.reset.remote(self._seed(i), self.weights_ref) for i, a in enumerate(self.actors)])
+        pids = self._started([a.reset.remote(self._seed(i), self.weights_ref) for i, a in enumerate(self.actors)])
+        if pids is None:
+            return  # stopped while the actors started: next() returns None, close() ends them
+        self.pids = pids
         for i in range(n):
             self.sent_version[i] = self.weights_version
             for _ in range(self.cfg.max_in_flight):
@@ -73,15 +81,15 @@ class ActorPool:
         ref = self.actors[i].collect.remote(weights, step)
         self.in_flight[ref] = (i, self.generation[i])
 
-    def next(self, step: int) -> Shipment:
+    def next(self, step: int) -> Shipment | None:
         """The next batch any actor has ready, each actor's in the order it sent them; an actor found dead is
-        replaced, and its batches are dropped."""
-        while True:
+        replaced, and its batches are dropped. None when `stop` says so."""
+        while not self.stop():
             for i, early in enumerate(self.early):
                 if self.expected[i] in early:
                     self.expected[i] += 1
                     return early.pop(self.expected[i] - 1)
-            ready, _ = self.ray.wait(list(self.in_flight), num_returns=1, timeout=60)
+            ready, _ = self.ray.wait(list(self.in_flight), num_returns=1, timeout=self.WAIT_S)
             if not ready:
                 continue  # every actor is busy or starting (a slow env, a long search); keep waiting
             ref = ready[0]
@@ -93,6 +101,22 @@ class ActorPool:
                     self._replace(i, step, e)
                 continue
             self.early[i][shipment.seq] = shipment
+        return None
+
+    def _started(self, resets: list[Any]) -> list[int] | None:
+        """The actors' pids once every reset in `resets` is done; None when `stop` came first. Actors that the
+        cluster cannot place yet (another job holds its CPUs) are waited for, and the wait is said once."""
+        t0, said = time.monotonic(), False
+        while not self.stop():
+            _, pending = self.ray.wait(resets, num_returns=len(resets), timeout=self.WAIT_S)
+            if not pending:
+                return list(self.ray.get(resets))
+            if not said and time.monotonic() - t0 > self.SAY_WAITING_S:
+                free = int(self.ray.available_resources().get("CPU", 0))
+                self.message(f"waiting for {len(pending)} of {len(resets)} actor(s) to start: each needs a CPU and "
+                             f"the cluster has {free} free now (another job holds the rest?); Ctrl-C stops")
+                said = True
+        return None
 
     def close(self) -> None:
         for actor in self.actors:
@@ -124,7 +148,10 @@ class ActorPool:
             pass
         started = time.monotonic()
         self.actors[i] = self.remote.remote(self.cfg, i, self.cfg.num_actors)
-        self.pids[i] = self.ray.get(self.actors[i].reset.remote(self._seed(i), self.weights_ref))
+        pid = self._started([self.actors[i].reset.remote(self._seed(i), self.weights_ref)])
+        if pid is None:
+            return
+        self.pids[i] = pid[0]
         self.sent_version[i] = self.weights_version
         for _ in range(self.cfg.max_in_flight):
             self.request(i, step)

@@ -3,14 +3,12 @@ and episode tracking. Nothing here learns; deepq/training/loop.py calls it."""
 
 from __future__ import annotations
 
-import signal
 import sys
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import NoReturn
 
 import numpy as np
 
@@ -18,6 +16,7 @@ from deepq.config import Config
 from deepq.errors import CheckpointError, RunInterrupted
 from deepq.files import safe_load
 from deepq.run.log import RunLog
+from deepq.signals import Interrupts, name
 
 
 @dataclass
@@ -89,7 +88,7 @@ def time_limit(cfg: Config) -> Callable[[], bool]:
     return lambda: time.monotonic() >= end
 
 
-def running(state: LoopState, cfg: Config, interrupted: DeferredInterrupt, out_of_time: Callable[[], bool]) -> bool:
+def running(state: LoopState, cfg: Config, interrupted: Interrupts, out_of_time: Callable[[], bool]) -> bool:
     """Training goes on until total_steps, a solving evaluation, Ctrl-C or max_minutes."""
     return (state.step < cfg.total_steps and state.solved_at is None and not interrupted.requested
             and not out_of_time())
@@ -106,43 +105,9 @@ def checkpoint_and_stop(step: int, run_dir: Path, signum: int, save_checkpoint: 
     """After SIGINT, SIGTERM or SIGHUP (handled between steps): save a consistent checkpoint, say how to
     continue, stop. The CLI exits with 128 + the signal's number, as a shell does."""
     save_checkpoint()
-    name = signal.Signals(signum).name
-    print(f"stopped by {name} at step {step:,}: checkpoint saved; continue with `deepq train --resume {run_dir}`",
-          file=sys.stderr, flush=True)
-    raise RunInterrupted(signum)
-
-
-class DeferredInterrupt:
-    """The first SIGINT (Ctrl-C), SIGTERM (what cluster schedulers send before they kill) or SIGHUP (the
-    terminal closed) sets a flag the loop checks between steps, so the checkpoint is consistent; the
-    handlers are then put back, so a second signal acts at once."""
-
-    SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-
-    def __init__(self) -> None:
-        self.signum: int | None = None
-        self._old: dict[int, Any] = {}
-
-    @property
-    def requested(self) -> bool:
-        return self.signum is not None
-
-    def __enter__(self) -> DeferredInterrupt:
-        if threading.current_thread() is threading.main_thread():
-            self._old = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
-        return self
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        self.signum = signum
-        self._restore()
-
-    def _restore(self) -> None:
-        for s, old in self._old.items():
-            signal.signal(s, old)
-        self._old = {}
-
-    def __exit__(self, *exc: object) -> None:
-        self._restore()
+    print(f"stopped by {name(signum)} at step {step:,}: checkpoint saved; continue with `deepq train --resume "
+          f"{run_dir}`", file=sys.stderr, flush=True)
+    raise RunInterrupted(signum, reported=True)
 
 
 def why_stopped(cfg: Config, state: LoopState) -> str:

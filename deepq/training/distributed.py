@@ -46,9 +46,8 @@ from deepq.training.mcts import SearchedEpisodes
 class Distributed(Transitions):
     """The learner's side: DQN's replay, PER and updates (inherited from Transitions), fed by Ray actors."""
 
-    def __init__(self, cfg: Config, rng: np.random.Generator, kind: EnvKind) -> None:
-        self.pool = ActorPool(cfg, Actor)  # Ray first: one that cannot start stops the run before it writes
-        self.pool.on_replaced = self._forget
+    def __init__(self, cfg: Config, rng: np.random.Generator, kind: EnvKind,
+                 stop: Callable[[], bool] = lambda: False) -> None:
         probe = kind.make_vec_env(cfg.replace(num_envs=1))  # shapes and names only
         self.obs_shape, self.n_actions, obs_dtype = probe.obs_shape, probe.n_actions, probe.obs_dtype
         self.env_label = probe.env_label
@@ -58,7 +57,7 @@ class Distributed(Transitions):
         self.players = SingleAgent(self.n_actions)  # acting happens in the actors; the learner has no envs
         self.agent = Agent(self.obs_shape, self.n_actions, cfg, two_player=two_player)
         memory = make_replay(cfg, self.obs_shape, obs_dtype, self.agent.device, self.n_actions,
-                             two_player=two_player, folded=True)
+                             two_player=two_player, folded=True)  # refused here if it cannot fit, before Ray starts
         assert isinstance(memory, ReplayMemory | FrameStreams)  # folded rows, or each actor's frames once
         self.memory: ReplayMemory | FrameStreams = memory
         self.per = PrioritizedSampler(self.memory.num_slots, cfg.per_alpha) if cfg.prioritized else None
@@ -68,6 +67,8 @@ class Distributed(Transitions):
         self.published = (-1, -1)  # (updates, target syncs) at the last broadcast
         self.learned = self.syncs = 0
         self.bytes_received = self.transitions_received = 0
+        self.pool = ActorPool(cfg, Actor, stop)  # last: nothing after it can fail and leave Ray running
+        self.pool.on_replaced = self._forget
 
     # -- the Experience protocol ------------------------------------------------------------------------------
 
@@ -79,6 +80,8 @@ class Distributed(Transitions):
             self._publish()
             self.pool.launch(state.step)
         shipment = self.pool.next(state.step)
+        if shipment is None:
+            return  # a signal: the loop stops at its next check
         t = shipment.transitions
         if shipment.frames is not None:
             assert isinstance(self.memory, FrameStreams)
@@ -141,17 +144,20 @@ class DistributedSearch(SearchedEpisodes):
     (s, Q_mcts(s, ·)) pairs and regresses Q toward them (inherited from SearchedEpisodes), publishing its weights
     every broadcast_interval updates (the search's guide is the learner's latest Q)."""
 
-    def __init__(self, cfg: Config, rng: np.random.Generator, kind: EnvKind) -> None:
-        self.pool = ActorPool(cfg, SearchActor)  # Ray first: one that cannot start stops the run before it writes
+    def __init__(self, cfg: Config, rng: np.random.Generator, kind: EnvKind,
+                 stop: Callable[[], bool] = lambda: False) -> None:
         super().__init__(cfg, rng, kind)  # the learner's own search env only gives shapes; the actors search
         self.learned, self.published = 0, -1
         self.bytes_received = self.transitions_received = 0
+        self.pool = ActorPool(cfg, SearchActor, stop)  # last: nothing after it can fail and leave Ray running
 
     def collect(self, state: LoopState, eps_at: Callable[[int], float], log: RunLog) -> None:
         if not self.pool.started:
             self._publish()
             self.pool.launch(state.step)
         shipment = self.pool.next(state.step)
+        if shipment is None:
+            return  # a signal: the loop stops at its next check
         if shipment.searched is not None:
             for obs, q in zip(*shipment.searched, strict=True):
                 self.memory.add(obs, q)

@@ -38,15 +38,16 @@ from deepq.config import RESUME_FIXED, Config
 from deepq.core.agent import Agent, resolve_device, set_cpu_threads
 from deepq.core.results import EvalResult
 from deepq.envs.kinds import EnvKind
-from deepq.errors import CheckpointError, ConfigError, DiskFullError, NonFiniteLossError, RunDirError
-from deepq.files import atomic_save, safe_load
+from deepq.errors import CheckpointError, ConfigError, DiskFullError, NonFiniteLossError, RunDirError, RunInterrupted
+from deepq.files import atomic_save, first_sentence, safe_load
 from deepq.games.kind import GameKind
 from deepq.run.log import RunDirLock, RunLog, new_run_dir, open_run_dir, read_run_id, write_config
 from deepq.run.plot import plot_learning_curve
 from deepq.run.progress import Progress
+from deepq.signals import Interrupts
+from deepq.signals import name as signal_name
 from deepq.training.control import (
     CHECKPOINT_FORMAT,
-    DeferredInterrupt,
     LoopState,
     checkpoint_and_stop,
     checkpoint_path,
@@ -66,13 +67,14 @@ from deepq.training.setup import check, env_kind
 __all__ = ["CHECKPOINT_FORMAT", "Experience", "Transitions", "checkpoint_path", "crossings", "make_replay", "train"]
 
 
-def make_experience(cfg: Config, rng: np.random.Generator, kind: EnvKind) -> Experience:
+def make_experience(cfg: Config, rng: np.random.Generator, kind: EnvKind,
+                    stop: Callable[[], bool] = lambda: False) -> Experience:
     """The training mode, from cfg.target and the env kind: searched episodes, PQN rollouts or DQN transitions,
-    self-play or single-agent."""
+    self-play or single-agent. `stop`: a signal asked the loop to stop (distributed runs' waits poll it)."""
     if cfg.num_actors > 0:  # Ape-X: Ray actors collect (or search), this process learns
         from deepq.training.distributed import Distributed, DistributedSearch
 
-        return DistributedSearch(cfg, rng, kind) if cfg.target == "mcts" else Distributed(cfg, rng, kind)
+        return DistributedSearch(cfg, rng, kind, stop) if cfg.target == "mcts" else Distributed(cfg, rng, kind, stop)
     if cfg.target == "mcts":  # Q regressed toward tree-search values after each round of episodes
         from deepq.training.mcts import SearchedEpisodes
 
@@ -110,21 +112,35 @@ def train(cfg: Config, resume: str | Path | None = None, overwrite: bool = False
               "gradient step will be taken, so the agent learns nothing; raise total_steps or lower learning_starts",
               file=sys.stderr, flush=True)
     lock: RunDirLock | None = None
-    try:
-        run_dir: Path | None = None
-        if resume is not None or cfg.run_dir:  # a named folder: check it before building anything
-            run_dir = Path(resume) if resume is not None else Path(cfg.run_dir)
-            lock = open_run_dir(run_dir, resume is None, overwrite)
-        kind = env_kind(cfg)  # resolved once: the envs it builds and what differs (games, Atari, ...)
-        mode = make_experience(cfg, rng, kind)
-        if run_dir is None:
-            cfg = _named(cfg, mode)
-            run_dir = new_run_dir(cfg)
-            lock = open_run_dir(run_dir, True, overwrite)
-        return _train(cfg, kind, mode, rng, run_dir, resume is not None, on_evaluation)
-    finally:
-        if lock is not None:
-            lock.release()
+    run_dir: Path | None = None
+    # Set-up (envs, Ray, the run directory) answers a signal at once, undoing what it started; the loop defers it
+    # to a checkpoint; the final evaluation stops at once, agent.pt and the checkpoint saved (deepq/signals.py).
+    with Interrupts() as interrupts:
+        try:
+            if resume is not None or cfg.run_dir:  # a named folder: check it before building anything
+                run_dir = Path(resume) if resume is not None else Path(cfg.run_dir)
+                lock = open_run_dir(run_dir, resume is None, overwrite)
+            kind = env_kind(cfg)  # resolved once: the envs it builds and what differs (games, Atari, ...)
+            mode = make_experience(cfg, rng, kind, stop=lambda: interrupts.requested)
+            try:
+                if run_dir is None:
+                    cfg = _named(cfg, mode)
+                    run_dir = new_run_dir(cfg)
+                    lock = open_run_dir(run_dir, True, overwrite)
+                return _train(cfg, kind, mode, rng, run_dir, resume is not None, interrupts, on_evaluation)
+            finally:
+                mode.close()  # envs, and a distributed run's actors and the Ray it started
+        except RunInterrupted as e:
+            if not e.reported:
+                kept = (f"{run_dir} is as it was; continue with `deepq train --resume {run_dir}`"
+                        if resume is not None else "nothing was written")
+                print(f"stopped by {signal_name(e.signum)} during set-up, before training began: {kept}",
+                      file=sys.stderr, flush=True)
+                e.reported = True
+            raise
+        finally:
+            if lock is not None:
+                lock.release(tidy=resume is None)  # a fresh run that wrote nothing leaves no folder behind
 
 
 def _named(cfg: Config, mode: Experience) -> Config:
@@ -135,7 +151,8 @@ def _named(cfg: Config, mode: Experience) -> Config:
 
 
 def _train(cfg: Config, kind: EnvKind, mode: Experience, rng: np.random.Generator, run_dir: Path,
-           resumed: bool, on_evaluation: Callable[[int, EvalResult], bool | None] | None = None) -> Agent:
+           resumed: bool, interrupts: Interrupts,
+           on_evaluation: Callable[[int, EvalResult], bool | None] | None = None) -> Agent:
     agent = mode.agent
     eps_at = exploration(cfg)
     if cfg.num_actors and cfg.actor_eps == "apex":  # each actor's ε is fixed; the progress bar shows their mean
@@ -146,8 +163,8 @@ def _train(cfg: Config, kind: EnvKind, mode: Experience, rng: np.random.Generato
     state = LoopState(ep_return=[0.0] * cfg.num_envs, ep_length=[0] * cfg.num_envs)
     if resumed:
         run_id, metrics_bytes = _restore(run_dir, cfg, mode, rng, state)
-        if cfg.progress:
-            print(f"resuming {run_dir} at step {state.step:,} of {cfg.total_steps:,}", flush=True)
+        print(f"resuming {run_dir} at step {state.step:,} of {cfg.total_steps:,}", flush=True,
+              file=sys.stdout if cfg.progress else sys.stderr)  # said with the progress bar off too
     else:
         run_id, metrics_bytes = uuid.uuid4().hex[:12], None
         mode.start()
@@ -165,12 +182,12 @@ def _train(cfg: Config, kind: EnvKind, mode: Experience, rng: np.random.Generato
                     checkpoint_path(run_dir))
 
     out_of_time = time_limit(cfg)
-    interrupted = DeferredInterrupt()
     failed = True
     updates = state.updates if cfg.num_actors else None  # distributed runs show updates/s on the progress bar
     caller_stopped = False  # on_evaluation said stop (not checkpointed: a resumed run goes on)
+    saved = False  # agent.pt and the last checkpoint written: what is left is the final evaluation
     try:
-        with interrupted, warnings.catch_warnings():
+        with interrupts.deferred() as interrupted, warnings.catch_warnings():
             # NumPy's overflow warnings from a diverging update: the non-finite loss check says it in one line
             warnings.filterwarnings("ignore", category=RuntimeWarning, module=r"deepq\.core\.fast_path")
             while running(state, cfg, interrupted, out_of_time) and not caller_stopped:
@@ -199,12 +216,24 @@ def _train(cfg: Config, kind: EnvKind, mode: Experience, rng: np.random.Generato
                 checkpoint_and_stop(state.step, run_dir, interrupted.signum, save_checkpoint)
             agent.save(run_dir / "agent.pt")
             save_checkpoint()  # lets `--resume` extend a finished run with a larger total_steps
+            saved = True
+        interrupts.raise_if_requested()  # a signal while they were saved: stop as in the final evaluation
         bar.finish(state.step, f"stopped by on_evaluation at step {state.step:,}" if caller_stopped
                    else why_stopped(cfg, state))
         bar.message(f"final evaluation of {run_dir / 'agent.pt'}: {kind.episodes_text(cfg.eval_episodes)} ...")
         final = evaluate_kind(agent, kind, cfg.eval_episodes)
         log.evaluation(state.step, final, final=True)
         failed = False
+    except RunInterrupted as e:
+        if not e.reported:  # a signal the loop did not defer: a second one, or one after the loop
+            bar.close()
+            said = (f"during the final evaluation: {run_dir / 'agent.pt'} and its checkpoint (step {state.step:,}) "
+                    f"are saved; `deepq eval {run_dir}` evaluates it" if saved else
+                    f"(a second signal) at step {state.step:,}: {last_checkpoint(run_dir)} Continue with "
+                    f"`deepq train --resume {run_dir}`")
+            print(f"stopped by {signal_name(e.signum)} {said}", file=sys.stderr, flush=True)
+            e.reported = True
+        raise
     except NonFiniteLossError as e:
         raise NonFiniteLossError(f"{e} at env step {state.step:,} (update {state.updates:,}); the run stopped. "
                                  + diverged_advice(cfg, run_dir)) from None
@@ -217,12 +246,16 @@ def _train(cfg: Config, kind: EnvKind, mode: Experience, rng: np.random.Generato
     finally:
         bar.close()
         _close(log, quiet=failed)
-        mode.close()
 
     how = {"mcts": ", MCTS targets", "pqn": ", PQN"}.get(cfg.target, "")
     how += f", evaluated against {cfg.eval_opponent}" if kind.two_player else ""
-    plot_learning_curve(run_dir, title=f"{cfg.run_name} (seed {cfg.seed}{how})", threshold=cfg.stop_at_return,
-                        game=kind.two_player)
+    try:
+        plot_learning_curve(run_dir, title=f"{cfg.run_name} (seed {cfg.seed}{how})", threshold=cfg.stop_at_return,
+                            game=kind.two_player)
+    except Exception as e:  # the run is complete; a picture that cannot be drawn must not fail it
+        print(f"warning: {run_dir / 'learning_curve.png'} was not drawn ({type(e).__name__}: "
+              f"{first_sentence(str(e)) or 'see metrics.csv'}); the run is complete: agent.pt, metrics.csv and the "
+              "checkpoint are saved", file=sys.stderr, flush=True)
     if cfg.progress:
         print(f"final evaluation: {final}")
         print(f"done: {state.step:,} env steps, {state.episodes:,} episodes; run directory {run_dir}", flush=True)

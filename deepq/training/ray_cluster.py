@@ -4,16 +4,41 @@ set-up (deepq/training/setup.py), so a missing Ray is one line before anything i
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from deepq.config import Config
-from deepq.errors import DistributedError
+from deepq.errors import ConfigError, DistributedError
+from deepq.signals import SIGNALS
 
 # Ray turns a node address of 127.0.0.1 into the machine's outward-facing one on Linux unless this is "0"; set
 # before Ray is imported, it keeps a local Ray's traffic on loopback.
 LOOPBACK_ONLY = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+# Ray's core worker installs a native handler that answers SIGTERM with a stack dump (8 lines on stderr) and exit
+# status 15 when nothing replaced it yet; deepq answers every signal itself (deepq/signals.py), so it is left out.
+NO_NATIVE_DUMP = "RAY_DISABLE_FAILURE_SIGNAL_HANDLER"
+
+
+def usable_cpus() -> int:
+    """The CPUs this process may run on (its affinity mask: a container's or taskset's share, not the host's)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def check_actors_fit(cfg: Config) -> None:
+    """A local Ray gives each actor one CPU: more actors than this machine has CPUs would start that many worker
+    processes and never place them all (it hung, with 1,000). One line before anything starts."""
+    if cfg.num_actors > 0 and not cfg.ray_address and cfg.num_actors > (cpus := usable_cpus()):
+        raise ConfigError(f"num_actors={cfg.num_actors:,} is more than this machine can place: a local Ray gives "
+                          f"each actor one CPU and this machine has {cpus}; use --num_actors {cpus} or fewer, or "
+                          "join a larger cluster with --ray_address")
 
 
 def require_ray(cfg: Config | None = None) -> Any:
@@ -35,18 +60,60 @@ def connect(cfg: Config) -> bool:
     ray = require_ray(cfg)
     if ray.is_initialized():
         return False
+    os.environ.setdefault(NO_NATIVE_DUMP, "1")
     try:
-        if cfg.ray_address:
-            ray.init(address=cfg.ray_address, log_to_driver=False, logging_level="ERROR")
-        else:
-            ray.init(num_cpus=max(os.cpu_count() or 1, cfg.num_actors), include_dashboard=False,
-                     _node_ip_address="127.0.0.1", log_to_driver=False, logging_level="ERROR")
+        with _signals_kept(ray):
+            if cfg.ray_address:
+                ray.init(address=cfg.ray_address, log_to_driver=False, logging_level="ERROR")
+            else:
+                ray.init(num_cpus=max(usable_cpus(), cfg.num_actors), include_dashboard=False,
+                         _node_ip_address="127.0.0.1", log_to_driver=False, logging_level="ERROR")
+        _check_cluster_fits(ray, cfg)
     except Exception as e:  # Ray raises ConnectionError, RuntimeError, ValueError ... with long texts
+        ray.shutdown()  # what a start that failed half-way left running
+        if isinstance(e, DistributedError):
+            raise
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         where = f"the Ray cluster at {cfg.ray_address!r}" if cfg.ray_address else "a local Ray"
         raise DistributedError(f"could not start or join {where} ({first[:300]}); check `ray status`, or set "
                                "num_actors=0 to train in one process") from None
+    except BaseException:  # a signal (deepq/signals.py) stopped the start: nothing of it may be left running
+        ray.shutdown()
+        raise
     return True
+
+
+@contextmanager
+def _signals_kept(ray: Any) -> Iterator[None]:
+    """A signal during ray.init is held until it returns, then delivered to the handler found before (deepq's:
+    one line, exit 128 + signal, after ray.shutdown). Stopped part-way, ray.init leaves its node's agents running
+    with no one to stop them; and it sets SIGTERM handlers of its own (one exits with status 15, one kills the
+    node's processes and exits with 1), which are held off for the call."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held: list[int] = []
+    before = {s: signal.signal(s, lambda signum, frame: held.append(signum)) for s in SIGNALS}
+    utils = ray._private.utils
+    setter = utils.set_sigterm_handler
+    utils.set_sigterm_handler = lambda handler: None
+    try:
+        yield
+    finally:
+        utils.set_sigterm_handler = setter
+        for s, handler in before.items():
+            signal.signal(s, handler)  # also replaces the native handler Ray's core worker may have put on SIGTERM
+        if held:
+            signal.raise_signal(held[0])
+
+
+def _check_cluster_fits(ray: Any, cfg: Config) -> None:
+    """A cluster with fewer CPUs than num_actors can never place them all: one line, not a wait for ever."""
+    total = int(ray.cluster_resources().get("CPU", 0))
+    if cfg.num_actors > total:
+        where = f"the Ray cluster at {cfg.ray_address!r}" if cfg.ray_address else "the local Ray"
+        raise DistributedError(f"num_actors={cfg.num_actors:,} cannot be placed: each actor takes one CPU and "
+                               f"{where} has {total}; use --num_actors {total} or fewer, or add nodes")
 
 
 def check_address(cfg: Config) -> None:

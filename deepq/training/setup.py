@@ -23,8 +23,9 @@ def check(cfg: Config) -> Config:
     cfg.validate()
     kinds.check(cfg)
     if cfg.num_actors > 0:  # a distributed run: Ray must be importable (one line naming the extra if not)
-        from deepq.training.ray_cluster import check_address, require_ray
+        from deepq.training.ray_cluster import check_actors_fit, check_address, require_ray
 
+        check_actors_fit(cfg)
         require_ray(cfg)
         check_address(cfg)
     return cfg

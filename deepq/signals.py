@@ -1,0 +1,83 @@
+"""Signals that stop deepq: SIGINT (Ctrl-C), SIGTERM (what cluster schedulers send before they kill) and SIGHUP
+(the terminal closed). Every stage of every command answers them the same way: one line saying what was kept,
+exit 128 + the signal's number, nothing left running.
+
+`Interrupts` is the one handler. Outside `deferred()` a signal raises RunInterrupted at once, so `finally` blocks
+release locks, shut Ray down and remove what set-up made. Inside it (the training loop) the first signal only sets
+a flag that the loop checks between steps, so its checkpoint is consistent (waits inside the loop poll
+`requested`), and puts back the handlers found on entry, so a second signal acts as it would without deepq's:
+the command line's raises at once, Python's default SIGTERM kills. This module is the base layer's: it imports
+nothing from deepq but errors.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from deepq.errors import RunInterrupted
+
+SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+def name(signum: int) -> str:
+    """'SIGTERM' for 15."""
+    return signal.Signals(signum).name
+
+
+class Interrupts:
+    """SIGINT, SIGTERM and SIGHUP handled while the context is entered (main thread only: Python runs handlers
+    there); the handlers found on entry are put back on exit."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None  # the first signal received inside deferred()
+        self.deferring = False
+        self._old: dict[int, Any] = {}
+
+    @property
+    def requested(self) -> bool:
+        return self.signum is not None
+
+    def __enter__(self) -> Interrupts:
+        if threading.current_thread() is threading.main_thread():
+            self._old = {s: signal.signal(s, self._handle) for s in SIGNALS}
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._put_back()
+        self._old = {}
+
+    def install(self) -> None:
+        """Put this handler back where a library (Ray) replaced it while the context was entered."""
+        if self._old and self.signum is None:
+            for s in SIGNALS:
+                signal.signal(s, self._handle)
+
+    def _put_back(self) -> None:
+        for s, old in self._old.items():
+            signal.signal(s, old)
+
+    @contextmanager
+    def deferred(self) -> Iterator[Interrupts]:
+        """Within: the first signal sets `signum` for the caller to act on between steps; a second raises."""
+        self.deferring = True
+        try:
+            yield self
+        finally:
+            self.deferring = False
+
+    def raise_if_requested(self) -> None:
+        """RunInterrupted for a signal deferred earlier (a stage that has nothing to save stops here)."""
+        if self.signum is not None:
+            raise RunInterrupted(self.signum)
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.deferring and self.signum is None:
+            self.signum = signum
+            self._put_back()  # a second signal is not deferred
+            return
+        self.signum = self.signum or signum
+        raise RunInterrupted(signum)
