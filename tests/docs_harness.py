@@ -292,7 +292,9 @@ def check_signature_line(line: str) -> str:
         return "" if _plain(_shown(sig)) == _plain(m["sig"]) else f"{m['name']}{_plain(_shown(sig))}"
     if m := re.fullmatch(r"(?P<owner>[\w.]+)\.(?P<attr>\w+): (?P<type>.+)", line):
         owner = _resolve_name(m["owner"])
-        value = inspect.getattr_static(owner, m["attr"], None)
+        # a module's names may be imported on first use (deepq's, PEP 562): getattr, not getattr_static, for those
+        value = (getattr(owner, m["attr"], None) if inspect.ismodule(owner)
+                 else inspect.getattr_static(owner, m["attr"], None))
         if isinstance(value, property):
             actual = str(inspect.signature(value.fget).return_annotation) if value.fget else ""
         elif inspect.isclass(owner):  # a dataclass field, or another annotated class attribute
