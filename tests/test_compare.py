@@ -10,6 +10,11 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import signal
+import subprocess
+import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -17,6 +22,7 @@ from typing import Any
 import numpy as np
 import pytest
 import rliable.metrics
+from process_harness import wait_until_loaded
 
 import deepq
 from deepq.cli import main
@@ -161,6 +167,38 @@ def test_incomplete_runs_are_said_one_line_each(tmp_path: Path, capsys: pytest.C
     assert curves["iqm"][-1] == 410.0  # IQM of 400, 420 and the carried-forward 350, 480: the middle two
 
 
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")  # write_run's std of a NaN
+def test_nan_and_inf_evaluations_are_skipped_and_said(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """An evaluation whose return is NaN or inf would make every interval of its group nan: it is left out, and
+    a note per run says which; a run with no finite evaluation is left out; a stop_at_return of NaN is no
+    threshold."""
+    runs = tmp_path / "runs"
+    nan = write_run(runs / "nan", curve([100, math.nan, 300]), final=math.nan, seed=0)
+    inf = write_run(runs / "inf", curve([100, math.inf, 320]), final=330.0, seed=1)
+    write_run(runs / "fine", curve([100, 200, 310]), final=320.0, seed=2)
+    none = write_run(tmp_path / "none" / "run", curve([-math.inf]), final=math.nan, seed=3)
+    (none / "config.json").write_text((none / "config.json").read_text().replace('"stop_at_return": 475.0',
+                                                                                   '"stop_at_return": NaN'))
+    code, out, err = compare(capsys, str(runs), str(none), "--out", str(tmp_path / "cmp"))
+    assert code == 0 and err == "" and "nan" not in out.split("Notes:")[0], out
+    result = summary(tmp_path / "cmp")
+    assert {r["run_dir"]: r["final_return"] for r in result["groups"]["runs"]["run_dirs"]} == {
+        str(nan): 300.0, str(inf): 330.0, str(runs / "fine"): 320.0}
+    assert result["groups"]["runs"]["final_return"]["mean"]["value"] == pytest.approx(950 / 3)
+    assert result["curves"]["runs"]["steps"] == [1000.0, 2000.0, 3000.0]  # nan's carries its 1,000 value on
+    assert result["threshold"] == 475  # the runs that share it: none's NaN is no threshold
+    assert result["notes"][:5] == [  # the runs in the order found: fine, inf, nan, then none
+        f"{inf}: 1 evaluation(s) whose return is not a finite number skipped (periodic at step 2,000: inf)",
+        f"{nan}: 2 evaluation(s) whose return is not a finite number skipped (periodic at step 2,000: nan, final at "
+        "step 3,000: nan)",
+        f"{nan}: no final evaluation (its final one is not a finite number); its last periodic evaluation (step "
+        "3,000: 300.0) is its final return",
+        f"{none / 'config.json'}: its stop_at_return nan is not a finite number; ignored",
+        f"{none}: 2 evaluation(s) whose return is not a finite number skipped (periodic at step 1,000: -inf, final "
+        "at step 1,000: nan)"]
+    assert f"{none}: no evaluation in metrics.csv (none has a finite return); left out" in result["notes"]
+
+
 def test_runs_that_stopped_solved_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """A preset that stops at its solving evaluation leaves most runs short of the longest: one line says so."""
     runs = tmp_path / "runs"
@@ -271,8 +309,24 @@ BAD_INPUT = {  # case: the start of the one line it gets
                        "another setting"),
     "baseline unknown": "--baseline 'lr=1' is not one of the groups here: 'lr=0.001', 'lr=0.0005'",
     "sweep": ("{tmp}/sw/sweep.json is not a deepq sweep file (it needs \"seeds\" and \"settings\" with a \"label\" "
-              "each; KeyError: 'settings'); repair it, or compare the runs without it: deepq compare {tmp}/sw/runs"),
+              "each; \"settings\" must be a list of objects, not null); repair it, or compare the runs without it: "
+              "deepq compare {tmp}/sw/runs"),
     "reps": "--reps 10: a 95% interval needs at least 100 bootstrap replicates (default 2,000)",
+    "reps huge": ("--reps 1,000,000,000,000: at most 100,000 (twice rliable's 50,000; 100,000 replicates of 4 groups' "
+                  "learning curves took 44 s and 1.3 GB on a 2-core machine, and both grow with the replicates); give "
+                  "a smaller --reps"),
+    "threshold nan": "--threshold nan: give a finite number (a return, such as 475)",
+    "max-score inf": "--max-score inf: give a finite number (a return, such as 475)",
+    "seed negative": "--seed -1: the bootstrap's seed is an integer from 0 to 4,294,967,295",
+    "out a file": "--out {tmp}/one/config.json: it is a file, not a folder; choose another --out",
+    "out under a file": "--out {tmp}/one/config.json/cmp: {tmp}/one/config.json is a file, not a folder",
+    "out unwritable": "--out /proc/deepq-compare: cannot write in /proc (",
+    "sweep seed inf": ("{tmp}/sw/sweep.json is not a deepq sweep file (it needs \"seeds\" and \"settings\" with a "
+                       "\"label\" each; \"seeds\" must be a list of integers from 0 to 4,294,967,295, not "
+                       "[Infinity]); repair it"),
+    "sweep label escapes": ("{tmp}/sw/sweep.json is not a deepq sweep file (it needs \"seeds\" and \"settings\" with "
+                            "a \"label\" each; the label '../..' is not a folder name); repair it"),
+    "step inf": "{tmp}/one/metrics.csv is not a deepq metrics.csv (line 3: step 'inf' is not an env step); repair it",
 }
 
 
@@ -288,14 +342,49 @@ def test_bad_input_is_one_line_and_exit_code_2(tmp_path: Path, capsys: pytest.Ca
         (one / "metrics.csv").write_text(text)
     if case == "not csv":
         (one / "metrics.csv").write_text("this is not\na metrics file\n")
+    if case == "step inf":
+        (one / "metrics.csv").write_text((one / "metrics.csv").read_text().replace("\n1000,,", "\ninf,,", 1))
+    if case.startswith("sweep "):
+        seeds, label = ("[1e400]", "default") if case == "sweep seed inf" else ("[0]", "../..")
+        (tmp_path / "sw" / "sweep.json").write_text(f'{{"seeds": {seeds}, "settings": [{{"label": "{label}"}}]}}')
     argv = {"missing": [str(tmp_path / "nowhere")], "empty": [str(tmp_path / "empty")],
             "file": [str(one / "config.json")], "baseline alone": [str(one), "--baseline", "one"],
             "baseline unknown": [str(one), str(two), "--baseline", "lr=1"], "sweep": [str(tmp_path / "sw")],
-            "reps": [str(one), "--reps", "10"]}.get(case, [str(one)])
+            "reps": [str(one), "--reps", "10"], "reps huge": [str(one), "--reps", "1e12"],
+            "threshold nan": [str(one), "--threshold", "nan"], "max-score inf": [str(one), "--max-score", "inf"],
+            "seed negative": [str(one), "--seed", "-1"], "out a file": [str(one), "--out", str(one / "config.json")],
+            "out under a file": [str(one), "--out", str(one / "config.json" / "cmp")],
+            "out unwritable": [str(one), "--out", "/proc/deepq-compare"], "sweep seed inf": [str(tmp_path / "sw")],
+            "sweep label escapes": [str(tmp_path / "sw")]}.get(case, [str(one)])
     code = main(["compare", *argv])
     out, err = capsys.readouterr()
     assert code == 2 and out == ""
     assert err.count("\n") == 1 and err.startswith("deepq: error: " + BAD_INPUT[case].format(tmp=tmp_path)), err
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_during_the_bootstrap_stops_it_in_one_line(signum: int, tmp_path: Path) -> None:
+    """100,000 replicates of two groups' learning curves take many seconds: SIGTERM or Ctrl-C stops them at once,
+    with one line and exit 128 + the signal, and --out is not made."""
+    rng = np.random.default_rng(0)
+    for group, lr in (("a", 1e-3), ("b", 5e-4)):
+        for seed in range(5):
+            write_run(tmp_path / group / f"s{seed}", curve(rng.normal(200, 50, 400).tolist(), every=100), 300.0,
+                      seed=seed, lr=lr)
+    out = tmp_path / "cmp"
+    proc = subprocess.Popen([sys.executable, "-m", "deepq.cli", "compare", str(tmp_path / "a"), str(tmp_path / "b"),
+                             "--reps", "100000", "--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    try:
+        assert wait_until_loaded(proc, "scipy"), proc.communicate()  # the statistics' imports: it is computing
+        time.sleep(0.5)
+        os.kill(proc.pid, signum)
+        stdout, err = proc.communicate(timeout=5)
+    finally:
+        proc.kill()
+    assert proc.returncode == 128 + signum, err
+    assert err == f"deepq compare: stopped by {signal.Signals(signum).name} before it wrote anything; run it again\n"
+    assert stdout == "" and not out.exists()
 
 
 # ---- real runs -------------------------------------------------------------------------------------------

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from process_harness import processes_with, wait_until_handled
 
 import deepq
 from deepq.cli import main
@@ -154,8 +155,11 @@ def test_bad_input_is_one_line_before_anything_is_written(bad: list[str], says: 
     assert not (tmp_path / "sw").exists()
 
 
-def test_ctrl_c_checkpoints_the_runs_and_the_same_command_resumes_them(tmp_path: Path,
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_ctrl_c_checkpoints_the_runs_and_the_same_command_resumes_them(signum: int, tmp_path: Path,
                                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    """Ctrl-C (SIGINT) or a scheduler's SIGTERM, by os.kill to a real `deepq sweep`: its run checkpoints, the sweep
+    says so in one line and exits with 128 + the signal, leaving no process running; the line's command resumes."""
     sweep = tmp_path / "sw"
     argv = sweep_argv(sweep, seeds=1, sets=(), tiny=["--total_steps", "3000", *TINY[2:]])
     proc = subprocess.Popen([sys.executable, "-m", "deepq.cli", *argv], stdout=subprocess.PIPE,
@@ -164,14 +168,15 @@ def test_ctrl_c_checkpoints_the_runs_and_the_same_command_resumes_them(tmp_path:
     while not any(len(rows(m.parent)) > 1 for m in sweep.glob("runs/*/*/metrics.csv")):  # a run is training
         assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
         time.sleep(0.05)
-    proc.send_signal(signal.SIGINT)
+    os.kill(proc.pid, signum)
     out, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130, err
+    assert proc.returncode == 128 + signum, err
+    assert processes_with(str(sweep)) == []
     run = sweep / "runs" / "default" / "seed-0"
     assert (run / "checkpoint" / "checkpoint.pt").is_file() and not (run / "agent.pt").exists(), out
     run_id = json.loads((run / "config.json").read_text())["run_id"]
     assert out.splitlines()[-1] == "default seed 0: stopped, checkpoint saved" and "[1/1]" not in out, out
-    assert "stopped by SIGINT" in err and err.count("\n") == 1, err
+    assert err.startswith(f"stopped by {signal.Signals(signum).name}: ") and err.count("\n") == 1, err
     again = shlex.split(err.split(": ")[-1])
     assert again[:2] == ["deepq", "sweep"] and main(again[1:]) == 0  # the command it printed
     out = capsys.readouterr().out
@@ -266,3 +271,108 @@ def test_a_saved_config_is_swept_and_tuple_values_are_written_in_parentheses(tmp
         saved = json.loads((sweep / "runs" / label / "seed-0" / "config.json").read_text())
         assert (saved["lr"], saved["hidden_sizes"], saved["total_steps"]) == (7e-4, hidden, 600)
     assert main(["sweep", str(tmp_path / "missing.json"), "--seeds", "1", "--dir", str(tmp_path / "x")]) == 2
+
+
+# ---- every count, seed and path checked before anything starts; every signal honoured ------------------------
+MANY_LRS = ",".join(f"{1e-3 + i * 1e-7:.7f}" for i in range(200))
+
+
+@pytest.mark.parametrize(("bad", "says"), [
+    (["--seeds", "1e9"], "--seeds 1,000,000,000: at most 10,000 (a sweep's runs: each is a process"),
+    (["--seeds", "100", "--set", f"lr={MANY_LRS}"], "--seeds 100 x 200 setting(s) of --set make 20,000 runs; a sweep "
+                                                      "holds at most 10,000"),
+    (["--seeds", "1", "--first-seed", "1e30"], "--first-seed 1,000,000,000,000,000,000,000,000,000,000: the seeds"),
+    (["--seeds", "2", "--first-seed", "4294967295"], "the seeds 4,294,967,295 to 4,294,967,296 must lie in 0 to "
+                                                     "4,294,967,295 (a training seed is 32-bit); give --first-seed "
+                                                     "between 0 and 4,294,967,294"),
+    (["--seeds", "1000", "--parallel", "1000"], "--parallel 1,000: 1,000 runs at a time need ~"),
+    (["--seeds", "1", "--set", "env=CartPole-v1,evil"], "setting env=evil: unknown environment id 'evil'"),
+    (["--seeds", "1", "--set", f"hidden_sizes=({','.join(['1'] * 200)})"],
+     "its folder name is 412 bytes, more than a file name can be (255)"),
+], ids=["a billion seeds", "20,000 runs", "seed 1e30", "seeds past 2**32-1", "1,000 at a time", "no such env",
+        "a label too long"])
+def test_what_cannot_run_is_one_line_before_anything_starts(bad: list[str], says: str, tmp_path: Path,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    """Counts, seeds and settings that would hang (a billion seeds), fail in every run (a seed above 2**32 - 1, an
+    env that is not there, a folder name too long) or not fit in memory together are refused as one line."""
+    assert main(["sweep", "cartpole", *bad, "--dir", str(tmp_path / "sw")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("deepq: error: ") and err.count("\n") == 1 and says in err, err
+    assert not (tmp_path / "sw").exists()
+
+
+def test_files_it_reads_and_the_dir_it_writes_are_checked_first(tmp_path: Path,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """A saved config whose seed is 1e400 (JSON's inf), a sweep.json whose seeds or labels no run can have, and a
+    --dir that is a file or under one: one line each, naming the file or --dir, nothing run."""
+    config = deepq.Config(env="CartPole-v1").to_dict()
+    best = tmp_path / "best.json"
+    best.write_text(json.dumps(config).replace('"seed": 0', '"seed": 1e400'))
+    (tmp_path / "file").write_text("")
+    seeds_inf, escape = tmp_path / "inf", tmp_path / "escape"
+    for sweep, seeds, label in ((seeds_inf, "[1e400]", "default"), (escape, "[0]", "../../x")):
+        sweep.mkdir()
+        (sweep / "sweep.json").write_text(f'{{"target": "cartpole", "seeds": {seeds}, "settings": [{{"label": '
+                                          f'"{label}", "overrides": {{}}}}], "common": {{}}, "version": 1}}')
+    cases = [([str(best), "--dir", str(tmp_path / "a")], f"{best}: seed=inf is not valid"),
+             (["cartpole", "--dir", str(seeds_inf)], f"{seeds_inf}/sweep.json is not a sweep.json written by deepq "
+                                                     'sweep ("seeds" must be a list of integers from 0 to 4,294,967,'
+                                                     "295, not [Infinity])"),
+             (["cartpole", "--dir", str(escape)], "(the label '../../x' is not a folder name)"),
+             (["cartpole", "--dir", str(tmp_path / "file")], f"--dir {tmp_path / 'file'}: it is a file, not a folder; "
+                                                              "choose another --dir"),
+             (["cartpole", "--dir", str(tmp_path / "file" / "sw")], f"{tmp_path / 'file'} is a file, not a folder")]
+    for argv, says in cases:
+        assert main(["sweep", *argv, "--seeds", "1"]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("deepq: error: ") and err.count("\n") == 1 and says in err, err
+    assert not (tmp_path / "a").exists() and not list(tmp_path.glob("*/runs"))
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_while_the_sweep_is_checked_is_one_line_and_writes_nothing(signum: int, tmp_path: Path) -> None:
+    """Checking 5,000 settings takes seconds (each one's Config, its env made once); a signal then stops the sweep
+    at once with one line, exit 128 + the signal, before sweep.json or any run is made."""
+    sweep = tmp_path / "sw"
+    lrs = ",".join(f"{1e-3 + i * 1e-7:.7f}" for i in range(5000))
+    proc = subprocess.Popen([sys.executable, "-m", "deepq.cli", "sweep", "cartpole", "--seeds", "1", "--set",
+                             f"lr={lrs}", "--dir", str(sweep)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    try:
+        assert wait_until_handled(proc, signal.SIGTERM), proc.communicate()  # the command has started
+        time.sleep(1.5)  # into the checks, which take 10 s or more
+        os.kill(proc.pid, signum)
+        out, err = proc.communicate(timeout=10)
+    finally:
+        proc.kill()
+    assert proc.returncode == 128 + signum, err
+    assert err == (f"deepq sweep: stopped by {signal.Signals(signum).name} while checking the sweep, before any run "
+                   "or file was made; nothing to resume\n") and out == ""
+    assert not sweep.exists()
+
+
+def test_a_sweep_killed_outright_leaves_no_run_training(tmp_path: Path) -> None:
+    """SIGKILL cannot be caught, so the sweep cannot pass it on; its runs (in sessions of their own, out of a
+    terminal's reach) are sent SIGTERM by Linux when it dies, and stop as they do on SIGTERM."""
+    sweep = tmp_path / "sw"
+    never_done = ["--total_steps", "1000000", "--common", "stop_at_return=None", *TINY[2:]]  # not solved and ended
+    argv = sweep_argv(sweep, seeds=1, sets=(), tiny=never_done)
+    proc = subprocess.Popen([sys.executable, "-m", "deepq.cli", *argv], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    run = sweep / "runs" / "default" / "seed-0"
+    try:
+        deadline = time.monotonic() + 120
+        while not ((run / "metrics.csv").is_file() and len(rows(run)) > 1):  # the run is training
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+            time.sleep(0.05)
+        proc.kill()
+        proc.communicate(timeout=10)
+        deadline = time.monotonic() + 30
+        while processes_with(str(sweep)) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        left = processes_with(str(sweep))
+    finally:
+        for pid in processes_with(str(sweep)):
+            os.kill(pid, signal.SIGKILL)
+    assert left == []
+    assert "stopped by SIGTERM" in (run / "train.log").read_text()  # the run's own line: it stopped, not killed

@@ -12,7 +12,9 @@ import contextlib
 import csv
 import io
 import json
+import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -179,7 +181,10 @@ def test_a_trial_whose_loss_diverges_is_pruned_and_the_study_goes_on(tmp_path: P
 
 # Ctrl-C ------------------------------------------------------------------------------------------------------------
 
-def test_ctrl_c_keeps_the_study_and_the_same_command_finishes_it(tmp_path: Path) -> None:
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_ctrl_c_keeps_the_study_and_the_same_command_finishes_it(signum: int, tmp_path: Path) -> None:
+    """Ctrl-C (SIGINT) or SIGTERM, by os.kill, during a trial: its training checkpoints, the trial is marked failed
+    and queued, one line says so (not also the training loop's `deepq train --resume` one), exit 128 + signal."""
     argv = tune_cmd(tmp_path, 1, "--total_steps", "3000")
     run_dir = tmp_path / "study" / "trial-0"
     proc = subprocess.Popen([sys.executable, "-m", "deepq.cli", *argv], stdout=subprocess.PIPE,
@@ -189,13 +194,14 @@ def test_ctrl_c_keeps_the_study_and_the_same_command_finishes_it(tmp_path: Path)
         while not ((run_dir / "metrics.csv").is_file() and periodic(run_dir)):  # trial 0 is training
             assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
             time.sleep(0.05)
-        proc.send_signal(signal.SIGINT)
+        os.kill(proc.pid, signum)
         _, err = proc.communicate(timeout=60)
     finally:
         proc.kill()
-    assert proc.returncode == 130, err
-    assert "trial 0 interrupted and marked failed" in err and "run the same command again" in err
-    assert "Traceback" not in err
+    assert proc.returncode == 128 + signum, err
+    assert err.startswith(f"deepq tune: stopped by {signal.Signals(signum).name}: trial 0 interrupted and marked "
+                          "failed; its run") and err.count("\n") == 1, err
+    assert "run the same command again to continue" in err
     (failed, waiting) = trials_of(tmp_path)
     assert failed.state == State.FAIL and waiting.state == State.WAITING
     interrupted_at = periodic(run_dir)[-1]
@@ -224,6 +230,11 @@ def test_ctrl_c_keeps_the_study_and_the_same_command_finishes_it(tmp_path: Path)
     (["--trials", "0"], "--trials 0: a study needs at least one trial"),
     (["--eval_interval", "0"], "eval_interval=0 with total_steps=3,000"),
     (["--run_dir", "x"], "--run_dir: deepq tune gives each trial its own run directory"),
+    (["--trials", "1e18"], "--trials 1,000,000,000,000,000,000: at most 10,000 (Optuna reads every earlier trial"),
+    (["--startup_trials", "1e9"], "--startup_trials 1,000,000,000: at most 10,000"),
+    (["--storage", "sqlite://"], "--storage sqlite://: an in-memory database ends with this command, and the study "
+                                 "with it, so the same command could not continue it; leave --storage out"),
+    (["--storage", "sqlite:///:memory:"], "--storage sqlite:///:memory:: an in-memory database ends with this"),
 ])
 def test_bad_input_is_one_line(extra: list[str], says: str, tmp_path: Path,
                                capsys: pytest.CaptureFixture[str]) -> None:
@@ -231,6 +242,37 @@ def test_bad_input_is_one_line(extra: list[str], says: str, tmp_path: Path,
     captured = capsys.readouterr()
     assert captured.err.count("\n") == 1 and captured.err.startswith("deepq: error: ") and says in captured.err
     assert not list(tmp_path.glob("study/trial-*"))  # refused before any trial
+
+
+def test_files_and_folders_it_would_write_and_other_databases_are_one_line(tmp_path: Path,
+                                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    """--dir or --best where no file can go, a --study that would make the default DIR a nested path, and an SQLite
+    file of another program (Optuna would add its tables to it) or with tables of Optuna's names but not its
+    schema: one line each, before any trial, and the other program's database left as it was."""
+    (tmp_path / "file").write_text("")
+    other, clash = tmp_path / "other.db", tmp_path / "clash.db"
+    for db, table in ((other, "t(x)"), (clash, "studies(x)")):
+        with contextlib.closing(sqlite3.connect(db)) as conn:
+            conn.execute(f"CREATE TABLE {table}")
+            conn.commit()
+    cases = [(["--dir", str(tmp_path / "file")], f"--dir {tmp_path / 'file'}: it is a file, not a folder"),
+             (["--best", str(tmp_path)], f"--best {tmp_path}: it is a folder; give a file name"),
+             (["--best", str(tmp_path / "file" / "b.json")], f"--best {tmp_path / 'file' / 'b.json'}: "
+                                                              f"{tmp_path / 'file'} is a file, not a folder"),
+             (["--storage", f"sqlite:///{other}"], f"--storage sqlite:///{other}: {other} is not an Optuna study "
+                                                   "database (it is another program's SQLite database, with the "
+                                                   "tables t); give a new file or one deepq tune made"),
+             (["--storage", f"sqlite:///{clash}"], f"--storage sqlite:///{clash}: Optuna cannot use it (")]
+    for extra, says in cases:
+        assert main(tune_cmd(tmp_path, 2, *extra)) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and err.startswith("deepq: error: " + says), err
+    argv = [a for a in tune_cmd(tmp_path, 2) if a not in ("--dir", str(tmp_path / "study"))]
+    assert main([*argv, "--study", "../up"]) == 2
+    assert "--study '../up': the default --dir, runs/tune-STUDY, must be one folder name" in capsys.readouterr().err
+    with contextlib.closing(sqlite3.connect(other)) as conn:
+        assert conn.execute("SELECT name FROM sqlite_master").fetchall() == [("t",)]
+    assert not list(tmp_path.glob("study/trial-*"))
 
 
 def test_a_study_with_other_settings_or_a_foreign_dir_is_one_line(studied: tuple[Path, list[str]], tmp_path: Path,

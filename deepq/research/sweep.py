@@ -10,6 +10,8 @@ import argparse
 import contextlib
 import csv
 import json
+import os
+import re
 import shlex
 import signal
 import subprocess
@@ -21,10 +23,18 @@ from typing import Any, NamedTuple, Protocol
 
 from deepq.cli_args import integer
 from deepq.config import Config
-from deepq.errors import ConfigError, DistributedError, RunDirError
-from deepq.research.sweep_plan import cli_words, extend, plan
+from deepq.errors import ConfigError, DistributedError, RunDirError, RunInterrupted
+from deepq.research import checks, interrupt
+from deepq.research.sweep_plan import MAX_RUNS, cli_words, extend, plan
 
 POLL_S = 0.2  # how often runs are looked at: the bar's refresh, and the most a signal waits to be passed on
+STOP_GRACE_S = 30.0  # a run not stopped this long after a signal was passed on is killed (as SLURM's KillWait)
+# A run's process asks Linux for SIGTERM when the process that started it (the sweep, or its Ray task) dies, even
+# by SIGKILL, so that it checkpoints and stops instead of training on unseen (PR_SET_PDEATHSIG = 1, kept across
+# exec); it checks that its parent is still the one that started it, then becomes `python -m deepq.cli ARGV`.
+ORPHAN_GUARD = ("import ctypes, os, sys; ctypes.CDLL(None).prctl(1, 15); "
+                "os.getppid() == int(sys.argv[1]) or sys.exit(143); "
+                "os.execv(sys.executable, [sys.executable, '-m', 'deepq.cli', *sys.argv[2:]])")
 
 
 def add_parser(sub: Any) -> None:
@@ -61,27 +71,70 @@ class Job(NamedTuple):
 class Handle(Protocol):  # a run being trained: a local subprocess.Popen, or a RayRun
     def poll(self) -> int | None: ...
     def send_signal(self, signum: int) -> None: ...
+    def kill(self) -> None: ...
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.seeds < 1 or (args.parallel is not None and args.parallel < 1):
-        raise ConfigError(f"{'--seeds' if args.seeds < 1 else '--parallel'} must be at least 1")
-    spec, configs = plan(args)  # every field and value checked before anything is written
+    check_args(args)
     sweep = Path(args.dir).absolute()
+    with interrupt.raising(lambda sig: f"deepq sweep: stopped by {sig} while checking the sweep, before any run or "
+                           "file was made; nothing to resume"):
+        spec, configs, need = plan(args)  # every field and value checked before anything is written
+        if not args.ray_address:
+            check_memory(args.parallel, len(spec["settings"]) * args.seeds, need)
+    with interrupt.noted() as signals:  # from here a signal stops the sweep where that is safe: not inside Ray's start
+        try:
+            with launcher(args.ray_address) as start:
+                signals.again()  # ray.init set its own SIGTERM handler
+                if signals:  # while Ray started (shut down on the way out): no run has started
+                    raise RunInterrupted(signals[0])
+                return sweep_into(args, sweep, spec, configs, start, signals)
+        except RunInterrupted as e:
+            if getattr(e, "reported", False):
+                raise
+            interrupt.stop(e.signum, f"deepq sweep: stopped by {interrupt.name(e.signum)} before any run started; "
+                           f"the same command starts them: {command(args)}")
+
+
+def sweep_into(args: argparse.Namespace, sweep: Path, spec: dict[str, Any], configs: dict[str, Config],
+               start: Callable[[list[str], Path], Handle], signals: list[int]) -> int:
+    """The sweep directory made and locked, sweep.json written (or extended), then its runs trained."""
     from deepq.run.log import RunDirLock, make_dir
 
-    with launcher(args.ray_address) as start:
+    try:
         make_dir(sweep)
-        try:
-            lock = RunDirLock(sweep)
-        except RunDirError:
-            holder = (sweep / ".lock").read_text().strip() or "unknown"
-            raise RunDirError(f"{sweep} is in use by another deepq sweep (pid {holder}); wait for it to end or "
-                              "stop it (Ctrl-C checkpoints its runs), or sweep into another --dir") from None
-        try:
-            return sweep_runs(args, sweep, extend(sweep / "sweep.json", spec), configs, start)
-        finally:
-            lock.release()
+        lock = RunDirLock(sweep)
+    except RunDirError as e:
+        if holder := re.search(r"in use by another deepq process \(pid (\S+)\)", str(e)):
+            raise RunDirError(f"{sweep} is in use by another deepq sweep (pid {holder.group(1)}); wait for it to "
+                              "end or stop it (Ctrl-C checkpoints its runs), or sweep into another --dir") from None
+        raise RunDirError(str(e).replace("--run_dir", "--dir")) from None
+    try:
+        return sweep_runs(args, sweep, extend(sweep / "sweep.json", spec), configs, start, signals)
+    finally:
+        lock.release()
+
+
+def check_args(args: argparse.Namespace) -> None:
+    """The counts and the folder typed, checked in an instant, before the sweep is planned."""
+    for flag, value in (("--seeds", args.seeds), ("--parallel", args.parallel)):
+        if value is not None and value < 1:
+            raise ConfigError(f"{flag} {value}: give 1 or more")
+    checks.at_most("--seeds", args.seeds, MAX_RUNS, "a sweep's runs: each is a process of its own, seconds to start "
+                   "before it trains")
+    checks.seeds("--first-seed", args.first_seed, args.seeds)
+    checks.writable_dir("--dir", Path(args.dir))
+
+
+def check_memory(parallel: int | None, runs: int, need: int) -> None:
+    """--parallel runs at a time (at most the sweep's runs) must fit in this machine's memory together."""
+    from deepq.core.memory import available_bytes, size_text
+
+    at_once = min(parallel or 1, runs)
+    if at_once > 1 and at_once * need > (room := available_bytes()):
+        raise ConfigError(f"--parallel {parallel:,}: {at_once:,} runs at a time need ~{size_text(at_once * need)} "
+                          f"(~{size_text(need)} each: a process and what its settings allocate), and this machine has "
+                          f"{size_text(room)} available; give --parallel {max(room // need, 1):,} or less")
 
 
 class Outcome(NamedTuple):
@@ -98,14 +151,14 @@ def outcome(run_dir: Path) -> Outcome | None:
         with (run_dir / "metrics.csv").open(newline="") as f:
             rows = list(csv.DictReader(f))
         stop_at = json.loads((run_dir / "config.json").read_text()).get("stop_at_return")
-    except (OSError, ValueError):
+        final = next((r for r in reversed(rows) if r.get("eval_kind") == "final"), None)
+        if final is None or not (run_dir / "agent.pt").is_file():
+            return None
+        solved = next((int(r["step"]) for r in rows if r.get("eval_kind") == "periodic" and stop_at is not None
+                       and float(r["eval_return"]) >= stop_at), None)
+        return Outcome(float(final["eval_return"]), float(final["eval_std"]), int(final["step"]), solved, stop_at)
+    except (OSError, ValueError, TypeError, KeyError, AttributeError, csv.Error):  # damaged: trained again
         return None
-    final = next((r for r in reversed(rows) if r.get("eval_kind") == "final"), None)
-    if final is None or not (run_dir / "agent.pt").is_file():
-        return None
-    solved = next((int(r["step"]) for r in rows if r.get("eval_kind") == "periodic" and stop_at is not None
-                   and float(r["eval_return"]) >= stop_at), None)
-    return Outcome(float(final["eval_return"]), float(final["eval_std"]), int(final["step"]), solved, stop_at)
 
 
 def train_argv(job: Job, target: str, fields: dict[str, Any], threads: list[str]) -> list[str]:
@@ -124,19 +177,25 @@ def spawn(argv: list[str], log: Path) -> subprocess.Popen[bytes]:
     with log.open("a") as out:
         out.write(f"$ deepq {shlex.join(argv)}   # {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
         out.flush()
-        return subprocess.Popen([sys.executable, "-m", "deepq.cli", *argv], stdout=out, stderr=subprocess.STDOUT,
+        start = ["-c", ORPHAN_GUARD, str(os.getpid())] if sys.platform.startswith("linux") else ["-m", "deepq.cli"]
+        return subprocess.Popen([sys.executable, *start, *argv], stdout=out, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, start_new_session=True)
 
 
 def ray_task(argv: list[str], log: str) -> int:
-    """A Ray task: the run's subprocess, on whichever node runs it; a cancel stops it with a checkpoint."""
-    proc = spawn(argv, Path(log))
-    try:  # Ray's cancel is a KeyboardInterrupt raised between bytecodes, never inside a blocking wait: poll
-        while proc.poll() is None:
+    """A Ray task: the run's subprocess, on whichever node runs it; a cancel stops it with a checkpoint, and the
+    task waits for it (a second cancel passes SIGTERM again, which stops it at once; after STOP_GRACE_S, SIGKILL)."""
+    proc, kill_at = spawn(argv, Path(log)), float("inf")
+    while True:
+        try:  # Ray's cancel is a KeyboardInterrupt raised between bytecodes, never inside a blocking wait: poll
+            if (code := proc.poll()) is not None:
+                return code
             time.sleep(POLL_S)
-    except KeyboardInterrupt:
-        proc.send_signal(signal.SIGTERM)  # not SIGINT: a Ray worker blocks it, and so does the run it started
-    return proc.wait()
+            if time.monotonic() > kill_at:
+                proc.kill()
+        except KeyboardInterrupt:
+            proc.send_signal(signal.SIGTERM)  # not SIGINT: a Ray worker blocks it, and so does the run it started
+            kill_at = min(kill_at, time.monotonic() + STOP_GRACE_S)
 
 
 class RayRun:
@@ -158,6 +217,9 @@ class RayRun:
     def send_signal(self, signum: int) -> None:
         self.ray.cancel(self.ref)
 
+    def kill(self) -> None:  # its task kills the run STOP_GRACE_S after the first cancel: this asks again
+        self.ray.cancel(self.ref)
+
 
 @contextlib.contextmanager
 def launcher(ray_address: str | None) -> Iterator[Callable[[list[str], Path], Handle]]:
@@ -171,10 +233,14 @@ def launcher(ray_address: str | None) -> Iterator[Callable[[list[str], Path], Ha
     cfg = Config(ray_address="" if ray_address == "local" else ray_address)
     try:
         check_address(cfg)
-        ray, started = require_ray(cfg), connect(cfg)
+        ray = require_ray(cfg)
+        started = connect(cfg)
     except DistributedError as e:  # said for distributed training runs: in a sweep's words
         raise DistributedError(str(e).replace("num_actors > 0", "--ray_address").replace(
             "set num_actors=0 to train in one process", "drop --ray_address to train on this machine")) from None
+    except SystemExit:  # ray.init's own SIGTERM handler (sys.exit) ran while Ray started: none of it is kept
+        ray.shutdown()
+        raise RunInterrupted(signal.SIGTERM) from None
     # shipped by value: a worker runs ray_task without importing deepq (torch: seconds and 300 MB per worker)
     ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
     task = ray.remote(num_cpus=1, max_retries=0)(ray_task)  # a retry would start the run again, not resume it
@@ -209,10 +275,11 @@ class Board:
 
 
 def sweep_runs(args: argparse.Namespace, sweep: Path, spec: dict[str, Any], configs: dict[str, Config],
-               start: Callable[[list[str], Path], Handle]) -> int:
+               start: Callable[[list[str], Path], Handle], signals: list[int]) -> int:
     """Train the sweep's runs that have not finished, --parallel at a time, a line as each ends; then the table.
-    SIGINT, SIGTERM and SIGHUP start no more runs and are passed on to the running ones, which checkpoint: the
-    handler only notes them and the loop passes them on (Ray's calls are not made inside a signal handler)."""
+    The SIGINT, SIGTERM and SIGHUP noted in `signals` start no more runs and are passed on to the running ones,
+    which checkpoint (Ray's calls are not made inside a signal handler); one still running STOP_GRACE_S later is
+    killed, keeping its last periodic checkpoint."""
     jobs = [Job(s["label"], seed, sweep / "runs" / s["label"] / f"seed-{seed}")
             for s in spec["settings"] for seed in spec["seeds"]]
     todo = [j for j in jobs if outcome(j.run_dir) is None]
@@ -224,9 +291,8 @@ def sweep_runs(args: argparse.Namespace, sweep: Path, spec: dict[str, Any], conf
     chosen = "threads" in spec["common"] or any("threads" in s["overrides"] for s in spec["settings"])
     threads = ["--threads", "1"] if (parallel > 1 or args.ray_address) and not chosen else []  # a core per run
     fields = {s["label"]: {**spec["common"], **s["overrides"]} for s in spec["settings"]}
-    board, failed, signals, passed = Board(len(jobs), len(jobs) - len(todo)), list[str](), list[int](), 0
+    board, failed, passed, kill_at = Board(len(jobs), len(jobs) - len(todo)), list[str](), 0, float("inf")
     queue, running = list(todo), dict[Job, tuple[Handle, float, bool]]()
-    old = {s: signal.signal(s, lambda n, _: signals.append(n)) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     try:
         while running or (queue and not signals):
             while queue and len(running) < parallel and not signals:
@@ -237,8 +303,13 @@ def sweep_runs(args: argparse.Namespace, sweep: Path, spec: dict[str, Any], conf
             for signum in signals[passed:]:
                 for handle, _, _ in running.values():
                     handle.send_signal(signum)
+                kill_at = min(kill_at, time.monotonic() + STOP_GRACE_S)
             passed = len(signals)
             time.sleep(POLL_S)
+            if time.monotonic() > kill_at:  # a run that does not stop (a long step, a stuck env) is not waited for
+                for handle, _, _ in running.values():
+                    handle.kill()
+                kill_at = float("inf")
             for job, (handle, t0, resumed) in list(running.items()):
                 if (code := handle.poll()) is not None:
                     del running[job]
@@ -246,12 +317,11 @@ def sweep_runs(args: argparse.Namespace, sweep: Path, spec: dict[str, Any], conf
                     board.line(text, counted=ok or not signals)
                     failed += [] if ok or signals else [f"{job.label} seed {job.seed} (exit {code})"]
     finally:
-        for s, handler in old.items():
-            signal.signal(s, handler)
         if board.bar is not None:
             board.bar.stop()
+        stop_all([handle for handle, _, _ in running.values()])  # only an error leaves some: none goes on unseen
     if signals:
-        print(f"stopped by {signal.Signals(signals[0]).name}: the runs in training saved checkpoints; run the same "
+        print(f"stopped by {interrupt.name(signals[0])}: the runs in training saved checkpoints; run the same "
               f"command again to go on (finished runs are skipped, interrupted ones resumed): {command(args)}",
               file=sys.stderr, flush=True)
         return 128 + signals[0]
@@ -260,6 +330,18 @@ def sweep_runs(args: argparse.Namespace, sweep: Path, spec: dict[str, Any], conf
         print(f"failed: {'; '.join(failed)}; each run's train.log says why; the same command again retries them")
     print(f"compare them: deepq compare {shlex.quote(args.dir)}", flush=True)
     return 1 if failed else 0
+
+
+def stop_all(handles: list[Handle]) -> None:
+    """SIGTERM to each run (it checkpoints), and SIGKILL to those still running STOP_GRACE_S later."""
+    for handle in handles:
+        handle.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + STOP_GRACE_S
+    while any(h.poll() is None for h in handles) and time.monotonic() < deadline:
+        time.sleep(POLL_S)
+    for handle in handles:
+        if handle.poll() is None:
+            handle.kill()
 
 
 def ended(job: Job, code: int, wall_s: float, resumed: bool, stopping: bool) -> tuple[str, bool]:

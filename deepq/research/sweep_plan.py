@@ -8,22 +8,29 @@ import argparse
 import difflib
 import itertools
 import json
+import math
 import re
 from pathlib import Path
 from typing import Any, NoReturn
 
 from deepq.cli_args import add_config_options
-from deepq.config import FIELD_ALIASES, Config
+from deepq.config import FIELD_ALIASES, GAMES, PIXELS, TAGS, Config
 from deepq.errors import ConfigError
 from deepq.presets import PRESETS, preset
+from deepq.research.checks import MAX_SEED
 
 RESERVED = {"seed": "the seeds are --seeds N and --first-seed S",  # the fields the sweep sets itself
             "run_dir": "each run's directory is SWEEP/runs/<label>/seed-<S>"}
+MAX_RUNS = 10_000  # each run is a process of its own: a few seconds to start (torch) before it trains a step
+NAME_MAX = 255  # bytes in one file name (ext4, XFS, Btrfs, APFS): a setting's label is one
+PROCESS_BYTES = 350_000_000  # a `deepq train cartpole` process peaks at 355 MB (torch, gymnasium), its replay aside
+ENV_FIELDS = {name for name, t in TAGS.items() if t.group in (PIXELS, GAMES)} | {"env"}  # what makes the env
 
 
-def plan(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Config]]:
-    """sweep.json's content for this command, and each setting's Config, checked as `deepq train` checks it."""
-    from deepq.training.setup import check, env_kind
+def plan(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Config], int]:
+    """sweep.json's content for this command, each setting's Config, checked as `deepq train` checks it (its env
+    made once), and the bytes of memory the largest of its runs needs."""
+    from deepq.training.setup import check
 
     parser = FieldParser(add_help=False, allow_abbrev=False)
     add_config_options(parser)
@@ -35,6 +42,10 @@ def plan(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Config]]:
         raise ConfigError(f"{twice[0]} is given twice (in --set, --common or --total_steps); give each field once")
     common = {field: values[0] for field, values in given}
     names = [field for field, _ in swept]
+    if (runs := math.prod(len(values) for _, values in swept) * args.seeds) > MAX_RUNS:  # before they are made
+        raise ConfigError(f"--seeds {args.seeds:,} x {runs // args.seeds:,} setting(s) of --set make {runs:,} runs; "
+                          f"a sweep holds at most {MAX_RUNS:,} (each run is a process, seconds to start before it "
+                          "trains): sweep fewer seeds or values, or split them over several --dir")
     combos = [dict(zip(names, c, strict=True)) for c in itertools.product(*(values for _, values in swept))]
     settings: list[dict[str, Any]] = [{"label": label(o), "overrides": o} for o in combos if o] or \
         [{"label": "default", "overrides": {}}]
@@ -43,16 +54,42 @@ def plan(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Config]]:
         base = config_file(Path(args.target))
     else:
         base = preset(args.target) if args.target.lower() in PRESETS else Config(env=args.target)
-    if args.target.lower() not in PRESETS:  # an env id: it must make an env here, or every run would fail on it
-        env_kind(base).make_vec_env(base.replace(num_envs=1)).close()
-    configs = {}
+    configs: dict[str, Config] = {}
+    needs: list[int] = []
+    envs: dict[str, tuple[Any, ...]] = {}  # each env made once: one that cannot be made would fail all its runs
     for s in settings:
         try:
-            configs[s["label"]] = check(base.replace(**common, **s["overrides"], seed=args.first_seed))
+            if problem := folder_problem(s["label"]):
+                raise ConfigError(f"{problem}; sweep that field with shorter values, or set it with --common")
+            cfg = configs[s["label"]] = check(base.replace(**common, **s["overrides"], seed=args.first_seed))
+            key = json.dumps({k: v for k, v in cfg.to_dict().items() if k in ENV_FIELDS}, sort_keys=True)
+            if key not in envs:
+                envs[key] = env_of(cfg)
+            needs.append(run_bytes(cfg, envs[key]))
         except ConfigError as e:
-            raise ConfigError(f"setting {s['label']}: {e}" if s["overrides"] else str(e)) from None
+            shown = s["label"] if len(s["label"]) <= 80 else s["label"][:77] + "..."
+            raise ConfigError(f"setting {shown}: {e}" if s["overrides"] else str(e)) from None
     seeds = list(range(args.first_seed, args.first_seed + args.seeds))
-    return {"target": args.target, "seeds": seeds, "settings": settings, "common": common, "version": 1}, configs
+    spec = {"target": args.target, "seeds": seeds, "settings": settings, "common": common, "version": 1}
+    return spec, configs, max(needs)
+
+
+def env_of(cfg: Config) -> tuple[Any, ...]:
+    """(observation shape, its dtype, the number of actions, two-player) of cfg's env, made with one copy."""
+    from deepq.training.setup import env_kind
+
+    kind = env_kind(cfg)
+    env = kind.make_vec_env(cfg.replace(num_envs=1))
+    env.close()
+    return env.obs_shape, env.obs_dtype, env.n_actions, kind.two_player
+
+
+def run_bytes(cfg: Config, env: tuple[Any, ...]) -> int:
+    """The memory one run of cfg needs: its process, and what its settings allocate (deepq.core.memory)."""
+    from deepq.core.memory import estimate
+
+    shape, dtype, actions, two_player = env
+    return PROCESS_BYTES + sum(n.nbytes for n in estimate(cfg, shape, dtype, actions, two_player=two_player))
 
 
 def config_file(path: Path) -> Config:
@@ -61,7 +98,9 @@ def config_file(path: Path) -> Config:
         fields = json.loads(path.read_text(encoding="utf-8"))
         fields.pop("run_id", None)
         fields.pop("run_dir", None)
-        return Config.from_dict(fields)
+        return Config.from_dict(fields).validate()  # its seed too, though the sweep sets its own: a file train takes
+    except ConfigError as e:
+        raise ConfigError(f"{path}: {e}") from None
     except (OSError, ValueError, TypeError, AttributeError) as e:
         raise ConfigError(f"{path}: not a JSON object of Config fields ({e}); pass a file that `deepq train "
                           "--config FILE` takes, such as deepq tune's best.json") from None
@@ -122,10 +161,13 @@ def extend(path: Path, spec: dict[str, Any]) -> dict[str, Any]:
     spec = json.loads(json.dumps(spec))  # as the file holds it (tuples as lists), to compare with the old one
     if path.exists():
         try:
-            old = json.loads(path.read_text())
-            old_settings, old_seeds = list(old["settings"]), list(old["seeds"])
-        except (ValueError, KeyError, TypeError):
-            raise ConfigError(f"{path} is not a sweep.json written by deepq sweep; sweep into another --dir") from None
+            old = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as e:
+            raise ConfigError(f"{path} cannot be read ({e}); sweep into another --dir") from None
+        if problem := spec_problem(old):
+            raise ConfigError(f"{path} is not a sweep.json written by deepq sweep ({problem}); sweep into another "
+                              "--dir") from None
+        old_settings, old_seeds = list(old["settings"]), list(old["seeds"])
         dropped = [s["label"] for s in old_settings if s not in spec["settings"]]
         dropped += [f"seed {n}" for n in old_seeds if n not in spec["seeds"]]
         changes = [f"{what} {json.dumps(was)} -> {json.dumps(now)}" for what, was, now in (
@@ -136,5 +178,32 @@ def extend(path: Path, spec: dict[str, Any]) -> dict[str, Any]:
                               "(more --set values or --seeds extend it), or sweep into another --dir")
         spec = {**old, "seeds": sorted({*old_seeds, *spec["seeds"]}),
                 "settings": old_settings + [s for s in spec["settings"] if s not in old_settings]}
+        if (runs := len(spec["seeds"]) * len(spec["settings"])) > MAX_RUNS:
+            raise ConfigError(f"--dir {path.parent}: extended by this command its sweep would hold {runs:,} runs, "
+                              f"more than a sweep may ({MAX_RUNS:,}); sweep the new seeds or values into another --dir")
     atomic_write_text(path, json.dumps(spec, indent=2) + "\n")
     return spec
+
+
+def folder_problem(label: Any) -> str | None:
+    """Why a setting's label cannot be one folder name (SWEEP/runs/<label>/), or None."""
+    if not isinstance(label, str) or label in ("", ".", "..") or "/" in label or "\0" in label:
+        return f"the label {label!r:.60} is not a folder name"
+    if len(label.encode()) > NAME_MAX:
+        return f"its folder name is {len(label.encode()):,} bytes, more than a file name can be ({NAME_MAX})"
+    return None
+
+
+def spec_problem(data: Any) -> str | None:
+    """What makes `data` (sweep.json's content) not a sweep deepq wrote, or None: its seeds must be seeds training
+    takes, and each setting's label one folder name (a run's directory is SWEEP/runs/<label>/seed-<S>)."""
+    if not isinstance(data, dict):
+        return "it is not a JSON object"
+    seeds, settings = data.get("seeds"), data.get("settings")
+    if not isinstance(seeds, list) or not all(type(s) is int and 0 <= s <= MAX_SEED for s in seeds):
+        return f'"seeds" must be a list of integers from 0 to {MAX_SEED:,}, not {json.dumps(seeds):.60}'
+    if not isinstance(settings, list) or not all(isinstance(s, dict) for s in settings):
+        return f'"settings" must be a list of objects, not {json.dumps(settings):.60}'
+    if len(seeds) * len(settings) > MAX_RUNS:
+        return f"its {len(seeds):,} seeds x {len(settings):,} settings are more runs than a sweep holds ({MAX_RUNS:,})"
+    return next((p for s in settings if (p := folder_problem(s.get("label")))), None)

@@ -16,16 +16,16 @@ import argparse
 import csv
 import dataclasses
 import json
-import re
+import signal
 import statistics
-import sys
-import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from deepq.cli_args import add_config_options, integer
-from deepq.errors import ConfigError, RunDirError
+from deepq.errors import ConfigError, RunDirError, RunInterrupted
+from deepq.research import checks, interrupt
 from deepq.research.search_space import DEFAULT_FIELDS, FIELDS, parse_fields, suggest
+from deepq.research.storage import NEW_FILE, check_storage, connect, why
 
 if TYPE_CHECKING:  # optuna and the training loop are imported when a study runs: `deepq --help` builds this parser
     import optuna
@@ -36,6 +36,9 @@ if TYPE_CHECKING:  # optuna and the training loop are imported when a study runs
 PRUNERS = ("median", "halving", "none")
 # Fields that change how a trial runs, not what it learns: workers of one study may differ in them.
 NOT_COMPARED = ("run_dir", "progress", "device", "threads")
+# The most trials a study may ask for: for every new trial Optuna reads every earlier one from the storage (and
+# TPE fits them), so a study's cost grows with the square of its trials; RL Zoo's studies run hundreds.
+MAX_TRIALS = 10_000
 
 
 def add_parser(sub: Any) -> None:
@@ -93,9 +96,23 @@ class Tune:
 
 
 def run(args: argparse.Namespace) -> int:
-    t = settings(args)
-    optuna = _optuna()
-    study = open_study(t, optuna)
+    with interrupt.raising(lambda sig: f"deepq tune: stopped by {sig} while checking its settings, before any "
+                           "study or trial; nothing was written"):
+        t = settings(args)
+        optuna = _optuna()
+        check_storage(t.storage)
+    with interrupt.raising(lambda sig: f"deepq tune: stopped by {sig} between trials; the study is kept in "
+                           f"{t.storage}: run the same command again to continue it"):
+        with interrupt.noted() as signals:  # a database's tables are not left half made
+            study = open_study(t, optuna)
+        if signals:
+            interrupt.stop(signals[0], f"deepq tune: stopped by {interrupt.name(signals[0])} before its first trial; "
+                           f"the study is kept in {t.storage}: run the same command again to continue it")
+        return tune_study(t, study, optuna)
+
+
+def tune_study(t: Tune, study: optuna.Study, optuna: Any) -> int:
+    """Run trials until the study has t.trials finished, then say the best."""
     done = len(_finished(study))
     print(f"study {t.study!r} in {t.storage}: {done} of {t.trials} trials finished (complete or pruned)")
     print(f"tuning {', '.join(t.fields)} of the {t.preset} preset")
@@ -136,6 +153,9 @@ def settings(args: argparse.Namespace) -> Tune:
                                      ("--startup_trials", args.startup_trials, 0, "a count of trials")):
         if value < least:
             raise ConfigError(f"{flag} {value}: {what}; give {least} or more (e.g. {flag} {max(least, 5)})")
+        if flag != "--last":  # a K above a trial's evaluations costs nothing: its value is the mean of them all
+            checks.at_most(flag, value, MAX_TRIALS, "Optuna reads every earlier trial for each new one, so a "
+                           "study's cost grows with the square of its trials")
     user = preset(args.preset, **overrides)
     # Every trial trains its whole budget: a stop when solved would end trials after different numbers of
     # evaluations, and the pruner would compare them at steps that some never reach.
@@ -147,11 +167,17 @@ def settings(args: argparse.Namespace) -> Tune:
                           f"between 1 and total_steps (e.g. --eval_interval {max(base.total_steps // 10, 1)})")
     fields = parse_fields(args.fields, overrides)
     study = args.study or args.preset.lower()
+    if not args.dir and ("/" in study or study.startswith(".")):  # the default DIR is runs/tune-STUDY: one folder
+        raise ConfigError(f"--study {study!r}: the default --dir, runs/tune-STUDY, must be one folder name; give a "
+                          "--study without '/' or a leading '.', or give --dir DIR")
     folder = Path(args.dir) if args.dir else Path("runs") / f"tune-{study}"
-    return Tune(preset=args.preset.lower(), user=user, base=base, fields=fields, trials=args.trials,
-                last=args.last, startup=args.startup_trials, pruner=args.pruner, study=study,
-                storage=args.storage or f"sqlite:///{folder / 'study.db'}", dir=folder,
-                best=Path(args.best) if args.best else folder / "best.json")
+    t = Tune(preset=args.preset.lower(), user=user, base=base, fields=fields, trials=args.trials,
+             last=args.last, startup=args.startup_trials, pruner=args.pruner, study=study,
+             storage=args.storage or f"sqlite:///{folder / 'study.db'}", dir=folder,
+             best=Path(args.best) if args.best else folder / "best.json")
+    checks.writable_dir("--dir", t.dir)
+    checks.writable_file("--best", t.best)
+    return t
 
 
 def _optuna() -> Any:
@@ -163,30 +189,22 @@ def _optuna() -> Any:
     return optuna
 
 
-# What creating a new database's tables fails with when another worker is creating them at the same moment.
-CREATING = ("already exists", "UNIQUE constraint failed: alembic_version", "duplicate key value")
-RACE_TRIES = 5
-
-
 def open_study(t: Tune, optuna: Any) -> optuna.Study:
-    """The study, created or loaded; a ConfigError when the storage cannot be opened, the study was made with
-    other settings, or DIR holds trial runs that are not this study's."""
+    """The study, created or loaded; a ConfigError when the storage cannot be opened or used, the study was made
+    with other settings, or DIR holds trial runs that are not this study's."""
+    from sqlalchemy.exc import SQLAlchemyError  # Optuna's RDBStorage is SQLAlchemy's
+
     from deepq.run.log import make_dir
 
     make_dir(t.dir)
-    # SQLite lets one writer in at a time; parallel workers wait up to a minute for it instead of failing at once
-    engine = {"connect_args": {"timeout": 60}} if t.storage.startswith("sqlite:") else {}
-    for attempt in range(RACE_TRIES):
-        try:
-            storage = optuna.storages.RDBStorage(t.storage, engine_kwargs=engine)
-            break
-        except Exception as e:  # SQLAlchemy's and the drivers' many errors: a bad URL, a missing driver, no server
-            if attempt + 1 < RACE_TRIES and any(s in str(e) for s in CREATING):
-                time.sleep(0.2 * (attempt + 1))  # another worker is creating this new database's tables: it will be
-                continue  # there in a moment (measured: 5 of 18 workers started together on a new file failed)
-            why = re.sub(r"^\(\S+\) ", "", (str(e).strip().splitlines() or [type(e).__name__])[0])[:200]
-            raise ConfigError(f"--storage {t.storage}: Optuna cannot open it ({why}); give a database URL such as "
-                              "sqlite:///tune.db (a file in an existing folder) or postgresql://USER@HOST/DB") from None
+    storage = connect(t.storage, optuna)
+    try:
+        return _load_or_create(t, storage, optuna)
+    except (optuna.exceptions.StorageInternalError, SQLAlchemyError) as e:  # tables of the same names, not Optuna's
+        raise ConfigError(f"--storage {t.storage}: Optuna cannot use it ({why(e)}); {NEW_FILE}") from None
+
+
+def _load_or_create(t: Tune, storage: Any, optuna: Any) -> optuna.Study:
     where = f"study {t.study!r} in {t.storage}"
     try:
         study: optuna.Study | None = optuna.load_study(study_name=t.study, storage=storage, pruner=_pruner(t, optuna))
@@ -249,9 +267,12 @@ def run_trial(t: Tune, study: optuna.Study, optuna: Any) -> None:
     from deepq.training.loop import train
 
     state = optuna.trial.TrialState
-    trial = study.ask()
+    with interrupt.noted() as asking:  # a trial created is told how it ended, even if a signal came meanwhile
+        trial = study.ask()
     run_dir: Path | None = None
     try:
+        if asking:
+            raise RunInterrupted(asking[0])
         study.sampler = sampler(t, trial.number, optuna)  # a trial samples at its first suggest, with this one
         values = suggest(trial, t.base, t.fields)
         continues = trial.user_attrs.get("continues")
@@ -276,15 +297,15 @@ def run_trial(t: Tune, study: optuna.Study, optuna: Any) -> None:
             for step, mean in periodic_evaluations(run_dir):
                 report(step, mean)
             resume = run_dir if (run_dir / "checkpoint" / "checkpoint.pt").is_file() else None
-        train(t.base.replace(run_dir=str(run_dir), **values), resume=resume, overwrite=continues is not None,
-              on_evaluation=on_evaluation)
+        with interrupt.stderr_without(interrupt.TRAIN_STOP):  # its `deepq train --resume` line: tune says its own
+            train(t.base.replace(run_dir=str(run_dir), **values), resume=resume, overwrite=continues is not None,
+                  on_evaluation=on_evaluation)
     except NonFiniteLossError as e:  # as RL Zoo: settings that diverge are pruned, so TPE learns to avoid them
         trial.set_user_attr("diverged", str(e))
         _told(study.tell(trial, state=state.PRUNED), "pruned: TD loss diverged")
         return
-    except KeyboardInterrupt:
-        interrupted(t, study, trial, run_dir, optuna)
-        raise
+    except KeyboardInterrupt as e:
+        interrupted(t, study, trial, run_dir, optuna, int(getattr(e, "signum", signal.SIGINT)))
     except BaseException:
         study.tell(trial, state=state.FAIL)
         raise
@@ -311,18 +332,20 @@ def _shown(config: dict[str, Any]) -> str:
     return " ".join(f"{k}={text(v)}" for k, v in config.items())
 
 
-def interrupted(t: Tune, study: optuna.Study, trial: Trial, run_dir: Path | None, optuna: Any) -> None:
+def interrupted(t: Tune, study: optuna.Study, trial: Trial, run_dir: Path | None, optuna: Any,
+                signum: int) -> NoReturn:
     """After Ctrl-C (or SIGTERM, SIGHUP) in a trial: FAIL is the honest state of a trial that did not finish, and
-    one that counts for nothing and blocks nothing; its parameters are queued, so the next run continues its run."""
+    one that counts for nothing and blocks nothing; its parameters are queued, so the next run continues its run.
+    One line says so, and the command stops (exit 128 + signum)."""
     study.tell(trial, state=optuna.trial.TrialState.FAIL)
     resumable = run_dir is not None and (run_dir / "checkpoint" / "checkpoint.pt").is_file()
     if resumable:
         study.enqueue_trial(trial.params, user_attrs={"continues": trial.number, "run_dir": str(run_dir)})
     what = f"its run {run_dir} is kept, and the next run continues it from its checkpoint" if resumable \
         else "the next run starts a new trial"
-    print(f"deepq tune: trial {trial.number} interrupted and marked failed; {what}. The study is kept in {t.storage} "
-          f"({len(_finished(study))} of {t.trials} trials finished): run the same command again to continue",
-          file=sys.stderr, flush=True)
+    interrupt.stop(signum, f"deepq tune: stopped by {interrupt.name(signum)}: trial {trial.number} interrupted and "
+                   f"marked failed; {what}. The study is kept in {t.storage} ({len(_finished(study))} of {t.trials} "
+                   "trials finished): run the same command again to continue")
 
 
 def periodic_evaluations(run_dir: Path) -> list[tuple[int, float]]:
