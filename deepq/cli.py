@@ -10,6 +10,7 @@ import argparse
 import dataclasses
 import difflib
 import json
+import os
 import re
 import signal
 import sys
@@ -274,6 +275,9 @@ def main(argv: list[str] | None = None) -> int:
         except DeepQError as e:
             print(f"deepq: error: {e}", file=sys.stderr)
             return 2
+        except BrokenPipeError:  # stdout closed by its reader (`deepq eval RUN | head -1`): stop quietly, as cat does
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the flush at exit is quiet too
+            return 128 + signal.SIGPIPE
         except KeyboardInterrupt as e:  # RunInterrupted, or Python's own for a Ctrl-C
             signum = int(getattr(e, "signum", signal.SIGINT))
             if not getattr(e, "reported", False):  # the stage that stopped said nothing of what it kept

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, NamedTuple, TypeVar
@@ -96,10 +97,12 @@ ATOMS = Check("1 (off) or an integer >= 2", lambda v: is_int(v) and v >= 1)
 RETURN_OR_NONE = Check("a number or None", lambda v: v is None or is_num(v), advice=True)
 EVAL_OPPONENT = Check("'random', 'perfect' or 'mcts:N' (N simulations, N >= 2)",
                       lambda v: v in ("random", "perfect") or (isinstance(v, str) and v.startswith("mcts:")
-                                                               and v[5:].isdigit() and int(v[5:]) >= 2))
+                                                               and re.fullmatch(r"[0-9]{1,18}", v[5:]) is not None
+                                                               and int(v[5:]) >= 2))  # ASCII digits ('²' is a digit)
 DEVICE_NAME = Check("'auto', 'cpu', 'cuda' or 'cuda:N'",
                     lambda v: isinstance(v, str) and (v in ("auto", "cpu", "cuda")
-                                                      or (v.startswith("cuda:") and v[5:].isdigit())))
+                                                      or (v.startswith("cuda:") and re.fullmatch(r"[0-9]{1,4}", v[5:])
+                                                          is not None)))
 
 
 class Tag(NamedTuple):

@@ -32,10 +32,14 @@ class Interrupts:
     """SIGINT, SIGTERM and SIGHUP handled while the context is entered (main thread only: Python runs handlers
     there); the handlers found on entry are put back on exit."""
 
+    OVERDUE_S = 5.0  # a deferred signal waits this long for the loop's next check, then stops it where it is
+
     def __init__(self) -> None:
         self.signum: int | None = None  # the first signal received inside deferred()
         self.deferring = False
+        self.overdue = False  # the loop did not reach its check within OVERDUE_S of the signal
         self._old: dict[int, Any] = {}
+        self._old_alarm: Any = None
 
     @property
     def requested(self) -> bool:
@@ -47,14 +51,9 @@ class Interrupts:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self.disarm()
         self._put_back()
         self._old = {}
-
-    def install(self) -> None:
-        """Put this handler back where a library (Ray) replaced it while the context was entered."""
-        if self._old and self.signum is None:
-            for s in SIGNALS:
-                signal.signal(s, self._handle)
 
     def _put_back(self) -> None:
         for s, old in self._old.items():
@@ -62,12 +61,22 @@ class Interrupts:
 
     @contextmanager
     def deferred(self) -> Iterator[Interrupts]:
-        """Within: the first signal sets `signum` for the caller to act on between steps; a second raises."""
+        """Within: the first signal sets `signum` for the caller to act on between steps; a second raises, and so
+        does the first if no step boundary came within OVERDUE_S (a step made long by a setting: 10^9 gradient
+        steps, a search of 10^9 simulations, an evaluation of 10^7 episodes must not hold a stop up)."""
         self.deferring = True
         try:
             yield self
         finally:
             self.deferring = False
+            self.disarm()
+
+    def disarm(self) -> None:
+        """The caller reached its check (or has only saving left): no stop where it is."""
+        if self._old_alarm is not None:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, self._old_alarm)
+            self._old_alarm = None
 
     def raise_if_requested(self) -> None:
         """RunInterrupted for a signal deferred earlier (a stage that has nothing to save stops here)."""
@@ -78,6 +87,14 @@ class Interrupts:
         if self.deferring and self.signum is None:
             self.signum = signum
             self._put_back()  # a second signal is not deferred
+            if hasattr(signal, "setitimer"):
+                self._old_alarm = signal.signal(signal.SIGALRM, self._overdue)
+                signal.setitimer(signal.ITIMER_REAL, self.OVERDUE_S)
             return
         self.signum = self.signum or signum
         raise RunInterrupted(signum)
+
+    def _overdue(self, signum: int, frame: Any) -> None:
+        self.overdue = True
+        self.disarm()
+        raise RunInterrupted(self.signum or signal.SIGTERM)

@@ -144,3 +144,22 @@ def test_resume_of_a_run_held_before_its_first_checkpoint_names_the_holder(tmp_p
     finally:
         first.kill()
         first.wait()
+
+
+def test_more_threads_than_cpus_is_one_line(tmp_path: Path) -> None:
+    line = one_line_error(run_cli("train", "cartpole", "--threads", "1e6", "--run_dir", str(tmp_path / "r")))
+    assert "threads=1,000,000 is more than the" in line and not (tmp_path / "r").exists()
+
+
+def test_a_search_tree_that_cannot_fit_is_one_line(tmp_path: Path) -> None:
+    line = one_line_error(run_cli("train", "tictactoe", "--target", "mcts", "--mcts_simulations", "1e12",
+                                  "--run_dir", str(tmp_path / "r")))
+    assert "mcts_simulations=1,000,000,000,000 needs" in line and "lower mcts_simulations" in line
+
+
+def test_output_into_a_closed_pipe_ends_quietly() -> None:
+    proc = subprocess.Popen(cli("presets"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    proc.stdout.close()  # the reader is gone (`deepq presets | head -0`)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 141 and err == "", err

@@ -5,6 +5,7 @@ real signals, a real local Ray (on loopback), timed from outside."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -183,3 +184,19 @@ def test_actor_batches_that_cannot_fit_are_refused_before_ray_starts(tmp_path: P
     line = one_line_error(result)
     assert "actor_batch" in line and "lower actor_batch or max_in_flight" in line
     assert not list(ray_tmp.iterdir())  # Ray never started
+
+
+def test_a_step_made_long_by_a_setting_does_not_hold_a_signal_up(tmp_path: Path, ray_tmp: Path) -> None:
+    run = tmp_path / "r"
+    # a billion gradient steps per env step: the loop's check between steps never comes
+    proc = start(deepq_cli("train", "CartPole-v1", "--gradient_steps", "1e9", "--learning_starts", "50",
+                           "--checkpoint_interval", "20", "--progress", "false", "--run_dir", str(run)),
+                 tmp_path, ray_tmp)
+    took, _ = stop_when(proc, lambda: (run / "checkpoint" / "checkpoint.pt").exists() and time.sleep(1) is None,
+                        signal.SIGTERM)
+    line = assert_stopped(proc, signal.SIGTERM, "did not end within 5 s of the signal, so no new checkpoint")
+    assert took < 10 and f"deepq train --resume {run}" in line
+    found = re.search(r"at step ([\d,]+) .*, step ([\d,]+)\) is intact", line)
+    assert found, line
+    stopped, kept = (int(g.replace(",", "")) for g in found.groups())
+    assert kept % 20 == 0 and kept <= stopped

@@ -47,6 +47,21 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
+def usable_cpus() -> int:
+    """The CPUs this process may run on (its affinity mask: a container's or taskset's share, not the host's)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def check_threads(n: int) -> None:
+    """More threads than CPUs only makes each update wait on the others (and 10^6 of them crashed torch at exit)."""
+    if n > (cpus := usable_cpus()):
+        raise ConfigError(f"threads={n:,} is more than the {cpus} CPU(s) this process may use; use --threads {cpus} "
+                          "or fewer (1 is fastest for small networks)")
+
+
 def set_cpu_threads(n: int) -> None:
     """CPU threads for torch and for NumPy's BLAS (the NumPy update and acting use it), process-wide."""
     torch.set_num_threads(n)

@@ -210,6 +210,7 @@ def _train(cfg: Config, kind: EnvKind, mode: Experience, rng: np.random.Generato
                     log.speed(state.step, bar.steps_per_sec(state.step))
                 if crossings(prev, state.step, 256):
                     bar.update(state.step, eps_at(state.step), state.recent_mean(), state.last_eval, updates)
+            interrupted.disarm()  # the loop's check is reached: what is left is saving
             bar.update(state.step, eps_at(state.step), state.recent_mean(), state.last_eval, updates)
             if interrupted.signum is not None:
                 bar.close()
@@ -227,10 +228,12 @@ def _train(cfg: Config, kind: EnvKind, mode: Experience, rng: np.random.Generato
     except RunInterrupted as e:
         if not e.reported:  # a signal the loop did not defer: a second one, or one after the loop
             bar.close()
+            cut = (f"the step in progress did not end within {interrupts.OVERDUE_S:g} s of the signal" if
+                   interrupts.overdue else "a second signal")
             said = (f"during the final evaluation: {run_dir / 'agent.pt'} and its checkpoint (step {state.step:,}) "
                     f"are saved; `deepq eval {run_dir}` evaluates it" if saved else
-                    f"(a second signal) at step {state.step:,}: {last_checkpoint(run_dir)} Continue with "
-                    f"`deepq train --resume {run_dir}`")
+                    f"at step {state.step:,} ({cut}, so no new checkpoint): {last_checkpoint(run_dir)} Continue "
+                    f"with `deepq train --resume {run_dir}`")
             print(f"stopped by {signal_name(e.signum)} {said}", file=sys.stderr, flush=True)
             e.reported = True
         raise

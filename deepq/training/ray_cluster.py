@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from deepq.config import Config
+from deepq.core.agent import usable_cpus
 from deepq.errors import ConfigError, DistributedError
 from deepq.signals import SIGNALS
 
@@ -22,14 +23,6 @@ LOOPBACK_ONLY = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
 # Ray's core worker installs a native handler that answers SIGTERM with a stack dump (8 lines on stderr) and exit
 # status 15 when nothing replaced it yet; deepq answers every signal itself (deepq/signals.py), so it is left out.
 NO_NATIVE_DUMP = "RAY_DISABLE_FAILURE_SIGNAL_HANDLER"
-
-
-def usable_cpus() -> int:
-    """The CPUs this process may run on (its affinity mask: a container's or taskset's share, not the host's)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
 
 
 def check_actors_fit(cfg: Config) -> None:

@@ -21,6 +21,7 @@ from deepq.envs.kinds import EnvKind
 def check(cfg: Config) -> Config:
     """Config.validate, then the checks of cfg.env's kind: one ConfigError naming the first field that cannot work."""
     cfg.validate()
+    core_agent.check_threads(cfg.threads)
     kinds.check(cfg)
     if cfg.num_actors > 0:  # a distributed run: Ray must be importable (one line naming the extra if not)
         from deepq.training.ray_cluster import check_actors_fit, check_address, require_ray
