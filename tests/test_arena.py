@@ -219,3 +219,22 @@ def test_arena_rejects_bad_settings() -> None:
         random_opponent("kuhn_poker(players=3)", 0)
     with pytest.raises(ConfigError, match="simulations"):
         mcts_opponent(TTT, simulations=1, seed=0)
+
+
+@pytest.mark.parametrize("seed", [-1, 2**32, 1.5])
+def test_seeds_outside_numpys_range_are_refused(seed: object) -> None:
+    # Were numpy's "expected non-negative integer" (or a TypeError) from inside the match.
+    with pytest.raises(ConfigError, match=r"seed=.* is not valid: seed must be an integer in \[0, 4294967295\]"):
+        random_opponent(TTT, seed)  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="seed="):
+        arena(TTT, random_opponent(TTT, 0), random_opponent(TTT, 1), 1, seed=seed)  # type: ignore[arg-type]
+
+
+def test_arena_counts_are_whole_numbers_and_mcts_is_bounded() -> None:
+    with pytest.raises(ConfigError, match="games_per_seat must be an integer"):  # was range()'s TypeError
+        arena(TTT, random_opponent(TTT, 0), random_opponent(TTT, 1), games_per_seat=2.5)  # type: ignore[arg-type]
+    # 10**10 overflowed pyspiel's C int when the first bot was built; 5,000,001 is past a minute a move.
+    for simulations in (10**10, 5_000_001):
+        with pytest.raises(ConfigError, match="needs 2 to 5,000,000 simulations"):
+            mcts_opponent(TTT, simulations=simulations, seed=0)
+

@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterable
 import pyspiel
 import pytest
 
+from deepq.errors import ConfigError
 from deepq.games.play import Quit, play_game, play_session
 
 
@@ -166,9 +167,57 @@ def test_session_second_seat_and_quit_keeps_tally() -> None:
     # Seat 2: the bot (x) takes 0, 1, 2 while the person plays 4, 8; the second game is quit at its first move.
     script = _session(["2", "4", "8", "y", "q"])
     assert "You lose." in script.printed
-    assert script.printed[-2:] == ["Bye.", "Tally: 0 wins, 0 draws, 1 losses."]
+    assert script.printed[-1] == "Bye. Tally: 0 wins, 0 draws, 1 losses."  # one line: typed q ends its own line
 
 
 def test_session_eof_ends_cleanly() -> None:
     script = _session([], seat=0)
-    assert script.printed[-1] == "Tally: 0 wins, 0 draws, 0 losses."
+    assert script.printed[-2:] == ["", "Bye. Tally: 0 wins, 0 draws, 0 losses."]  # EOF left the prompt's line open
+
+
+def test_a_pasted_page_is_not_echoed_back_whole() -> None:
+    _, script = _play("tic_tac_toe", FirstLegalBot(), 0, ["9" * 5000, "x" * 5000, "0", "3", "6"])
+    refusals = [line for line in script.printed if line.startswith("Not a legal move")]
+    assert len(refusals) == 2 and all(len(line) < 150 for line in refusals)  # were 5,000 characters each
+    assert "(5,000 characters)" in refusals[0]
+
+
+def test_session_builds_the_bot_before_asking_anything() -> None:
+    # A setting the bot refuses (as_bot's ConfigError for --mcts -1) ends the session before the seat is asked.
+    def refuse(seat: int) -> pyspiel.Bot:
+        raise ConfigError("mcts_simulations=-1 is not valid")
+
+    script = Script(["1", "4"])
+    with pytest.raises(ConfigError):
+        play_session(pyspiel.load_game("tic_tac_toe"), refuse, None, script.input, script.print)
+    assert script.prompts == [] and script.printed == []  # the seat was asked first, then the error came
+    # Built for the second seat before the question; the person takes the second seat, so it is built again.
+    seats: list[int] = []
+
+    def factory(seat: int) -> pyspiel.Bot:
+        seats.append(seat)
+        return FirstLegalBot()
+
+    script = Script(["2", "4", "8", "n"])
+    play_session(pyspiel.load_game("tic_tac_toe"), factory, None, script.input, script.print)
+    assert seats == [1, 0] and "You lose." in script.printed
+
+
+@pytest.mark.parametrize("seat", [2, -1, True, "1"])
+def test_session_refuses_a_seat_that_is_not_0_or_1(seat: object) -> None:
+    script = Script([])
+    game = pyspiel.load_game("tic_tac_toe")
+    with pytest.raises(ConfigError, match=r"human_player=.* is not valid: use 0"):  # was a ValueError, or a game
+        play_session(game, lambda _: FirstLegalBot(), seat, script.input, script.print)  # type: ignore[arg-type]
+    assert script.printed == []
+
+
+def test_ctrl_c_ends_the_session_with_the_tally_and_is_raised_again() -> None:
+    def ctrl_c(prompt: str) -> str:
+        raise KeyboardInterrupt
+
+    printed: list[str] = []
+    with pytest.raises(KeyboardInterrupt) as stopped:  # was swallowed: the program exited 0 after a Ctrl-C
+        play_session(pyspiel.load_game("tic_tac_toe"), lambda _: FirstLegalBot(), 0, ctrl_c, printed.append)
+    assert printed[-2:] == ["", "Bye. Tally: 0 wins, 0 draws, 0 losses."]
+    assert getattr(stopped.value, "reported", False)  # the command line adds no line of its own

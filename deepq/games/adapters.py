@@ -13,7 +13,9 @@ AEC games (e.g. 'pettingzoo:tictactoe_v3' or its registry id 'pettingzoo:classic
 from __future__ import annotations
 
 import copy
+import difflib
 import importlib
+import re
 import warnings
 from typing import Any
 
@@ -33,11 +35,9 @@ class OpenSpielGame:
     def __init__(self, name: str) -> None:
         import pyspiel
 
-        try:
-            self.game = pyspiel.load_game(name)
-        except Exception as e:  # pyspiel raises a generic error for unknown names and bad parameters
-            raise ConfigError(f"OpenSpiel cannot load game {name!r}: {e}. List games with "
-                              "`python -c 'import pyspiel; print(pyspiel.registered_names())'`") from None
+        from deepq.games.loading import load_game, quiet_spiel
+
+        self.game = load_game(name)  # unknown names, bad parameters and impossible sizes: one ConfigError
         t = self.game.get_type()
         problems = [what for what, ok in (
             ("2 players", self.game.num_players() == 2),
@@ -63,7 +63,10 @@ class OpenSpielGame:
         self._tensor_shape = tensor
         self._rng = np.random.default_rng(0)
         self._chance = t.chance_mode != pyspiel.GameType.ChanceMode.DETERMINISTIC
-        self.state = self.game.new_initial_state()
+        with quiet_spiel(name):  # some parameters are only checked, by a SpielError, when a state is made
+            self.state = self.game.new_initial_state()
+        if self.state.is_terminal():
+            raise ConfigError(f"OpenSpiel game {name!r} ends before its first move: check its parameters")
         self.to_move = 0  # the player to move; after the game ends, the one who would have moved next
 
     def reset(self, seed: int) -> None:
@@ -217,14 +220,21 @@ def _pettingzoo_env(name: str) -> Any:
     env_id = name if "/" in name else f"classic/{base}-v{version}"
     if env_id in aec_registry:
         return pettingzoo.make("aec", env_id)
-    try:
-        with warnings.catch_warnings():  # importing the module directly is PettingZoo's older way
-            warnings.simplefilter("ignore", DeprecationWarning)
-            return importlib.import_module(f"pettingzoo.classic.{name}").env()
-    except ImportError as e:
-        known = ", ".join(k.partition("/")[2] for k in aec_registry if k.startswith("classic/"))
-        raise ConfigError(f"PettingZoo has no classic game {name!r} ({e}); classic games: {known} "
-                          "(pip install 'deepq[games]')") from None
+    module = None
+    if re.fullmatch(r"[a-z0-9_]+_v\d+", name):  # a module name; a subpackage such as 'tictactoe' has no env()
+        try:
+            with warnings.catch_warnings():  # importing the module directly is PettingZoo's older way
+                warnings.simplefilter("ignore", DeprecationWarning)
+                module = importlib.import_module(f"pettingzoo.classic.{name}")
+        except ImportError:
+            pass
+    if module is not None and callable(getattr(module, "env", None)):
+        return module.env()
+    known = [k.partition("/")[2].replace("-v", "_v") for k in aec_registry if k.startswith("classic/")]
+    close = difflib.get_close_matches(name.strip().lower(), known, n=2)
+    hint = f" (did you mean {' or '.join(repr(c) for c in close)}?)" if close else ""
+    raise ConfigError(f"PettingZoo has no classic game {name!r}{hint}; classic games: {', '.join(known)} "
+                      "(pip install 'deepq[games]')")
 
 
 Game = OpenSpielGame | PettingZooGame

@@ -24,7 +24,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import pyspiel
 
+from deepq.config_checks import SEED, is_int
 from deepq.errors import ConfigError
+from deepq.games.limits import MAX_MCTS_OPPONENT_SIMULATIONS
 from deepq.games.solve import PerfectBot, load, shared_solver
 
 BotFactory = Callable[[int], pyspiel.Bot]
@@ -45,6 +47,7 @@ class Opponent:
 
 def _seed_stream(seed: int) -> Callable[[], int]:
     # One generator per factory: the n-th bot it builds always gets the same seed, and no two bots share one.
+    SEED("seed", seed)
     rng = np.random.default_rng(seed)
     return lambda: int(rng.integers(2**31 - 1))  # C++ bots take a 32-bit int seed
 
@@ -77,9 +80,10 @@ def mcts_opponent(game: pyspiel.Game | str, simulations: int, seed: int, uct_c: 
     _check_two_player(game)
     if game.get_type().reward_model != pyspiel.GameType.RewardModel.TERMINAL:
         raise ConfigError(f"{game} gives rewards before the end; OpenSpiel's MCTS bot needs terminal rewards only")
-    if simulations < 2:
+    if not (is_int(simulations) and 2 <= simulations <= MAX_MCTS_OPPONENT_SIMULATIONS):
         # With one simulation pyspiel's MCTSBot samples from the evaluator's prior: a random bot in disguise.
-        raise ConfigError(f"mcts_opponent needs at least 2 simulations, got {simulations}")
+        raise ConfigError(f"mcts_opponent needs 2 to {MAX_MCTS_OPPONENT_SIMULATIONS:,} simulations (about 50 s a "
+                          f"move on connect_four), got {simulations!r}")
     next_seed = _seed_stream(seed)
 
     def build(player: int) -> pyspiel.Bot:
@@ -214,10 +218,11 @@ def arena(game: pyspiel.Game | str, agent: BotFactory, opponent: BotFactory, gam
     """
     game = load(game)
     _check_two_player(game)
-    if games_per_seat < 1:
-        raise ConfigError(f"games_per_seat must be at least 1, got {games_per_seat}")
-    if opening_plies < 0:
-        raise ConfigError(f"opening_plies must be 0 or more, got {opening_plies}")
+    if not (is_int(games_per_seat) and games_per_seat >= 1):
+        raise ConfigError(f"games_per_seat must be an integer of at least 1, got {games_per_seat!r}")
+    if not (is_int(opening_plies) and opening_plies >= 0):
+        raise ConfigError(f"opening_plies must be an integer of 0 or more, got {opening_plies!r}")
+    SEED("seed", seed)
     rng = np.random.default_rng(seed)
     result = ArenaResult(name if name is not None else getattr(opponent, "name", "opponent"))
     for k in range(2 * games_per_seat):

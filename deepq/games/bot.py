@@ -8,9 +8,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pyspiel
 
+from deepq.config_checks import SEED
 from deepq.core.mcts import MCTS, MCTSConfig
 from deepq.errors import ConfigError
 from deepq.games.adapters import OpenSpielGame
+from deepq.games.limits import SEARCH, TEMPERATURE, search_bytes
 
 if TYPE_CHECKING:
     from deepq.core.agent import Agent
@@ -24,8 +26,8 @@ class AgentBot(pyspiel.Bot):  # type: ignore[misc]
     def __init__(self, agent: Agent, game: OpenSpielGame, temperature: float = 0.0, seed: int = 0,
                  search: MCTS | None = None) -> None:
         pyspiel.Bot.__init__(self)
-        if temperature < 0:
-            raise ConfigError(f"temperature={temperature} is not valid: use 0 (greedy) or a positive number")
+        TEMPERATURE("temperature", temperature)  # nan or inf would make every sampling probability nan
+        SEED("seed", seed)
         self.agent, self.game = agent, game
         self.temperature = temperature
         self.rng = np.random.default_rng(seed)
@@ -73,10 +75,26 @@ def as_bot(agent: Agent, temperature: float = 0.0, seed: int = 0, mcts_simulatio
     (varied games, e.g. agent against agent, whose greedy games would all be the same).
     mcts_simulations > 0: search-augmented play, a Q-guided MCTS with that many simulations per move
     (the agent's mcts_* settings), playing the most visited move (temperature > 0: sampled ∝ visits^(1/T)).
+    Checked before the game is loaded (ConfigError): temperature a finite number >= 0, seed in [0, 2**32 − 1],
+    mcts_simulations an integer from 0 to 1,000,000 (about 80 s a move on connect_four) whose search tree fits
+    in memory (deepq/games/limits.py).
     """
+    TEMPERATURE("temperature", temperature)  # all three before the game is loaded: the cheap mistakes first
+    SEED("seed", seed)
+    SEARCH("mcts_simulations", mcts_simulations)
+    game = game_of(agent)
     search = None
     if mcts_simulations > 0:
+        _check_search_memory(mcts_simulations, game.n_actions)
         cfg = MCTSConfig.from_config(agent.cfg, seed)
         cfg.simulations = mcts_simulations
         search = MCTS(agent.q_values, cfg, two_player=True)
-    return AgentBot(agent, game_of(agent), temperature, seed, search)
+    return AgentBot(agent, game, temperature, seed, search)
+
+
+def _check_search_memory(simulations: int, n_actions: int) -> None:
+    """The search tree of one move must fit this machine's memory (chess: ~300 kB a simulation)."""
+    from deepq.core.memory import Need, available_bytes, refuse
+
+    refuse([Need("the search tree of one move", f"mcts_simulations={simulations:,}", "lower mcts_simulations "
+                 "(deepq play --mcts N)", search_bytes(simulations, n_actions))], available_bytes(), "this machine")

@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING
 from deepq.config import Config
 from deepq.envs.kinds import EnvKind, register
 from deepq.errors import ConfigError
-from deepq.games.adapters import Game, make_game
+from deepq.games.adapters import Game, OpenSpielGame, make_game
+from deepq.games.limits import opponent_simulations
 from deepq.games.vec import GameVecEnv
 
 if TYPE_CHECKING:
@@ -37,7 +38,8 @@ class GameKind(EnvKind):
         self.name = spec.partition(":")[0]  # 'openspiel' or 'pettingzoo'
 
     def check(self, cfg: Config) -> None:
-        """The fields that do not apply to games; eval_opponent other than 'random' needs OpenSpiel."""
+        """The fields that do not apply to games; eval_opponent other than 'random' needs OpenSpiel, 'mcts:N' a
+        bounded N, 'perfect' a game small enough to solve."""
         for name, ok, why in (("frame_stack", cfg.frame_stack == 1, "1: a game position is its own history"),
                               ("backend", cfg.backend == "gymnasium", "'gymnasium' (EnvPool is Atari only)"),
                               ("episodic_life", not cfg.episodic_life, "False (Atari only)"),
@@ -45,9 +47,16 @@ class GameKind(EnvKind):
             if not ok:
                 raise ConfigError(f"{name}={getattr(cfg, name)!r} does not apply to the two-player game "
                                   f"{cfg.env!r}: use {why}")
+        opponent_simulations(cfg.eval_opponent, "eval_opponent")  # bounded: 'mcts:1e12' would never finish a move
         if cfg.eval_opponent != "random" and self.name != "openspiel":
             raise ConfigError(f"eval_opponent={cfg.eval_opponent!r} needs an OpenSpiel game (its MCTS bot and "
                               f"minimax work on OpenSpiel states); {cfg.env!r} can use eval_opponent='random'")
+        if cfg.eval_opponent == "perfect":  # solved now (34 ms for tic_tac_toe, kept), not at the first evaluation
+            from deepq.games.solve import shared_solver
+
+            game = self.make_game()
+            assert isinstance(game, OpenSpielGame)
+            shared_solver(game.game)
 
     def make_game(self) -> Game:
         """The adapter (an unknown or unsupported game is a ConfigError here)."""

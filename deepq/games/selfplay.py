@@ -26,11 +26,13 @@ from torch import nn
 
 from deepq.config import Config
 from deepq.core.explore import masked_epsilon_greedy
+from deepq.errors import ConfigError
 from deepq.games.vec import GameVecEnv
 
 if TYPE_CHECKING:
     from deepq.core.agent import Agent
     from deepq.core.results import EvalResult
+    from deepq.games.adapters import PettingZooGame
 
 
 class OpponentPool:
@@ -135,22 +137,27 @@ def evaluate_game(agent: Agent, cfg: Config, games_per_seat: int, seed: int,
     """Greedy games against `opponent` (default cfg.eval_opponent) from both seats; returns are the
     agent's results, +1 win, 0 draw, −1 loss, and the protocol line gives the per-seat record."""
     from deepq.core.results import EvalResult
+    from deepq.games.adapters import OpenSpielGame, make_game
 
     opponent = opponent or cfg.eval_opponent
+    assert isinstance(cfg.env, str)
+    game = make_game(cfg.env)  # cfg.env, which evaluate(env=...) may have set to another game than the agent's
+    if (game.obs_shape, game.n_actions) != (agent.obs_shape, agent.n_actions):
+        raise ConfigError(f"{cfg.env!r} has observations {game.obs_shape} and {game.n_actions} actions; the agent "
+                          f"was trained on {agent.obs_shape} and {agent.n_actions}")
     was_training = agent.online.training
     agent.online.eval()  # noisy nets play on their mean weights
     try:
-        if isinstance(cfg.env, str) and cfg.env.startswith("openspiel:"):
+        if isinstance(game, OpenSpielGame):
             from deepq.games.arena import arena
-            from deepq.games.bot import as_bot
+            from deepq.games.bot import AgentBot
 
-            game = as_bot(agent).game.game
-            result = arena(game, lambda player: as_bot(agent), opponent_factory(game, opponent, seed),
+            result = arena(game.game, lambda player: AgentBot(agent, game), opponent_factory(game.game, opponent, seed),
                            games_per_seat, seed=seed)
             returns = [1.0] * result.wins + [0.0] * result.draws + [-1.0] * result.losses
             seats = tuple((s.wins - s.losses) / max(1, s.games) for s in result.seats)
             return EvalResult(returns, protocol=f"greedy agent {result}", seats=seats)  # type: ignore[arg-type]
-        return _pettingzoo_vs_random(agent, cfg, games_per_seat, seed)
+        return _pettingzoo_vs_random(agent, game, games_per_seat, seed)
     finally:
         agent.online.train(was_training)
 
@@ -158,22 +165,20 @@ def evaluate_game(agent: Agent, cfg: Config, games_per_seat: int, seed: int,
 def opponent_factory(game: Any, name: str, seed: int) -> Any:
     """'random', 'perfect' or 'mcts:N' -> a factory (player id) -> pyspiel.Bot."""
     from deepq.games import arena
+    from deepq.games.limits import opponent_simulations
 
+    simulations = opponent_simulations(name, "eval_opponent")
+    if simulations is not None:
+        return arena.mcts_opponent(game, simulations, seed)
     if name == "random":
         return arena.random_opponent(game, seed)
-    if name == "perfect":
-        return arena.perfect_opponent(game, seed)
-    return arena.mcts_opponent(game, int(name.partition(":")[2]), seed)
+    return arena.perfect_opponent(game, seed)
 
 
-def _pettingzoo_vs_random(agent: Agent, cfg: Config, games_per_seat: int, seed: int) -> EvalResult:
+def _pettingzoo_vs_random(agent: Agent, game: PettingZooGame, games_per_seat: int, seed: int) -> EvalResult:
     from deepq.core.explore import random_legal
     from deepq.core.results import EvalResult
-    from deepq.games.adapters import PettingZooGame, make_game
 
-    assert isinstance(cfg.env, str)
-    game = make_game(cfg.env)
-    assert isinstance(game, PettingZooGame)
     rng = np.random.default_rng(seed)
     returns, record = [], [[0, 0, 0], [0, 0, 0]]  # per seat: wins, draws, losses
     for i in range(2 * games_per_seat):

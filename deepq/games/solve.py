@@ -12,13 +12,14 @@ import numpy as np
 import pyspiel
 
 from deepq.errors import ConfigError
+from deepq.games.loading import load_game
 
 _TOLERANCE = 1e-9  # values are min/max of exact returns, so only float noise in exotic returns needs this
 
 
 def load(game: pyspiel.Game | str) -> pyspiel.Game:
-    """The game itself, or `pyspiel.load_game(game)` for a game string such as "tic_tac_toe"."""
-    return pyspiel.load_game(game) if isinstance(game, str) else game
+    """The game itself, or the game a string such as "tic_tac_toe" names (an unknown one is a ConfigError)."""
+    return load_game(game) if isinstance(game, str) else game
 
 
 def _key(state: pyspiel.State) -> str:

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import os
+import tempfile
+import warnings
+from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
 
 from deepq.config import Config, EnvSpec
+from deepq.config_checks import IN_0_1, POSITIVE_INT, SEED
 from deepq.core.agent import Agent
 from deepq.core.results import EvalResult
 from deepq.envs.base import check_spaces, episode_seed, obs_converter
@@ -15,6 +19,8 @@ from deepq.envs.gym import make_env
 from deepq.envs.kinds import EnvKind
 from deepq.errors import ConfigError
 from deepq.games.kind import GameKind
+from deepq.games.limits import opponent_simulations
+from deepq.presets import PRESETS
 from deepq.training.setup import check, env_kind
 
 EVAL_SEED_OFFSET = 1_000_003  # evaluation episodes never share reset seeds with training episodes
@@ -30,14 +36,32 @@ def evaluate(agent: Agent, env: EnvSpec | None = None, episodes: int = 10, eps: 
 
     Episode i is reset with a seed derived from (seed, i), so the same call gives the same numbers.
     Up to 32 episodes run side by side, with one batched forward pass per step.
-    With `video_dir`, the first episode is recorded there as an mp4 (needs `pip install moviepy`).
+    With `video_dir`, the first episode is recorded there as an mp4 (needs `pip install moviepy`), named
+    eval-<n>-episode-0.mp4 with the first n free.
+    Every argument is checked before an env is made: a mistake is one ConfigError naming it and what is valid.
     """
-    if episodes <= 0:
-        raise ConfigError(f"episodes={episodes} is not valid: evaluate at least 1 episode")
+    _check_arguments(episodes, eps, seed, opponent)
     spec = env if env is not None else agent.cfg.env
     if isinstance(spec, str) and spec.startswith("<callable"):
         raise ConfigError("this agent was trained on an env factory; pass env=... to evaluate it")
-    return evaluate_kind(agent, env_kind(agent.cfg.replace(env=spec)), episodes, eps, seed, video_dir, opponent)
+    if isinstance(spec, str) and spec.lower() in PRESETS:  # `--env cartpole`: the env the preset trains on
+        spec = PRESETS[spec.lower()].env
+    kind = env_kind(agent.cfg.replace(env=spec))
+    if kind.two_player and eps:
+        raise ConfigError(f"eps={eps} does not apply to the two-player game {spec!r}: its games are played greedily "
+                          "against the opponent (leave eps out, or use 0)")
+    return evaluate_kind(agent, kind, episodes, eps, seed, video_dir, opponent)
+
+
+def _check_arguments(episodes: int, eps: float | None, seed: int | None, opponent: str | None) -> None:
+    """The numbers (and the opponent) as given, before any env is made: one ConfigError naming the first bad one."""
+    POSITIVE_INT("episodes", episodes)
+    if eps is not None:
+        IN_0_1("eps", eps)  # nan and 2 were accepted, and reported as "eps=2"
+    if seed is not None:
+        SEED("seed", seed)  # -1 ended in numpy's "expected non-negative integer"
+    if opponent is not None:
+        opponent_simulations(opponent, "opponent")
 
 
 def evaluate_kind(agent: Agent, kind: EnvKind, episodes: int, eps: float | None = None, seed: int | None = None,
@@ -125,6 +149,27 @@ def _recorder(spec: EnvSpec, video_dir: str, cfg: Config) -> gym.Env:
         # would try X11, then Wayland, whose libwayland-client prints "error: XDG_RUNTIME_DIR is invalid or
         # not set in the environment." to the terminal. rgb_array frames need no display: SDL's dummy driver.
         os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
+    prefix = _video_prefix(Path(video_dir))
     env = make_env(spec, render_mode="rgb_array", cfg=cfg)
-    return gym.wrappers.RecordVideo(env, video_dir, episode_trigger=lambda ep: ep == 0, disable_logger=True)
+    with warnings.catch_warnings():  # "Overwriting existing videos": the prefix keeps earlier videos
+        warnings.simplefilter("ignore", UserWarning)
+        return gym.wrappers.RecordVideo(env, video_dir, episode_trigger=lambda ep: ep == 0, name_prefix=prefix,
+                                        disable_logger=True)
+
+
+def _video_prefix(video_dir: Path) -> str:
+    """Makes `video_dir` and returns a file-name prefix no video there has yet ('eval-0', 'eval-1', ...), so an
+    evaluation never overwrites an earlier one's video. A folder that cannot be written is a ConfigError now,
+    before any episode runs, not a traceback from the video writer after the episode."""
+    try:
+        video_dir.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=video_dir).close()
+    except OSError as e:
+        raise ConfigError(f"cannot record the video into {video_dir}: {e.strerror or e}; deepq eval --video writes "
+                          "to the 'videos' folder beside the agent file: evaluate a copy of the agent in a writable "
+                          "folder (or pass another video_dir to deepq.evaluate)") from None
+    k = 0
+    while (video_dir / f"eval-{k}-episode-0.mp4").exists():
+        k += 1
+    return f"eval-{k}"
 
