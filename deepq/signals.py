@@ -63,7 +63,8 @@ class Interrupts:
     def deferred(self) -> Iterator[Interrupts]:
         """Within: the first signal sets `signum` for the caller to act on between steps; a second raises, and so
         does the first if no step boundary came within OVERDUE_S (a step made long by a setting: 10^9 gradient
-        steps, a search of 10^9 simulations, an evaluation of 10^7 episodes must not hold a stop up)."""
+        steps, a search of 10^9 simulations, an evaluation of 10^7 episodes must not hold a stop up). Setting
+        `deferring` before entering starts the stage earlier (the training loop's set-up, once the run has files)."""
         self.deferring = True
         try:
             yield self

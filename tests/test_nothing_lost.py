@@ -385,7 +385,7 @@ def test_a_bad_eval_opponent_is_one_line(tmp_path: Path) -> None:
                    capture_output=True)
     for bad in ("strong", "mcts:abc"):
         line = one_line_error(subprocess.run(cli("eval", str(run), "--opponent", bad), capture_output=True, text=True))
-        assert "'random', 'perfect' or 'mcts:N'" in line
+        assert f"opponent={bad!r} is not valid: use 'random', 'perfect' (" in line and "or 'mcts:N' (" in line
 
 
 def test_the_python_api_suggests_the_deepq_name_of_a_field_from_sb3() -> None:

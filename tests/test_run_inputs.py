@@ -107,7 +107,7 @@ def test_a_plot_that_cannot_be_drawn_is_a_warning(finished: Path, tmp_path: Path
 def test_resume_says_where_it_continues_with_the_progress_bar_off(finished: Path, tmp_path: Path) -> None:
     run = copy_of(finished, tmp_path / "r")
     result = run_cli("train", "--resume", str(run), "--total_steps", "1500", "--progress", "false")
-    assert result.returncode == 0 and f"resuming {run} at step 1,000 of 1,500" in result.stderr, result.stderr
+    assert result.returncode == 0 and f"resuming {run} at step 1,000 of 1,500" in result.stdout, result.stderr
 
 
 @pytest.fixture

@@ -20,7 +20,6 @@ Otherwise the two give the same pixels and rewards for the same actions (tests/t
 from __future__ import annotations
 
 import difflib
-import os
 import re
 from typing import Any, SupportsFloat
 
@@ -28,6 +27,7 @@ import gymnasium as gym
 import numpy as np
 
 from deepq.config import Config
+from deepq.core.agent import usable_cpus
 from deepq.envs.base import Step
 from deepq.errors import ConfigError
 
@@ -252,7 +252,7 @@ class EnvPoolVecEnv:
                  for i in range(self.num_envs)]
         return self._envpool.make(
             self.task, env_type="gymnasium", num_envs=self.num_envs, seed=seeds,
-            num_threads=min(self.num_envs, os.cpu_count() or 1),
+            num_threads=min(self.num_envs, usable_cpus()),  # the container's CPUs, not the host's
             stack_num=cfg.frame_stack, frame_skip=cfg.frame_skip,
             noop_max=max(cfg.noop_max, 1),  # EnvPool 1.2.5 segfaults on 0 (see the module doc)
             img_height=cfg.screen_size, img_width=cfg.screen_size, gray_scale=cfg.grayscale,

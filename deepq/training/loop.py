@@ -163,11 +163,11 @@ def _train(cfg: Config, kind: EnvKind, mode: Experience, rng: np.random.Generato
     state = LoopState(ep_return=[0.0] * cfg.num_envs, ep_length=[0] * cfg.num_envs)
     if resumed:
         run_id, metrics_bytes = _restore(run_dir, cfg, mode, rng, state)
-        print(f"resuming {run_dir} at step {state.step:,} of {cfg.total_steps:,}", flush=True,
-              file=sys.stdout if cfg.progress else sys.stderr)  # said with the progress bar off too
+        print(f"resuming {run_dir} at step {state.step:,} of {cfg.total_steps:,}", flush=True)  # bar or not
     else:
         run_id, metrics_bytes = uuid.uuid4().hex[:12], None
         mode.start()
+    interrupts.deferring = True  # the run has files from here: a signal is answered with a checkpoint, as in the loop
     write_config(run_dir, cfg, run_id)
     log = RunLog(run_dir, resume_step=state.step if resumed else None, resume_bytes=metrics_bytes,
                  actor_column=cfg.num_actors > 0)
@@ -178,7 +178,9 @@ def _train(cfg: Config, kind: EnvKind, mode: Experience, rng: np.random.Generato
         size = log.flush()  # metrics.csv as of this checkpoint: a resume cuts it back to these bytes
         atomic_save({"format": CHECKPOINT_FORMAT, "version": 1, "run_id": run_id, "metrics_bytes": size,
                      "config": cfg.to_dict(), "agent": agent.state_dict(), "rng": rng.bit_generator.state,
-                     "torch_rng": torch.get_rng_state(), "loop": vars(state).copy(), **mode.state_dict()},
+                     "torch_rng": torch.get_rng_state(), "loop": vars(state).copy(), **mode.state_dict(),
+                     # noisy nets draw their noise on the training device: a CUDA run resumes with its generator too
+                     "cuda_rng": torch.cuda.get_rng_state(agent.device) if agent.device.type == "cuda" else None},
                     checkpoint_path(run_dir))
 
     out_of_time = time_limit(cfg)
@@ -312,6 +314,8 @@ def _restore(run_dir: Path, cfg: Config, mode: Experience, rng: np.random.Genera
             group["lr"] = lr_at(cfg, data["loop"]["step"])  # a resumed run may lower lr (e.g. after a NaN loss)
         rng.bit_generator.state = data["rng"]
         torch.set_rng_state(data["torch_rng"])
+        if data.get("cuda_rng") is not None and mode.agent.device.type == "cuda":  # a CPU resume of it: no such state
+            torch.cuda.set_rng_state(data["cuda_rng"], mode.agent.device)
         for k, v in data["loop"].items():
             setattr(state, k, v)
         if saved.get("stop_at_return") != cfg.stop_at_return:
