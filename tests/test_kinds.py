@@ -136,3 +136,30 @@ def test_envpool_vec_env_is_a_VecEnv() -> None:
     assert isinstance(probe, VecEnv)  # runtime_checkable: every member is there
     del probe.env_label
     assert not isinstance(probe, VecEnv)
+
+
+def test_a_minatar_resume_keeps_the_action_sticky_actions_repeat_across_a_reset() -> None:
+    """MinAtar repeats its last action with probability 0.1, the last one of the previous episode included (its
+    Environment keeps it across reset): a resume rebuilds it too, so the envs go on exactly as they would have."""
+    cfg = deepq.Config(env="MinAtar/Breakout-v1", num_envs=4, seed=3)
+    rng = np.random.default_rng(0)
+    envs = env_kind(cfg).make_vec_env(cfg)
+    copies = []
+    try:
+        envs.reset()
+        checked = 0
+        while checked < 5:  # resumes just after an episode ended with an action other than 0
+            if not envs.step(rng.integers(1, envs.n_actions, size=4)).ended.any():
+                continue
+            copy = env_kind(cfg).make_vec_env(cfg)
+            copies.append(copy)
+            copy.load_state_dict(envs.state_dict())
+            carried = [[e.unwrapped.game.last_action for e in v.envs] for v in (envs, copy)]
+            assert carried[0] == carried[1]
+            checked += 1
+        for _ in range(200):  # and every later step matches
+            actions = rng.integers(envs.n_actions, size=4)
+            np.testing.assert_array_equal(envs.step(actions).obs, copy.step(actions).obs)
+    finally:
+        for v in [envs, *copies]:
+            v.close()

@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -232,17 +233,24 @@ def test_a_second_signal_stops_at_once() -> None:
 
 # ---- a full disk ------------------------------------------------------------------------------------------
 
-@pytest.fixture
-def small_disk(tmp_path: Path) -> Any:
-    """A real 320 KiB filesystem (tmpfs); needs root, as CI and the development machines have."""
+def tmpfs(tmp_path: Path, size: str) -> Iterator[Path]:
+    """A real filesystem of `size` (tmpfs) at tmp_path/disk, for a fixture to yield from; needs root, as CI and the
+    development machines have."""
     mount = tmp_path / "disk"
     mount.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=320k", "tmpfs", str(mount)], capture_output=True).returncode:
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mount)],
+                      capture_output=True).returncode:
         pytest.skip("cannot mount a tmpfs here (needs root)")
     try:
         yield mount
     finally:
         subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A real 320 KiB filesystem."""
+    yield from tmpfs(tmp_path, "320k")
 
 
 def test_a_disk_that_fills_at_a_checkpoint_stops_in_one_line_and_keeps_the_previous_one(small_disk: Path) -> None:

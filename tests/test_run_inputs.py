@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 import deepq
-from tests.test_nothing_lost import cli, one_line_error, small, train_cli, wait_for
+from tests.test_nothing_lost import cli, one_line_error, small, tmpfs, train_cli, wait_for
 
 
 def run_cli(*args: str | bytes, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
@@ -112,15 +112,8 @@ def test_resume_says_where_it_continues_with_the_progress_bar_off(finished: Path
 
 @pytest.fixture
 def read_only_disk(tmp_path: Path) -> Iterator[Path]:
-    """A real tmpfs, remounted read-only by the test; needs root, as CI and the development machines have."""
-    mount = tmp_path / "disk"
-    mount.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(mount)], capture_output=True).returncode:
-        pytest.skip("cannot mount a tmpfs here (needs root)")
-    try:
-        yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
+    """A real tmpfs, remounted read-only by the test."""
+    yield from tmpfs(tmp_path, "8m")
 
 
 def test_resume_on_a_read_only_disk_is_one_line(finished: Path, read_only_disk: Path) -> None:

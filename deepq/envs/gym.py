@@ -142,6 +142,9 @@ class GymVecEnv:
         self.env_label = env_label(self.envs[0])
         self.episodes = [0] * len(self.envs)  # episodes started per env
         self.actions_since_reset: list[list[int]] = [[] for _ in self.envs]
+        # MinAtar's sticky actions repeat the last action taken, across resets too: the action each episode in
+        # progress started with is part of its state (None for envs without one)
+        self.carried: list[int | None] = [None] * len(self.envs)
         self.lives = [0] * len(self.envs)  # info["lives"] where the env reports it (Atari)
         self._obs: np.ndarray | None = None
 
@@ -152,6 +155,8 @@ class GymVecEnv:
         return len(self.envs)
 
     def _reset_one(self, i: int) -> np.ndarray:
+        game = _sticky_game(self.envs[i])
+        self.carried[i] = None if game is None else int(game.last_action)
         obs, info = self.envs[i].reset(seed=episode_seed(self.seed, i, self.episodes[i]))
         self.episodes[i] += 1
         self.actions_since_reset[i] = []
@@ -239,7 +244,8 @@ class GymVecEnv:
         """Integers only: episode counters and the actions of each episode in progress."""
         assert self._obs is not None, "reset() first"
         return {"seed": self.seed, "episodes": list(self.episodes),
-                "actions": [list(a) for a in self.actions_since_reset], "obs_sum": float(self._obs.sum())}
+                "actions": [list(a) for a in self.actions_since_reset], "obs_sum": float(self._obs.sum()),
+                "carried": list(self.carried)}
 
     def load_state_dict(self, state: dict[str, Any]) -> np.ndarray:
         """Rebuild each env's state by reseeding its current episode and replaying its actions."""
@@ -247,6 +253,9 @@ class GymVecEnv:
         for i, env in enumerate(self.envs):
             self.episodes[i] = state["episodes"][i] - 1
             obs[i] = self._reset_one(i)
+            carried = (state.get("carried") or self.carried)[i]  # (checkpoints before 2026-12-07 have none)
+            if carried is not None and (game := _sticky_game(env)) is not None:
+                game.last_action = self.carried[i] = int(carried)
             for a in state["actions"][i]:
                 o, _, _, _, info = env.step(int(a) + self._action_offset)
                 self.actions_since_reset[i].append(int(a))
@@ -261,3 +270,9 @@ class GymVecEnv:
     def close(self) -> None:
         for env in self.envs:
             env.close()
+
+
+def _sticky_game(env: gym.Env) -> Any:
+    """MinAtar's Environment behind a Gymnasium env (its `last_action` is what a sticky action repeats), or None."""
+    game = getattr(env.unwrapped, "game", None)
+    return game if hasattr(game, "last_action") and hasattr(game, "sticky_action_prob") else None
