@@ -20,6 +20,7 @@ from typing import Any
 from deepq.cli_args import HelpFormatter, Parser, TrainHelp, add_config_options, integer, number, unknown_option
 from deepq.config import Config
 from deepq.errors import ConfigError, DeepQError
+from deepq.files import read_small_text
 from deepq.presets import PRESETS, describe_presets, preset
 from deepq.research import compare, sweep, tune
 from deepq.signals import Interrupts
@@ -132,12 +133,13 @@ def _read_saved(path: Path) -> dict[str, Any]:
     redo = ("repair it (one JSON object of Config fields, as deepq train wrote it) or start a new run; "
             "`deepq train --help` lists the fields")
     try:
-        saved = json.loads(path.read_text(encoding="utf-8"))
+        saved = json.loads(read_small_text(path))
     except json.JSONDecodeError as e:
         what = "is empty" if not e.doc.strip() else f"is not valid JSON (line {e.lineno} column {e.colno}: {e.msg})"
         raise ConfigError(f"{path} {what}; {redo}") from None
     except (OSError, UnicodeDecodeError) as e:
-        raise ConfigError(f"{path} cannot be read ({e}); {redo}") from None
+        why = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+        raise ConfigError(f"{path} cannot be read ({why}); {redo}") from None
     if not isinstance(saved, dict):
         kind = {list: "an array", str: "a string", bool: "a boolean", type(None): "null"}.get(type(saved), "a number")
         raise ConfigError(f"{path} holds {kind}, not a JSON object of Config fields; {redo}")

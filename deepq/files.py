@@ -12,16 +12,29 @@ from __future__ import annotations
 import errno
 import os
 import re
+import stat
 import tempfile
 import warnings
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from deepq.errors import CheckpointError, DiskFullError
 
 FORMAT_VERSION = 1
+SMALL_FILE_BYTES = 10_000_000  # config.json, sweep.json, best.json are kilobytes: far more than any, and bounded
+
+
+def read_small_text(path: Path, limit: int = SMALL_FILE_BYTES) -> str:
+    """A small text file (a JSON of Config fields) read whole as UTF-8; an OSError saying why not when it is not a
+    regular file (a FIFO blocks its reader, /dev/zero never ends: neither answers a signal while read) or holds
+    more than `limit` bytes, and UnicodeDecodeError for bytes that are not UTF-8."""
+    if not stat.S_ISREG(path.stat().st_mode):
+        raise OSError(errno.EINVAL, "not a regular file, but a FIFO, a device or a socket", str(path))
+    with path.open("rb") as f:
+        data = f.read(limit + 1)
+    if len(data) > limit:
+        raise OSError(errno.EFBIG, f"larger than {limit:,} bytes, far more than a config holds", str(path))
+    return data.decode("utf-8")
 
 
 def short_repr(v: object, limit: int = 60) -> str:
@@ -58,6 +71,8 @@ def atomic_save(obj: Any, path: str | os.PathLike[str]) -> None:
     failure the temp file is removed and the previous `path` is left as it was; a full disk (or quota) is a
     DiskFullError (an OSError with its errno) in one line naming the path.
     """
+    import torch  # here, not at the top: the command line reads small files through this module before torch loads
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -163,7 +178,10 @@ def safe_load(path: Path, expected_format: str) -> dict[str, Any]:
     """torch.load with weights_only=True (nothing in the file is run), turning every failure into one clear
     CheckpointError."""
     if not path.is_file():
-        raise CheckpointError(f"{path} does not exist (expected a deepq {expected_format.split('-')[1]} file)")
+        what = "is not a regular file" if path.exists() else "does not exist"  # /dev/zero, a FIFO: never read
+        raise CheckpointError(f"{path} {what} (expected a deepq {expected_format.split('-')[1]} file)")
+    import torch
+
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # torch's warnings about an odd file would print before our one line

@@ -6,6 +6,7 @@ traceback. Real subprocesses, a real read-only filesystem."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import time
 from collections.abc import Iterator
@@ -156,3 +157,11 @@ def test_output_into_a_closed_pipe_ends_quietly() -> None:
     proc.stdout.close()  # the reader is gone (`deepq presets | head -0`)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 141 and err == "", err
+
+
+@pytest.mark.parametrize("kind", ["device", "fifo"])
+def test_a_config_file_that_never_ends_is_one_line(tmp_path: Path, kind: str) -> None:
+    path = tmp_path / "c.json"  # /dev/zero was read for ever, a FIFO blocked on open; neither answered SIGTERM
+    path.symlink_to("/dev/zero") if kind == "device" else os.mkfifo(path)
+    line = one_line_error(run_cli("train", "--config", str(path)))
+    assert "c.json cannot be read (not a regular file" in line

@@ -226,3 +226,11 @@ def test_a_step_made_long_by_a_setting_does_not_hold_a_signal_up(tmp_path: Path,
     assert found, line
     stopped, kept = (int(g.replace(",", "")) for g in found.groups())
     assert kept % 20 == 0 and kept <= stopped
+
+
+def test_the_command_line_answers_signals_before_torch_loads() -> None:
+    """`deepq` installs its handlers in main(); importing deepq.cli must not wait a second for torch (a signal in
+    that second would end the process with Python's default: no line, a traceback for Ctrl-C)."""
+    code = "import sys, deepq.cli; print(sorted(m for m in ('torch', 'numpy', 'gymnasium', 'ray') if m in sys.modules))"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.stdout.strip() == "[]", result.stdout + result.stderr

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from deepq.errors import ConfigError
+from deepq.files import read_small_text
 from deepq.research.sweep_plan import spec_problem
 
 if TYPE_CHECKING:
@@ -111,7 +112,7 @@ def _read_sweep(sweep: Path) -> list[tuple[str, list[Path]]]:
     file = sweep / "sweep.json"
     fix = f"repair it, or compare the runs without it: deepq compare {sweep / 'runs'}"
     try:
-        data = json.loads(file.read_text(encoding="utf-8"))
+        data = json.loads(read_small_text(file))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise ConfigError(f"{file} cannot be read ({e}); {fix}") from None
     if problem := spec_problem(data):  # a seed or label that no run directory of it can have
@@ -162,7 +163,7 @@ def read_run(run_dir: Path, notes: list[str]) -> Run | None:
         notes.append(f"{run_dir}: not there or no config.json (not run yet?); left out")
         return None
     try:
-        config = json.loads(config_file.read_text(encoding="utf-8"))
+        config = json.loads(read_small_text(config_file))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise ConfigError(f"{config_file} cannot be read ({e}); repair it, or move {run_dir} out of the paths "
                           "given") from None

@@ -24,6 +24,7 @@ from typing import Any, NamedTuple, Protocol
 from deepq.cli_args import integer
 from deepq.config import Config
 from deepq.errors import ConfigError, DistributedError, RunDirError, RunInterrupted
+from deepq.files import read_small_text
 from deepq.research import checks, interrupt
 from deepq.research.sweep_plan import MAX_RUNS, cli_words, extend, plan
 
@@ -150,7 +151,7 @@ def outcome(run_dir: Path) -> Outcome | None:
     try:
         with (run_dir / "metrics.csv").open(newline="") as f:
             rows = list(csv.DictReader(f))
-        stop_at = json.loads((run_dir / "config.json").read_text()).get("stop_at_return")
+        stop_at = json.loads(read_small_text(run_dir / "config.json")).get("stop_at_return")
         final = next((r for r in reversed(rows) if r.get("eval_kind") == "final"), None)
         if final is None or not (run_dir / "agent.pt").is_file():
             return None

@@ -16,6 +16,7 @@ from typing import Any, NoReturn
 from deepq.cli_args import add_config_options
 from deepq.config import FIELD_ALIASES, GAMES, PIXELS, TAGS, Config
 from deepq.errors import ConfigError
+from deepq.files import read_small_text
 from deepq.presets import PRESETS, preset
 from deepq.research.checks import MAX_SEED
 
@@ -95,7 +96,7 @@ def run_bytes(cfg: Config, env: tuple[Any, ...]) -> int:
 def config_file(path: Path) -> Config:
     """The Config in a JSON file of Config fields, as `deepq train --config FILE` reads it (its run_dir dropped)."""
     try:
-        fields = json.loads(path.read_text(encoding="utf-8"))
+        fields = json.loads(read_small_text(path))
         fields.pop("run_id", None)
         fields.pop("run_dir", None)
         return Config.from_dict(fields).validate()  # its seed too, though the sweep sets its own: a file train takes
@@ -161,7 +162,7 @@ def extend(path: Path, spec: dict[str, Any]) -> dict[str, Any]:
     spec = json.loads(json.dumps(spec))  # as the file holds it (tuples as lists), to compare with the old one
     if path.exists():
         try:
-            old = json.loads(path.read_text(encoding="utf-8"))
+            old = json.loads(read_small_text(path))
         except (OSError, ValueError) as e:
             raise ConfigError(f"{path} cannot be read ({e}); sweep into another --dir") from None
         if problem := spec_problem(old):

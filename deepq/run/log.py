@@ -19,7 +19,7 @@ from typing import Any
 from deepq.config import Config
 from deepq.core.results import EvalResult
 from deepq.errors import RunDirError
-from deepq.files import current_umask, remove_stale_temp_files
+from deepq.files import current_umask, read_small_text, remove_stale_temp_files
 
 COLUMNS = ["step", "episode", "episode_return", "episode_length", "epsilon", "loss",
            "eval_return", "eval_std", "eval_min", "eval_max", "eval_first", "eval_second", "eval_kind"]
@@ -184,7 +184,7 @@ def write_config(run_dir: Path, cfg: Config, run_id: str) -> None:
 
 def read_config(run_dir: Path) -> dict[str, Any]:
     """The Config fields saved in run_dir/config.json (without the run id)."""
-    data: dict[str, Any] = json.loads((run_dir / "config.json").read_text())
+    data: dict[str, Any] = json.loads(read_small_text(run_dir / "config.json"))
     if isinstance(data, dict):
         data.pop("run_id", None)
     return data
@@ -193,8 +193,8 @@ def read_config(run_dir: Path) -> dict[str, Any]:
 def read_run_id(run_dir: Path) -> str:
     """The run id in run_dir/config.json ('' when there is none: no file, or one from an older deepq)."""
     try:
-        data = json.loads((run_dir / "config.json").read_text())
-    except (OSError, ValueError):
+        data = json.loads(read_small_text(run_dir / "config.json"))
+    except (OSError, ValueError):  # (UnicodeDecodeError is a ValueError)
         return ""
     return str(data.get("run_id", "")) if isinstance(data, dict) else ""
 
