@@ -55,7 +55,7 @@ def connect(cfg: Config) -> bool:
         return False
     os.environ.setdefault(NO_NATIVE_DUMP, "1")
     try:
-        with _signals_kept(ray):
+        with _signals_kept(ray, hold=not cfg.ray_address):
             if cfg.ray_address:
                 ray.init(address=cfg.ray_address, log_to_driver=False, logging_level="ERROR")
             else:
@@ -77,16 +77,19 @@ def connect(cfg: Config) -> bool:
 
 
 @contextmanager
-def _signals_kept(ray: Any) -> Iterator[None]:
-    """A signal during ray.init is held until it returns, then delivered to the handler found before (deepq's:
-    one line, exit 128 + signal, after ray.shutdown). Stopped part-way, ray.init leaves its node's agents running
-    with no one to stop them; and it sets SIGTERM handlers of its own (one exits with status 15, one kills the
-    node's processes and exits with 1), which are held off for the call."""
+def _signals_kept(ray: Any, hold: bool) -> Iterator[None]:
+    """ray.init sets SIGTERM handlers of its own (one exits with status 15, one kills the node's processes and
+    exits with 1): they are held off for the call, and the handlers found before (deepq's: one line, exit 128 +
+    signal, after ray.shutdown) answer. `hold` (a local Ray, whose node this call starts): a signal is held until
+    ray.init returns (seconds), then delivered, since stopped part-way ray.init leaves its node's agents running
+    with no one to stop them. Joining a cluster starts no process here, so a signal stops it at once (a head that
+    answers but is not Ray would keep ray.init retrying for minutes)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
     held: list[int] = []
-    before = {s: signal.signal(s, lambda signum, frame: held.append(signum)) for s in SIGNALS}
+    before = {s: signal.signal(s, lambda signum, frame: held.append(signum)) if hold else signal.getsignal(s)
+              for s in SIGNALS}
     utils = ray._private.utils
     setter = utils.set_sigterm_handler
     utils.set_sigterm_handler = lambda handler: None
@@ -95,7 +98,8 @@ def _signals_kept(ray: Any) -> Iterator[None]:
     finally:
         utils.set_sigterm_handler = setter
         for s, handler in before.items():
-            signal.signal(s, handler)  # also replaces the native handler Ray's core worker may have put on SIGTERM
+            if handler is not None:  # also replaces the native handler Ray's core worker may have put on SIGTERM
+                signal.signal(s, handler)
         if held:
             signal.raise_signal(held[0])
 
