@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -99,3 +99,38 @@ class Interrupts:
         self.overdue = True
         self.disarm()
         raise RunInterrupted(self.signum or signal.SIGTERM)
+
+
+class Noted(list[int]):
+    """The signals noted, in order; itself the handler that notes them."""
+
+    def __call__(self, signum: int, frame: Any) -> None:
+        self.append(signum)
+
+    def again(self) -> None:
+        """Note them again, after code that set its own handler (ray.init sets SIGTERM's to sys.exit)."""
+        if threading.current_thread() is threading.main_thread():
+            for s in SIGNALS:
+                signal.signal(s, self)
+
+
+@contextmanager
+def noted() -> Iterator[Noted]:
+    """Inside, each signal is only appended to the list yielded; the handlers before are put back on the way out."""
+    signals = Noted()
+    with handlers(signals):
+        yield signals
+
+
+@contextmanager
+def handlers(handler: Callable[[int, Any], None]) -> Iterator[None]:
+    """Inside, `handler` answers SIGINT, SIGTERM and SIGHUP (main thread only); the handlers before are put back."""
+    if threading.current_thread() is not threading.main_thread():  # only the main thread may set handlers
+        yield
+        return
+    old = {s: signal.signal(s, handler) for s in SIGNALS}
+    try:
+        yield
+    finally:
+        for s, previous in old.items():
+            signal.signal(s, previous)

@@ -3,6 +3,7 @@ process has set its own handler for a signal yet, and which processes are still 
 
 from __future__ import annotations
 
+import os
 import subprocess
 import time
 from pathlib import Path
@@ -55,3 +56,14 @@ def wait_until_loaded(proc: subprocess.Popen[str], library: str, timeout: float 
             pass
         time.sleep(0.02)
     return False
+
+
+def stop_with(proc: subprocess.Popen[str], signum: int, timeout: float) -> tuple[str, str]:
+    """Send `signum` to proc and wait for it to end: (stdout, stderr). Killed if it outlives `timeout` (the test
+    then fails on subprocess.TimeoutExpired) or the test fails before it ends."""
+    try:
+        os.kill(proc.pid, signum)
+        out, err = proc.communicate(timeout=timeout)
+        return out, err
+    finally:
+        proc.kill()

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import signal
 import subprocess
 import sys
@@ -22,7 +21,7 @@ from typing import Any
 import numpy as np
 import pytest
 import rliable.metrics
-from process_harness import wait_until_loaded
+from process_harness import stop_with, wait_until_loaded
 
 import deepq
 from deepq.cli import main
@@ -367,21 +366,15 @@ def test_a_signal_during_the_bootstrap_stops_it_in_one_line(signum: int, tmp_pat
     """100,000 replicates of two groups' learning curves take many seconds: SIGTERM or Ctrl-C stops them at once,
     with one line and exit 128 + the signal, and --out is not made."""
     rng = np.random.default_rng(0)
-    for group, lr in (("a", 1e-3), ("b", 5e-4)):
-        for seed in range(5):
-            write_run(tmp_path / group / f"s{seed}", curve(rng.normal(200, 50, 400).tolist(), every=100), 300.0,
-                      seed=seed, lr=lr)
-    out = tmp_path / "cmp"
-    proc = subprocess.Popen([sys.executable, "-m", "deepq.cli", "compare", str(tmp_path / "a"), str(tmp_path / "b"),
-                             "--reps", "100000", "--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
-    try:
-        assert wait_until_loaded(proc, "scipy"), proc.communicate()  # the statistics' imports: it is computing
-        time.sleep(0.5)
-        os.kill(proc.pid, signum)
-        stdout, err = proc.communicate(timeout=5)
-    finally:
-        proc.kill()
+    for (group, lr), seed in ((g, s) for g in (("a", 1e-3), ("b", 5e-4)) for s in range(5)):
+        write_run(tmp_path / group / f"s{seed}", curve(rng.normal(200, 50, 400).tolist(), every=100), 300.0,
+                  seed=seed, lr=lr)
+    out, argv = tmp_path / "cmp", ["compare", str(tmp_path / "a"), str(tmp_path / "b"), "--reps", "100000", "--out"]
+    proc = subprocess.Popen([sys.executable, "-m", "deepq.cli", *argv, str(out)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    assert wait_until_loaded(proc, "scipy"), proc.communicate()  # the statistics' imports: it is computing
+    time.sleep(0.5)
+    stdout, err = stop_with(proc, signum, timeout=5)
     assert proc.returncode == 128 + signum, err
     assert err == f"deepq compare: stopped by {signal.Signals(signum).name} before it wrote anything; run it again\n"
     assert stdout == "" and not out.exists()

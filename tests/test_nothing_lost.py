@@ -24,6 +24,7 @@ import deepq
 from deepq.core.agent import safe_load
 from deepq.errors import EnvError, RunDirError
 from deepq.training.loop import CHECKPOINT_FORMAT, checkpoint_path
+from tests.disk_harness import tmpfs
 
 SMALL: dict[str, Any] = dict(env="CartPole-v1", total_steps=3_000, learning_starts=200, train_freq=2, batch_size=32,
                              buffer_size=2_000, hidden_sizes=(32, 32), target_update_interval=100,
@@ -232,20 +233,6 @@ def test_a_second_signal_stops_at_once() -> None:
 
 
 # ---- a full disk ------------------------------------------------------------------------------------------
-
-def tmpfs(tmp_path: Path, size: str) -> Iterator[Path]:
-    """A real filesystem of `size` (tmpfs) at tmp_path/disk, for a fixture to yield from; needs root, as CI and the
-    development machines have."""
-    mount = tmp_path / "disk"
-    mount.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mount)],
-                      capture_output=True).returncode:
-        pytest.skip("cannot mount a tmpfs here (needs root)")
-    try:
-        yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
-
 
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:

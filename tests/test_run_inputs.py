@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 import deepq
-from tests.test_nothing_lost import cli, one_line_error, small, tmpfs, train_cli, wait_for
+from tests.disk_harness import tmpfs
+from tests.test_nothing_lost import cli, one_line_error, small, train_cli, wait_for
 
 
 def run_cli(*args: str | bytes, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:

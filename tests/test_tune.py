@@ -12,7 +12,6 @@ import contextlib
 import csv
 import io
 import json
-import os
 import signal
 import sqlite3
 import subprocess
@@ -23,6 +22,7 @@ from typing import Any
 
 import optuna
 import pytest
+from process_harness import stop_with
 
 import deepq
 from deepq.cli import main, parse_args
@@ -189,15 +189,13 @@ def test_ctrl_c_keeps_the_study_and_the_same_command_finishes_it(signum: int, tm
     run_dir = tmp_path / "study" / "trial-0"
     proc = subprocess.Popen([sys.executable, "-m", "deepq.cli", *argv], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.monotonic() + 120
-        while not ((run_dir / "metrics.csv").is_file() and periodic(run_dir)):  # trial 0 is training
-            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
-            time.sleep(0.05)
-        os.kill(proc.pid, signum)
-        _, err = proc.communicate(timeout=60)
-    finally:
-        proc.kill()
+    deadline = time.monotonic() + 120
+    while not ((run_dir / "metrics.csv").is_file() and periodic(run_dir)):  # trial 0 is training
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail(f"trial 0 never trained: {proc.communicate()}")
+        time.sleep(0.05)
+    _, err = stop_with(proc, signum, timeout=60)
     assert proc.returncode == 128 + signum, err
     assert err.startswith(f"deepq tune: stopped by {signal.Signals(signum).name}: trial 0 interrupted and marked "
                           "failed; its run") and err.count("\n") == 1, err

@@ -21,6 +21,7 @@ from deepq.cli_args import integer, number
 from deepq.errors import ConfigError
 from deepq.research import checks, interrupt
 from deepq.research.run_dirs import Group, find_groups
+from deepq.signals import noted
 
 DEFAULT_REPS = 2000
 # The most replicates an interval may take. Measured on a 2-core Intel Xeon: 100,000 of the learning curves of 4
@@ -63,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
     if args.out is None:
         print("\n(--out DIR also writes summary.md, summary.json and the curves and profiles as PNG and SVG)")
         return 0
-    with interrupt.noted() as signals:  # a signal waits for the files being written: none is left half written
+    with noted() as signals:  # a signal waits for the files being written: none is left half written
         written = write(Path(args.out), text, summary, envs)
     print("\n" + "\n".join(f"wrote {p}" for p in written), flush=True)
     if signals:

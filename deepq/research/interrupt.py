@@ -13,12 +13,11 @@ import contextlib
 import re
 import signal
 import sys
-import threading
 from collections.abc import Callable, Iterator
 from typing import Any, NoReturn, TextIO
 
 from deepq.errors import RunInterrupted
-from deepq.signals import SIGNALS, name
+from deepq.signals import handlers, name
 
 
 class Stopped(RunInterrupted):
@@ -43,7 +42,7 @@ def raising(line: Callable[[str], str]) -> Iterator[None]:
     def handle(signum: int, frame: Any) -> None:
         raise RunInterrupted(signum)
 
-    with _handlers(handle):
+    with handlers(handle):
         try:
             yield
         except KeyboardInterrupt as e:
@@ -51,40 +50,6 @@ def raising(line: Callable[[str], str]) -> Iterator[None]:
                 raise
             signum = int(getattr(e, "signum", signal.SIGINT))
             stop(signum, line(name(signum)))
-
-
-class Noted(list[int]):
-    """The signals noted, in order; itself the handler that notes them."""
-
-    def __call__(self, signum: int, frame: Any) -> None:
-        self.append(signum)
-
-    def again(self) -> None:
-        """Note them again, after code that set its own handler (ray.init sets SIGTERM's to sys.exit)."""
-        if threading.current_thread() is threading.main_thread():
-            for s in SIGNALS:
-                signal.signal(s, self)
-
-
-@contextlib.contextmanager
-def noted() -> Iterator[Noted]:
-    """Inside, each signal is only appended to the list yielded; the handlers before are put back on the way out."""
-    signals = Noted()
-    with _handlers(signals):
-        yield signals
-
-
-@contextlib.contextmanager
-def _handlers(handler: Callable[[int, Any], None]) -> Iterator[None]:
-    if threading.current_thread() is not threading.main_thread():  # only the main thread may set handlers
-        yield
-        return
-    old = {s: signal.signal(s, handler) for s in SIGNALS}
-    try:
-        yield
-    finally:
-        for s, previous in old.items():
-            signal.signal(s, previous)
 
 
 # The training loop's own lines when a signal stops it (at a step, in set-up, in the final evaluation): they name

@@ -27,6 +27,7 @@ from deepq.errors import ConfigError, DistributedError, RunDirError, RunInterrup
 from deepq.files import read_small_text
 from deepq.research import checks, interrupt
 from deepq.research.sweep_plan import MAX_RUNS, cli_words, extend, plan
+from deepq.signals import noted
 
 POLL_S = 0.2  # how often runs are looked at: the bar's refresh, and the most a signal waits to be passed on
 STOP_GRACE_S = 30.0  # a run not stopped this long after a signal was passed on is killed (as SLURM's KillWait)
@@ -83,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
         spec, configs, need = plan(args)  # every field and value checked before anything is written
         if not args.ray_address:
             check_memory(args.parallel, len(spec["settings"]) * args.seeds, need)
-    with interrupt.noted() as signals:  # from here a signal stops the sweep where that is safe: not inside Ray's start
+    with noted() as signals:  # from here a signal stops the sweep where that is safe: not inside Ray's start
         try:
             with launcher(args.ray_address) as start:
                 signals.again()  # ray.init set its own SIGTERM handler

@@ -26,6 +26,7 @@ from deepq.errors import ConfigError, RunDirError, RunInterrupted
 from deepq.research import checks, interrupt
 from deepq.research.search_space import DEFAULT_FIELDS, FIELDS, parse_fields, suggest
 from deepq.research.storage import NEW_FILE, check_storage, connect, why
+from deepq.signals import noted
 
 if TYPE_CHECKING:  # optuna and the training loop are imported when a study runs: `deepq --help` builds this parser
     import optuna
@@ -103,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
         check_storage(t.storage)
     with interrupt.raising(lambda sig: f"deepq tune: stopped by {sig} between trials; the study is kept in "
                            f"{t.storage}: run the same command again to continue it"):
-        with interrupt.noted() as signals:  # a database's tables are not left half made
+        with noted() as signals:  # a database's tables are not left half made
             study = open_study(t, optuna)
         if signals:
             interrupt.stop(signals[0], f"deepq tune: stopped by {interrupt.name(signals[0])} before its first trial; "
@@ -267,7 +268,7 @@ def run_trial(t: Tune, study: optuna.Study, optuna: Any) -> None:
     from deepq.training.loop import train
 
     state = optuna.trial.TrialState
-    with interrupt.noted() as asking:  # a trial created is told how it ended, even if a signal came meanwhile
+    with noted() as asking:  # a trial created is told how it ended, even if a signal came meanwhile
         trial = study.ask()
     run_dir: Path | None = None
     try:

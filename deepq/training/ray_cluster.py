@@ -3,6 +3,7 @@ set-up (deepq/training/setup.py), so a missing Ray is one line before anything i
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -15,7 +16,7 @@ from typing import Any
 from deepq.config import Config
 from deepq.core.agent import usable_cpus
 from deepq.errors import ConfigError, DistributedError
-from deepq.signals import SIGNALS
+from deepq.signals import SIGNALS, Noted, noted
 
 # Ray turns a node address of 127.0.0.1 into the machine's outward-facing one on Linux unless this is "0"; set
 # before Ray is imported, it keeps a local Ray's traffic on loopback.
@@ -84,24 +85,21 @@ def _signals_kept(ray: Any, hold: bool) -> Iterator[None]:
     ray.init returns (seconds), then delivered, since stopped part-way ray.init leaves its node's agents running
     with no one to stop them. Joining a cluster starts no process here, so a signal stops it at once (a head that
     answers but is not Ray would keep ray.init retrying for minutes)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    held: list[int] = []
-    before = {s: signal.signal(s, lambda signum, frame: held.append(signum)) if hold else signal.getsignal(s)
-              for s in SIGNALS}
+    before = {s: signal.getsignal(s) for s in SIGNALS}
     utils = ray._private.utils
     setter = utils.set_sigterm_handler
     utils.set_sigterm_handler = lambda handler: None
     try:
-        yield
+        with noted() if hold else contextlib.nullcontext(Noted()) as held:
+            yield
     finally:
         utils.set_sigterm_handler = setter
-        for s, handler in before.items():
-            if handler is not None:  # also replaces the native handler Ray's core worker may have put on SIGTERM
-                signal.signal(s, handler)
-        if held:
-            signal.raise_signal(held[0])
+        if threading.current_thread() is threading.main_thread():  # (only it may set handlers)
+            for s, handler in before.items():  # also replaces a native handler Ray's core worker put on SIGTERM
+                if handler is not None:
+                    signal.signal(s, handler)
+    if held:
+        signal.raise_signal(held[0])
 
 
 def _check_cluster_fits(ray: Any, cfg: Config) -> None:
