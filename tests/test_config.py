@@ -222,7 +222,7 @@ MESSAGES: list[tuple[str, Any, str]] = [
     ("hidden_sizes", (), "hidden_sizes=() is not valid: hidden_sizes must be a non-empty list of positive integers"),
     ("arch", "x", "arch='x' is not valid: arch must be one of 'auto', 'mlp', 'nature_cnn', 'small_cnn'"),
     ("frame_stack", 0, "frame_stack=0 is not valid: frame_stack must be a positive integer"),
-    ("backend", "x", "backend='x' is not valid: backend must be one of 'gymnasium', 'envpool'"),
+    ("backend", "x", "backend='x' is not valid: backend must be one of 'auto', 'numpy', 'gymnasium', 'envpool'"),
     ("noop_max", -1, "noop_max=-1 is not valid: noop_max must be an integer >= 0"),
     ("max_episode_frames", True, "max_episode_frames=True is not valid: max_episode_frames must be a positive integer"),
     ("gamma", 1.5, "gamma=1.5 is not valid: gamma must be a number in [0, 1]"),

@@ -41,7 +41,7 @@ class GameKind(EnvKind):
         """The fields that do not apply to games; eval_opponent other than 'random' needs OpenSpiel, 'mcts:N' a
         bounded N, 'perfect' a game small enough to solve."""
         for name, ok, why in (("frame_stack", cfg.frame_stack == 1, "1: a game position is its own history"),
-                              ("backend", cfg.backend == "gymnasium", "'gymnasium' (EnvPool is Atari only)"),
+                              ("backend", cfg.backend != "envpool", "'auto', 'numpy' or 'gymnasium' (EnvPool is Atari only)"),
                               ("episodic_life", not cfg.episodic_life, "False (Atari only)"),
                               ("clip_rewards", not cfg.clip_rewards, "False (game rewards are already -1/0/1)")):
             if not ok:
