@@ -141,7 +141,7 @@ def test_envpool_vec_env_is_a_VecEnv() -> None:
 def test_a_minatar_resume_keeps_the_action_sticky_actions_repeat_across_a_reset() -> None:
     """MinAtar repeats its last action with probability 0.1, the last one of the previous episode included (its
     Environment keeps it across reset): a resume rebuilds it too, so the envs go on exactly as they would have."""
-    cfg = deepq.Config(env="MinAtar/Breakout-v1", num_envs=4, seed=3)
+    cfg = deepq.Config(env="MinAtar/Breakout-v1", num_envs=4, seed=3, backend="gymnasium")  # the reference env's
     rng = np.random.default_rng(0)
     envs = env_kind(cfg).make_vec_env(cfg)
     copies = []

@@ -1,10 +1,13 @@
 """What every vector env shares: the `Step` it returns, the `VecEnv` protocol the loop, evaluation, replay and
 checkpoints rely on, per-episode reset seeds, and how observations reach the network.
 
-Three classes implement VecEnv: deepq.envs.gym.GymVecEnv (Gymnasium envs stepped in lockstep),
-deepq.envs.atari.EnvPoolVecEnv (EnvPool's C++ Atari) and deepq.games.vec.GameVecEnv (two-player games, one
-ply per step, which adds the legal moves and who moved). This module imports no other deepq env module, so
-Atari, EnvPool and the games build on it without importing each other.
+The reference implementations of VecEnv: deepq.envs.gym.GymVecEnv (Gymnasium envs stepped one by one, in
+lockstep), deepq.envs.atari.EnvPoolVecEnv (EnvPool's C++ Atari) and deepq.games.vec.GameVecEnv (two-player games,
+one ply per step, which adds the legal moves and who moved). deepq's NumPy vector envs step all N envs with array
+operations and return what the reference returns for the same seeds and actions (Config.backend 'auto' picks
+them): deepq.envs.numpy_cartpole.CartPoleVec, deepq.envs.numpy_minatar.MinAtarVec (Breakout, SpaceInvaders,
+Freeway, Asterix) and deepq.games.numpy_connect4.Connect4Vec. This module imports no other deepq env module, so
+Atari, EnvPool, the NumPy envs and the games build on it without importing each other.
 """
 
 from __future__ import annotations

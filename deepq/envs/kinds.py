@@ -7,7 +7,10 @@ differs between kinds, so nothing downstream sniffs env ids again.
     kind.two_player                     # games: legal masks, −γ targets, per-seat evaluation
 
 Kinds: Gymnasium ids and factories (classic control, Box2D, ...), MinAtar, Atari through ale-py, EnvPool's
-Atari (backend='envpool'), and two-player games. The games are not known here: deepq/games/kind.py registers
+Atari (backend='envpool'), and two-player games. Gymnasium and MinAtar kinds train on deepq's NumPy vector env
+where the id has one (CartPole-v1: deepq/envs/numpy_cartpole.py; MinAtar Breakout, SpaceInvaders, Freeway, Asterix:
+deepq/envs/numpy_minatar/) and cfg.backend is 'auto' (the default) or 'numpy', else on GymVecEnv; evaluation and
+search always use the reference envs (make_env). The games are not known here: deepq/games/kind.py registers
 their kind by id prefix ('openspiel:', 'pettingzoo:') with `register`, so this layer never imports deepq.games.
 Whoever builds a run imports it first (deepq/training/setup.py does), which fills the registry.
 """
@@ -21,6 +24,9 @@ import gymnasium as gym
 from deepq.config import Config, EnvSpec
 from deepq.envs.base import VecEnv
 from deepq.envs.gym import GymVecEnv, make_env, register_namespace
+from deepq.envs.numpy_cartpole import CartPoleVec
+from deepq.envs.numpy_minatar import ENV_IDS as MINATAR_NUMPY_IDS
+from deepq.envs.numpy_minatar import MinAtarVec
 from deepq.envs.search import SearchEnv
 from deepq.errors import ConfigError
 
@@ -42,7 +48,11 @@ class EnvKind:
         """Raise ConfigError for fields that do not apply to this kind (beyond Config.validate's checks)."""
 
     def make_vec_env(self, cfg: Config) -> VecEnv:
-        """The training envs: cfg.num_envs Gymnasium envs stepped in lockstep."""
+        """The training envs: deepq's NumPy vector env where cfg asks for one it can be (make_numpy_vec_env),
+        else cfg.num_envs Gymnasium envs stepped in lockstep."""
+        numpy_envs = make_numpy_vec_env(cfg)
+        if numpy_envs is not None:
+            return numpy_envs
         spec = cfg.env
         return GymVecEnv([lambda: make_env(spec, cfg=cfg) for _ in range(cfg.num_envs)], cfg.seed,
                          custom_network=cfg.network is not None, episodic_life=cfg.episodic_life)
@@ -65,8 +75,35 @@ class EnvKind:
         return f"eps={eps:g}, raw score"
 
 
+NUMPY_ENV_IDS = ("CartPole-v1", *MINATAR_NUMPY_IDS)  # the ids deepq has a NumPy vector env for
+
+
+def make_numpy_vec_env(cfg: Config) -> VecEnv | None:
+    """deepq's NumPy vector env for cfg (backend 'auto' or 'numpy', an id in NUMPY_ENV_IDS, frame_stack 1), else
+    None; a ConfigError where backend='numpy' asks for one that cannot be. Each produces exactly what GymVecEnv over
+    the reference env does (tests/test_numpy_envs.py); episodic_life changes nothing on either (no lives)."""
+    if cfg.backend not in ("auto", "numpy"):
+        return None
+    spec = cfg.env
+    if not isinstance(spec, str) or spec not in NUMPY_ENV_IDS:
+        if cfg.backend == "numpy":
+            name = spec if isinstance(spec, str) else "an env factory"
+            raise ConfigError(f"backend='numpy' has no NumPy env for {name}: deepq has one for "
+                              f"{', '.join(NUMPY_ENV_IDS)}; use --backend gymnasium (or auto) for the others")
+        return None
+    if cfg.frame_stack > 1:
+        if cfg.backend == "numpy":
+            raise ConfigError(f"backend='numpy' does not stack frames (frame_stack={cfg.frame_stack}) for {spec}: "
+                              "use --backend gymnasium (or auto), or frame_stack=1")
+        return None
+    if spec == "CartPole-v1":
+        return CartPoleVec(cfg.num_envs, cfg.seed)
+    return MinAtarVec(spec, cfg.num_envs, cfg.seed, cfg.max_episode_frames)
+
+
 class MinAtarKind(EnvKind):
-    """MinAtar's 10x10 grids ('MinAtar/Breakout-v1'), channels first, with a time limit (deepq/envs/gym.py)."""
+    """MinAtar's 10x10 grids ('MinAtar/Breakout-v1'), channels first, with a time limit (deepq/envs/gym.py); trained
+    on deepq's NumPy env of the game where it has one (make_numpy_vec_env)."""
 
     name = "minatar"
 
@@ -146,7 +183,7 @@ def resolve(cfg: Config) -> EnvKind:
 
 
 def make_vec_env(cfg: Config) -> VecEnv:
-    """The training envs of cfg.env's kind (GymVecEnv, EnvPoolVecEnv or a game's GameVecEnv)."""
+    """The training envs of cfg.env's kind (a NumPy env, GymVecEnv, EnvPoolVecEnv or a game's GameVecEnv)."""
     return resolve(cfg).make_vec_env(cfg)
 
 
