@@ -3,8 +3,10 @@ this module is imported (deepq/training/setup.py does, for every run), so the en
 without importing the games.
 
 What a game changes: self-play on GameVecEnv (one ply per step, legal masks, −γ targets: deepq/games/selfplay.py),
-the adapter itself as the searchable env, evaluation games against cfg.eval_opponent from both seats, and the
-Config fields that do not apply to games (checked at set-up, before anything is written).
+or for Connect Four with cfg.backend 'auto' or 'numpy' on deepq's NumPy Connect4Vec (the same plies, all games at
+once: deepq/games/numpy_connect4.py); the adapter itself as the searchable env; evaluation games against
+cfg.eval_opponent from both seats (always on the adapters); and the Config fields that do not apply to games
+(checked at set-up, before anything is written).
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from deepq.envs.kinds import EnvKind, register
 from deepq.errors import ConfigError
 from deepq.games.adapters import Game, OpenSpielGame, make_game
 from deepq.games.limits import opponent_simulations
+from deepq.games.numpy_connect4 import GAME_ID as CONNECT4_ID
+from deepq.games.numpy_connect4 import Connect4Vec
 from deepq.games.vec import GameVecEnv
 
 if TYPE_CHECKING:
@@ -24,6 +28,7 @@ if TYPE_CHECKING:
     from deepq.games.selfplay import SelfPlay
 
 PREFIXES = ("openspiel:", "pettingzoo:")
+NUMPY_GAMES = (CONNECT4_ID,)  # the games with a NumPy vector env (cfg.backend 'auto' or 'numpy' trains on it)
 
 
 class GameKind(EnvKind):
@@ -41,12 +46,14 @@ class GameKind(EnvKind):
         """The fields that do not apply to games; eval_opponent other than 'random' needs OpenSpiel, 'mcts:N' a
         bounded N, 'perfect' a game small enough to solve."""
         for name, ok, why in (("frame_stack", cfg.frame_stack == 1, "1: a game position is its own history"),
-                              ("backend", cfg.backend != "envpool", "'auto', 'numpy' or 'gymnasium' (EnvPool is Atari only)"),
+                              ("backend", cfg.backend != "envpool",
+                               "'auto', 'numpy' or 'gymnasium' (EnvPool is Atari only)"),
                               ("episodic_life", not cfg.episodic_life, "False (Atari only)"),
                               ("clip_rewards", not cfg.clip_rewards, "False (game rewards are already -1/0/1)")):
             if not ok:
                 raise ConfigError(f"{name}={getattr(cfg, name)!r} does not apply to the two-player game "
                                   f"{cfg.env!r}: use {why}")
+        numpy_games_only(self.game_id, cfg.backend)
         opponent_simulations(cfg.eval_opponent, "eval_opponent")  # bounded: 'mcts:1e12' would never finish a move
         if cfg.eval_opponent != "random" and self.name != "openspiel":
             raise ConfigError(f"eval_opponent={cfg.eval_opponent!r} needs an OpenSpiel game (its MCTS bot and "
@@ -62,18 +69,23 @@ class GameKind(EnvKind):
         """The adapter (an unknown or unsupported game is a ConfigError here)."""
         return make_game(self.game_id)
 
-    def make_vec_env(self, cfg: Config) -> GameVecEnv:
-        """cfg.num_envs games for self-play, one ply per step."""
+    def make_vec_env(self, cfg: Config) -> GameVecEnv | Connect4Vec:
+        """cfg.num_envs games for self-play, one ply per step: deepq's NumPy env where the game has one and
+        cfg.backend is 'auto' or 'numpy', else the adapters' (OpenSpiel's or PettingZoo's games one by one)."""
+        numpy_games_only(self.game_id, cfg.backend)
+        if self.game_id in NUMPY_GAMES and cfg.backend in ("auto", "numpy"):
+            return Connect4Vec(cfg.num_envs, cfg.seed)
         return GameVecEnv(self.game_id, cfg.num_envs, cfg.seed)
 
     def make_search_env(self, cfg: Config) -> Game:
         return self.make_game()  # the adapters clone exactly: a game is its own searchable state
 
-    def self_play(self, envs: GameVecEnv, cfg: Config) -> SelfPlay:
+    def self_play(self, envs: GameVecEnv | Connect4Vec, cfg: Config) -> SelfPlay:
         """Who moves in the training games and how their plies are stored and logged (deepq/games/selfplay.py)."""
         from deepq.games.selfplay import SelfPlay
 
-        return SelfPlay(envs, cfg)
+        # SelfPlay reads only the attributes both envs have (legal, movers, to_move); its annotation names GameVecEnv
+        return SelfPlay(envs, cfg)  # type: ignore[arg-type]
 
     def episodes_text(self, episodes: int) -> str:
         return f"{episodes} games from each seat"
@@ -84,6 +96,14 @@ class GameKind(EnvKind):
         from deepq.games.selfplay import evaluate_game
 
         return evaluate_game(agent, cfg, games_per_seat, seed, opponent)
+
+
+def numpy_games_only(game_id: str, backend: str) -> None:
+    """backend='numpy' needs a game with a NumPy vector env: one ConfigError line otherwise."""
+    if backend == "numpy" and game_id not in NUMPY_GAMES:
+        raise ConfigError(f"backend='numpy' has no NumPy env for {game_id!r}; the games with one: "
+                          f"{', '.join(repr(g) for g in NUMPY_GAMES)}. Use --backend gymnasium (or 'auto') "
+                          "to train on the reference env")
 
 
 for _prefix in PREFIXES:
