@@ -13,8 +13,8 @@ orders): tests/test_fused.py.
 does not do (importance weights, noisy nets, dueling, C51, custom networks, RMSProp, other devices) stays on the
 reference update, and a call with importance weights raises rather than ignoring them.
 
-NumpyPolicy computes Q values with NumPy on zero-copy views of the online weights: the optimizer updates them in
-place, so the views are always current and nothing is copied per step.
+Acting uses deepq/core/fast_mlp.py's NumpyMLP: Q values with NumPy on zero-copy views of the online weights (the
+optimizer updates them in place, so the views are always current and nothing is copied per step).
 """
 
 from __future__ import annotations
@@ -226,27 +226,3 @@ class NumpyMLPUpdate:
         torch.ops.aten._fused_adam_([self.flat_t], [self.grad_t], [exp_avg], [exp_avg_sq], [], [step], lr=group["lr"],
                                     beta1=beta1, beta2=beta2, weight_decay=group["weight_decay"], eps=group["eps"],
                                     amsgrad=False, maximize=False)
-
-
-class NumpyPolicy:
-    """Greedy actions of a ReLU MLP computed with NumPy on views of its (CPU) weights."""
-
-    def __init__(self, net: nn.Module) -> None:
-        self.layers = [(w.detach().numpy(), b.detach().numpy()) for w, b in linear_layers(net)]
-
-    def q_values(self, obs: np.ndarray) -> np.ndarray:
-        h = obs.reshape(len(obs), -1)  # (B, D)
-        last = len(self.layers) - 1
-        if len(h) == 1:  # one observation (single-env acting): matrix-vector products, a third faster
-            v = h[0]  # (D,)
-            for i, (w, b) in enumerate(self.layers):
-                v = np.dot(w, v)  # (out,)
-                v += b
-                if i < last:
-                    np.maximum(v, 0.0, out=v)
-            return v[None]  # (1, A)
-        for i, (w, b) in enumerate(self.layers):
-            h = h @ w.T + b  # (B, out)
-            if i < last:
-                np.maximum(h, 0.0, out=h)
-        return h  # (B, A)

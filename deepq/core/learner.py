@@ -5,9 +5,10 @@ One update path: a loss from deepq/core/losses.py (TD, C51, MCTS or λ-return re
 averaging). What it computed comes back as values (`UpdateResult`): the loss and each sample's |TD error|, which
 prioritized replay turns into priorities; nothing is left on the side in attributes.
 
-The one swap-in: for deepq's own MLP on CPU, `fast_path.supports(cfg, obs_shape, device)` chooses the NumPy update
-(deepq/core/fast_path.py), the same arithmetic without autograd. It is chosen here and nowhere else, and it raises
-on anything it does not do (importance weights) instead of ignoring it.
+The swap-ins: for deepq's own MLP on CPU, `fast_path.supports(cfg, obs_shape, device)` chooses the NumPy TD update
+(deepq/core/fast_path.py) and `fast_mlp.supports` PQN's NumPy λ-return update (deepq/core/fast_mlp.py, LayerNorm
+included): the same arithmetic without autograd. They are chosen here and nowhere else, and raise on anything they
+do not do (importance weights) instead of ignoring it.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import torch
 from torch import nn
 
 from deepq.config import Config
-from deepq.core import fast_path
+from deepq.core import fast_mlp, fast_path
 from deepq.core.losses import LossOutput, c51_loss, dqn_loss, lambda_regression_loss, mcts_regression_loss
 from deepq.core.replay import Batch
 from deepq.errors import NonFiniteLossError
@@ -58,6 +59,9 @@ class Learner:
         self.fast: fast_path.NumpyMLPUpdate | None = None  # the swap-in, chosen here only
         if fast_path.supports(cfg, obs_shape, device, two_player):
             self.fast = fast_path.NumpyMLPUpdate(online, self.target, self.optimizer, cfg)
+        self.fast_returns: fast_mlp.LambdaUpdate | None = None  # PQN's swap-in, chosen here only
+        if fast_mlp.supports(cfg, obs_shape, device, two_player):
+            self.fast_returns = fast_mlp.LambdaUpdate(online, self.optimizer, cfg)
 
     def update(self, batch: Batch, weights: torch.Tensor | None = None) -> UpdateResult:
         """One gradient step on the TD loss (C51's cross-entropy with atoms > 1) of `batch`.
@@ -98,6 +102,12 @@ class Learner:
     def fit_returns(self, obs: torch.Tensor, actions: torch.Tensor, returns: torch.Tensor) -> UpdateResult:
         """target='pqn': one gradient step regressing Q(s, a) toward the λ-returns G of a rollout minibatch.
         obs (B, *obs_shape); actions (B,); returns (B,)."""
+        if self.fast_returns is not None:
+            return UpdateResult(*self.fast_returns(obs, actions, returns))
+        return self.reference_fit_returns(obs, actions, returns)
+
+    def reference_fit_returns(self, obs: torch.Tensor, actions: torch.Tensor, returns: torch.Tensor) -> UpdateResult:
+        """fit_returns as the algorithm states it, with autograd; the fast path must match it."""
         return self._step(lambda_regression_loss(self.online, obs, actions, returns, self.cfg.loss), "λ-return loss")
 
     def _step(self, out: LossOutput, what: str) -> UpdateResult:

@@ -3,7 +3,7 @@
 In the learner's process the policy shares the online network, so acting is always current and nothing is copied.
 `weights()` exports a snapshot as plain NumPy arrays, and `Policy.from_weights` builds a policy from one in another
 process (an actor) in one call; `load_weights` refreshes it from a newer snapshot. For deepq's own MLP on CPU the Q
-values come from NumPy on views of the weights (deepq/core/fast_path.py's NumpyPolicy), a fraction of a torch call.
+values come from NumPy on views of the weights (deepq/core/fast_mlp.py's NumpyMLP), a fraction of a torch call.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from deepq.config import Config
-from deepq.core import fast_path
+from deepq.core import fast_mlp, fast_path
 from deepq.core.explore import epsilon_greedy, masked_epsilon_greedy
 from deepq.core.networks import build_network
 
@@ -26,7 +26,7 @@ class Policy:
     def __init__(self, net: nn.Module, obs_shape: tuple[int, ...], n_actions: int, device: torch.device,
                  numpy_q: bool = False) -> None:
         self.net, self.obs_shape, self.n_actions, self.device = net, tuple(obs_shape), n_actions, device
-        self._numpy = fast_path.NumpyPolicy(net) if numpy_q else None  # views of the weights: always current
+        self._numpy = fast_mlp.NumpyMLP(net) if numpy_q else None  # views of the weights: always current
 
     @classmethod
     def from_weights(cls, cfg: Config, obs_shape: tuple[int, ...], n_actions: int, weights: dict[str, np.ndarray],
@@ -35,7 +35,8 @@ class Policy:
         `two_player` as the env kind says), loaded with a snapshot from `weights()`."""
         dev, shape = torch.device(device), tuple(obs_shape)
         net = build_network(shape, n_actions, cfg, two_player=two_player).to(dev)
-        policy = cls(net, shape, n_actions, dev, numpy_q=fast_path.supports(cfg, shape, dev, two_player))
+        policy = cls(net, shape, n_actions, dev, numpy_q=fast_path.supports(cfg, shape, dev, two_player)
+                     or fast_mlp.supports(cfg, shape, dev, two_player))
         policy.load_weights(weights)
         return policy
 

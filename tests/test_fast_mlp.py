@@ -1,0 +1,104 @@
+"""PQN's fast path (deepq/core/fast_mlp.py) against the reference: the same λ-return updates as autograd's, step for
+step, with LayerNorm, RAdam or Adam, MSE or Huber, the gradient norm clipped; NumPy Q values equal to the network's;
+and `supports` choosing it only where it applies."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import deepq
+from deepq.core import fast_mlp
+from deepq.core.agent import Agent
+from deepq.core.fast_mlp import radam_step
+
+CPU = torch.device("cpu")
+
+
+def _pair(lr: float = 1e-2, **overrides: object) -> tuple[Agent, Agent]:
+    """lr 1e-2 (not PQN's 1e-4): steps large against float rounding, so a wrong term shows in the steps taken."""
+    cfg = deepq.preset("cartpole-pqn", hidden_sizes=(32, 24), lr=lr, lr_decay=False, **overrides)  # type: ignore[arg-type]
+    torch.manual_seed(0)
+    fast = Agent((4,), 2, cfg)
+    torch.manual_seed(0)
+    reference = Agent((4,), 2, cfg.replace(fused=False))
+    return fast, reference
+
+
+def _batch(rng: np.random.Generator, scale: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    obs = torch.from_numpy(rng.normal(size=(64, 4)).astype(np.float32))
+    actions = torch.from_numpy(rng.integers(0, 2, 64))
+    returns = torch.from_numpy((rng.normal(size=64) * scale).astype(np.float32))
+    return obs, actions, returns
+
+
+@pytest.mark.parametrize(("overrides", "scale"), [
+    (dict(), 1.0),  # RAdam, MSE, LayerNorm: PQN's own settings
+    (dict(), 300.0),  # large errors: the gradient norm is clipped (max_grad_norm 10)
+    (dict(optimizer="adam", loss="huber"), 5.0),
+    (dict(layer_norm=False, max_grad_norm=0.0), 5.0),
+], ids=["pqn", "clipped", "adam-huber", "no-layer-norm"])
+def test_the_fast_update_takes_the_reference_steps(overrides: dict[str, object], scale: float) -> None:
+    fast, reference = _pair(**overrides)
+    assert isinstance(fast.learner.fast_returns, fast_mlp.LambdaUpdate) and reference.learner.fast_returns is None
+    start = [p.detach().clone() for p in reference.online.parameters()]
+    rng = np.random.default_rng(1)
+    for _ in range(30):  # past RAdam's first steps (ρ_t ≤ 5: no adaptive rate yet) into its rectified ones
+        batch = _batch(rng, scale)
+        got, want = fast.learner.fit_returns(*batch), reference.learner.fit_returns(*batch)
+        torch.testing.assert_close(got.loss, want.loss, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(got.td_errors, want.td_errors, rtol=1e-5, atol=1e-5)
+    for (name, p), q, p0 in zip(fast.online.named_parameters(), reference.online.parameters(), start, strict=True):
+        moved = q.detach() - p0  # what the 30 reference steps changed (~0.1): the fast path's must be that
+        torch.testing.assert_close(p.detach() - p0, moved, rtol=1e-3, atol=1e-5, msg=name)
+    steps = {float(s["step"]) for s in fast.optimizer.state_dict()["state"].values()}
+    assert steps == {30.0}  # the optimizer's own state, in torch's format: checkpoints are unchanged
+
+
+def test_a_checkpoint_of_the_fast_path_resumes_on_the_reference_and_back() -> None:
+    fast, reference = _pair(lr=1e-4)
+    rng = np.random.default_rng(2)
+    for _ in range(10):
+        fast.learner.fit_returns(*_batch(rng, 1.0))
+    reference.load_state_dict(fast.state_dict())
+    for _ in range(10):
+        batch = _batch(rng, 1.0)
+        fast.learner.fit_returns(*batch)
+        reference.learner.fit_returns(*batch)
+    for p, q in zip(fast.online.parameters(), reference.online.parameters(), strict=True):  # rounding: ~1e-6
+        torch.testing.assert_close(p.detach(), q.detach(), rtol=1e-4, atol=1e-5)  # a shared step count: 4e-5
+
+
+def test_numpy_q_values_are_the_networks() -> None:
+    fast, _ = _pair()
+    obs = np.random.default_rng(3).normal(size=(16, 4)).astype(np.float32) * 3
+    with torch.no_grad():
+        want = fast.online(torch.from_numpy(obs)).numpy()
+    np.testing.assert_allclose(fast.q_values(obs), want, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(fast.q_values(obs[0]), want[0], rtol=1e-5, atol=1e-5)  # one observation
+
+
+def test_radam_step_is_torchs_radam() -> None:
+    rng = np.random.default_rng(4)
+    param = torch.from_numpy(rng.normal(size=100).astype(np.float32))
+    reference = param.clone().requires_grad_(True)
+    optimizer = torch.optim.RAdam([reference], lr=1e-2)
+    m, v = torch.zeros(100), torch.zeros(100)
+    for t in range(1, 13):  # the first steps (ρ_t ≤ 5) and the rectified ones after
+        grad = torch.from_numpy(rng.normal(size=100).astype(np.float32))
+        reference.grad = grad.clone()
+        optimizer.step()
+        radam_step(param, grad, m, v, t, lr=1e-2, beta1=0.9, beta2=0.999, eps=1e-8)
+        torch.testing.assert_close(param, reference.detach(), rtol=1e-5, atol=1e-7)
+
+
+def test_it_runs_only_where_it_applies() -> None:
+    pqn = deepq.preset("cartpole-pqn")
+    assert fast_mlp.supports(pqn, (4,), CPU)
+    assert not fast_mlp.supports(pqn.replace(fused=False), (4,), CPU)  # the reference, on request
+    assert not fast_mlp.supports(pqn, (4,), torch.device("meta"))  # CPU only
+    assert not fast_mlp.supports(pqn.replace(target="hard"), (4,), CPU)  # DQN: fast_path's TD update
+    assert not fast_mlp.supports(pqn.replace(optimizer="rmsprop"), (4,), CPU)
+    assert not fast_mlp.supports(pqn.replace(dueling=True), (4,), CPU)
+    assert not fast_mlp.supports(deepq.preset("minatar-breakout-pqn"), (4, 10, 10), CPU)  # its CNN
