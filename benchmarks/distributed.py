@@ -58,9 +58,10 @@ def measure(cfg: deepq.Config) -> dict[str, float]:
         mode = make(*args)
         collect = mode.collect
 
-        def timed(state: Any, eps_at: Any, log: Any) -> None:
-            collect(state, eps_at, log)
+        def timed(state: Any, eps_at: Any) -> Any:
+            got = collect(state, eps_at)
             marks.append((time.perf_counter(), state.step, state.updates))
+            return got
 
         mode.collect = timed  # type: ignore[method-assign]
         modes.append(mode)

@@ -15,6 +15,7 @@ arena as benchmarks/games.py (games) or 20 evaluation episodes (CartPole), greed
 from __future__ import annotations
 
 import argparse
+import csv
 import multiprocessing as mp
 import sys
 import time
@@ -43,15 +44,22 @@ def _last_step(run: str) -> int:
 
 
 def _best_training_mean(run: str, window: int = 20) -> str:
-    """The best mean of `window` consecutive training episodes (CartPole: a run can peak, then collapse)."""
-    rows = [r.split(",") for r in Path(run, "metrics.csv").read_text().splitlines()[1:]]
-    steps = np.array([int(r[0]) for r in rows if r[2]])
-    returns = np.array([float(r[2]) for r in rows if r[2]])
-    if len(returns) < window:
-        return f"fewer than {window} training episodes"
-    means = np.convolve(returns, np.ones(window) / window, mode="valid")
+    """The best mean of `window` consecutive training episode rows, weighted by the episodes each holds (CartPole:
+    a run can peak, then collapse). A row holds the episodes of one collection: one each for the target network,
+    a batch of searched episodes for MCTS."""
+    with Path(run, "metrics.csv").open(newline="") as f:
+        rows = [r for r in csv.DictReader(f) if r["episode_return"]]
+    if len(rows) < window:
+        return f"fewer than {window} training episode rows"
+    steps = np.array([int(r["step"]) for r in rows])
+    returns = np.array([float(r["episode_return"]) for r in rows])
+    count = np.array([float(r.get("episodes_in_row") or 1) for r in rows])  # empty: an older deepq's, one episode
+    ones = np.ones(window)
+    means = np.convolve(returns * count, ones, mode="valid") / np.convolve(count, ones, mode="valid")
     best = int(means.argmax())
-    return f"best {window}-episode training mean {means[best]:.1f} (at env step {steps[best + window - 1]:,})"
+    held = count[best:best + window].sum()
+    what = f"{window}-episode" if (count == 1).all() else f"{window}-row ({held:,.0f} episodes)"
+    return f"best {what} training mean {means[best]:.1f} (at env step {steps[best + window - 1]:,})"
 
 
 def measure(run: str, task: str) -> str:

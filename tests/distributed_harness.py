@@ -12,10 +12,3 @@ SMALL: dict[str, Any] = dict(env="CartPole-v1", total_steps=3_000, learning_star
 MCTS = dict(env="openspiel:tic_tac_toe", target="mcts", mcts_simulations=16, mcts_episodes=4, train_freq=1,
             batch_size=32, buffer_size=1_000, hidden_sizes=(32, 32), learning_starts=50, eval_interval=0,
             eval_episodes=2, checkpoint_interval=100, progress=False, lr=1e-3)
-
-
-class NoLog:
-    """A run log that keeps nothing (a mode's collect() reports its episodes to one)."""
-
-    def episode(self, *a: Any) -> None:
-        pass

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from distributed_harness import MCTS, SMALL, NoLog
+from distributed_harness import MCTS, SMALL
 
 import deepq
 from deepq.core.nstep import Folded, NStepFolder
@@ -83,7 +83,7 @@ def collected_in_one_process(cfg: deepq.Config, steps: int) -> Any:
 
     eps_at = deepq.training.dqn.exploration(cfg)  # type: ignore[attr-defined]
     for _ in range(steps):
-        single.collect(state, eps_at, NoLog())  # type: ignore[arg-type]
+        single.collect(state, eps_at)
     return single
 
 
@@ -136,13 +136,7 @@ def test_a_search_actor_ships_the_pairs_one_process_records() -> None:
     cfg = deepq.Config(**MCTS, actor_eps="schedule", total_steps=10_000)
     single = make_experience(cfg, np.random.default_rng(cfg.seed), env_kind(cfg))
     state = LoopState(ep_return=[0.0], ep_length=[0])
-    logged: list[tuple[float, int]] = []
-
-    class Log:
-        def episode(self, step: int, episode: int, ret: float, length: int, *rest: Any) -> None:
-            logged.append((ret, length))
-
-    single.collect(state, deepq.training.dqn.exploration(cfg), Log())  # type: ignore[arg-type, attr-defined]
+    got = single.collect(state, deepq.training.dqn.exploration(cfg))  # type: ignore[attr-defined]
     from deepq.training.actor import SearchActor
 
     actor = SearchActor(cfg, actor_id=0, num_actors=1)
@@ -157,7 +151,9 @@ def test_a_search_actor_ships_the_pairs_one_process_records() -> None:
     np.testing.assert_array_equal(obs, memory.obs[:n])
     np.testing.assert_array_equal(np.isnan(q), ~memory.searched[:n])
     np.testing.assert_array_equal(np.nan_to_num(q), memory.targets[:n])
-    assert shipment.episodes == logged and len(logged) == cfg.mcts_episodes
+    assert shipment.episodes.size == got.episodes.size == cfg.mcts_episodes
+    np.testing.assert_array_equal(shipment.episodes.returns, got.episodes.returns)
+    np.testing.assert_array_equal(shipment.episodes.lengths, got.episodes.lengths)
     with pytest.raises(deepq.ConfigError, match="num_actors × num_envs"):
         deepq.Config(num_actors=4, frame_stack=4, num_envs=8, buffer_size=16, batch_size=8).validate()
 

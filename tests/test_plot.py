@@ -257,3 +257,38 @@ def test_long_runs_draw_decimated_lines(tmp_path: Path) -> None:
 def test_matplotlib_is_not_imported_with_deepq() -> None:
     code = "import sys, deepq, deepq.run.plot; assert 'matplotlib' not in sys.modules, 'matplotlib imported'"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_weighted_moving_mean_by_hand() -> None:
+    # rows holding 1, 3 and 2 episodes with mean returns 1, 4 and 2: (1·1 + 3·4) / 4, (3·4 + 2·2) / 5
+    np.testing.assert_allclose(moving_mean(np.array([1.0, 4.0, 2.0]), 2, np.array([1.0, 3.0, 2.0])), [3.25, 3.2])
+    y = np.random.default_rng(0).normal(size=50)
+    np.testing.assert_array_equal(moving_mean(y, 7, np.ones(50)), moving_mean(y, 7))  # one episode a row: as before
+
+
+@pytest.mark.parametrize("game", [False, True], ids=["returns", "game"])
+def test_rows_of_several_episodes_weigh_by_their_count(tmp_path: Path, game: bool) -> None:
+    """10 rows alternating 1 episode of return `low` and 3 of `high`: every 2-row window holds 4 episodes with
+    mean (low + 3 high) / 4, not the rows' plain mean (low + high) / 2."""
+    low, high = (-1.0, 1.0) if game else (0.0, 10.0)
+    rows = [{"step": 40 * (i + 1), "episode": 2 * i + 2, "episode_return": high if i % 2 else low,
+             "episodes_in_row": 3 if i % 2 else 1, "loss": 0.1} for i in range(10)]
+    write_metrics(tmp_path, rows, [*COLUMNS, "episodes_in_row"])
+    m = read_metrics(tmp_path / "metrics.csv")
+    assert m.ep_count.tolist() == [1, 3] * 5
+    fig = figure(tmp_path, game=game)
+    name = "first player's return (mean of 2 rows, ~4 episodes)" if game else "episode return, mean of 2 rows, ~4"
+    (smooth,) = [line for line in fig.axes[0].get_lines() if name in line.get_label()]
+    np.testing.assert_allclose(smooth.get_ydata(), [(low + 3 * high) / 4] * 9)  # 0.5 (game) or 7.5
+    if not game:
+        assert "episode return, mean of each row's episodes" in legend_labels(fig)
+
+
+def test_an_older_file_counts_one_episode_a_row(tmp_path: Path) -> None:
+    write_metrics(tmp_path, [*episodes(3), {"step": 200, "episode": 9, "episode_return": 4, "episodes_in_row": ""}],
+                  [*COLUMNS, "episodes_in_row"])
+    assert read_metrics(tmp_path / "metrics.csv").ep_count.tolist() == [1, 1, 1, 1]
+    write_metrics(tmp_path, episodes(30))  # no such column
+    m = read_metrics(tmp_path / "metrics.csv")
+    assert m.ep_count.tolist() == [1] * 30
+    assert "episode return, mean of 6" in legend_labels(figure(tmp_path))  # labels as before: 6 episodes

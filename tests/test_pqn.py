@@ -73,6 +73,11 @@ class _Shape:
         self.num_envs, self.obs_shape, self.obs_dtype, self.n_actions = n, (1,), np.float32, 2
 
 
+def _q_values(obs: np.ndarray) -> np.ndarray:
+    with torch.no_grad():
+        return _q_net()(torch.from_numpy(obs)).numpy()  # (B, 2)
+
+
 def _q_net() -> nn.Module:
     net = nn.Linear(1, 2, bias=False)  # Q(s) = (s, 2s)
     with torch.no_grad():
@@ -90,7 +95,7 @@ def test_a_truncated_step_bootstraps_from_its_true_final_observation() -> None:
     ro.rewards[:] = 1.0
     ro.terminated[:] = False
     ro.ended[:, 0] = [True, False]
-    g = ro.returns(_q_net(), torch.device("cpu"), gamma=0.5, lam=0.5)
+    g = ro.returns(_q_values, torch.device("cpu"), gamma=0.5, lam=0.5)
     assert g.tolist() == [6.0, 8.0]
 
 
@@ -104,7 +109,7 @@ def test_games_negate_the_opponents_value_and_its_return_and_mask_illegal_moves(
     ro.terminated[:, 0], ro.ended[:, 0] = [False, True], [False, True]
     assert ro.next_legal is not None
     ro.next_legal[:, 0] = [[True, False], [False, False]]
-    g = ro.returns(_q_net(), torch.device("cpu"), gamma=-0.5, lam=0.5)
+    g = ro.returns(_q_values, torch.device("cpu"), gamma=-0.5, lam=0.5)
     assert g.tolist() == [-1.0, 1.0]
 
 

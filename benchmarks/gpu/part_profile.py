@@ -92,9 +92,10 @@ def profile(preset: str, device: str, seconds: float, tiny: bool) -> tuple[dict[
         instrument(mode, spent)
         collect = mode.collect
 
-        def stepped(*a: Any, **k: Any) -> None:
-            collect(*a, **k)
+        def stepped(*a: Any, **k: Any) -> Any:
+            got = collect(*a, **k)
             prof.step()  # one profiler step per collect call
+            return got
         mode.collect = stepped
         return mode
 

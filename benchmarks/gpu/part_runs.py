@@ -42,9 +42,10 @@ def worker(spec: dict[str, Any]) -> dict[str, Any]:
         mode: Any = make_experience(*args, **kwargs)
         collect = mode.collect
 
-        def timed_collect(state: Any, eps_at: Any, log: Any) -> None:
-            collect(state, eps_at, log)
+        def timed_collect(state: Any, eps_at: Any) -> Any:
+            got = collect(state, eps_at)
             marks.append((time.perf_counter(), state.step))
+            return got
         mode.collect = timed_collect  # this run's object only
         return mode
 

@@ -3,7 +3,8 @@
 A run side channel: nothing in the core imports it, and matplotlib is imported only when a plot is
 drawn (on a bare Figure with the Agg canvas, so pyplot's global state and backend are never touched).
 
-The top panel holds the returns: training episode returns (raw, faint, and a moving mean), the
+The top panel holds the returns: training episode returns (each row's mean, faint, and a moving mean weighted
+by the episodes in each row, so a row of 200 episodes counts 200 times one of a single episode), the
 periodic greedy evaluations (mean, with a band of ± one std that never leaves the possible range),
 the final evaluation of the saved agent (a star), and the solved threshold with the step it was
 first reached. Two-player games show the evaluation score from each seat instead of the ±1 episode
@@ -34,8 +35,9 @@ GAME_RANGE = (-1.0, 1.0)  # a game's score: +1 win, 0 draw, −1 loss
 class Metrics:
     """metrics.csv as arrays; NaN where a row leaves a column empty or the file lacks it."""
 
-    ep_step: np.ndarray  # (E,) env step at which each training episode ended
-    ep_return: np.ndarray  # (E,)
+    ep_step: np.ndarray  # (E,) env step at which each episode row's collection ended
+    ep_return: np.ndarray  # (E,) the row's mean return
+    ep_count: np.ndarray  # (E,) episodes in the row (episodes_in_row; 1 where the file has none: an older deepq's)
     loss_step: np.ndarray  # (L,) episode rows that carry a finite loss
     loss: np.ndarray  # (L,) mean TD loss since the previous episode row
     ev_step: np.ndarray  # (V,) one entry per evaluation row
@@ -74,11 +76,13 @@ def read_metrics(path: Path) -> Metrics:
     # the full columns are parsed once; the evaluation columns only on the (few) evaluation rows
     step, ret, ev = number("step"), number("episode_return"), number("eval_return")
     ep = np.flatnonzero(np.isfinite(ret) & np.isfinite(step))
+    count = number("episodes_in_row", ep)
+    count[~(count >= 1)] = 1.0  # empty (one episode a row before the column existed), or damaged
     loss = number("loss", ep)
     has_loss = np.isfinite(loss)
     evi = np.flatnonzero(np.isfinite(ev) & np.isfinite(step))
     return Metrics(
-        ep_step=step[ep], ep_return=ret[ep], loss_step=step[ep][has_loss], loss=loss[has_loss],
+        ep_step=step[ep], ep_return=ret[ep], ep_count=count, loss_step=step[ep][has_loss], loss=loss[has_loss],
         ev_step=step[evi], ev_mean=ev[evi], ev_std=number("eval_std", evi),
         ev_min=number("eval_min", evi), ev_max=number("eval_max", evi),
         ev_first=number("eval_first", evi), ev_second=number("eval_second", evi),
@@ -132,15 +136,28 @@ def solved_step(m: Metrics, threshold: float | None) -> float | None:
     return float(m.ev_step[hit][0]) if hit.any() else None
 
 
-def moving_mean(y: np.ndarray, k: int) -> np.ndarray:
-    """Mean of each k consecutive values: (len(y) - k + 1,), aligned with y[k - 1:]."""
-    c = np.concatenate([[0.0], np.cumsum(y, dtype=np.float64)])
-    return (c[k:] - c[:-k]) / k
+def moving_mean(y: np.ndarray, k: int, weights: np.ndarray | None = None) -> np.ndarray:
+    """Mean of each k consecutive values: (len(y) - k + 1,), aligned with y[k - 1:]. With `weights` (the episodes
+    in each row, whose mean y is), the mean of the episodes of each k consecutive rows: Σ w·y / Σ w."""
+    if weights is None:
+        c = np.concatenate([[0.0], np.cumsum(y, dtype=np.float64)])
+        return (c[k:] - c[:-k]) / k
+    c = np.concatenate([[0.0], np.cumsum(np.asarray(weights, np.float64) * y, dtype=np.float64)])
+    n = np.concatenate([[0.0], np.cumsum(weights, dtype=np.float64)])
+    return (c[k:] - c[:-k]) / (n[k:] - n[:-k])
 
 
 def smoothing_window(n: int) -> int:
-    """20 episodes for a short run, ~1% of the episodes for a long one, never more than a fifth."""
+    """20 rows for a short run, ~1% of the rows for a long one, never more than a fifth (of n rows)."""
     return max(1, min(max(20, n // 100), n // 5))
+
+
+def window_text(count: np.ndarray, k: int) -> str:
+    """What a moving mean of k rows averages: "20" (episodes) where every row holds one episode, else the rows
+    and about how many episodes they hold ("20 rows, ~3,560 episodes")."""
+    if (count == 1).all():
+        return f"{k:,}"
+    return f"{k:,} rows, ~{round(k * float(count.mean())):,} episodes"
 
 
 def decimate(x: np.ndarray, y: np.ndarray, max_points: int = MAX_POINTS) -> tuple[np.ndarray, np.ndarray]:
@@ -222,12 +239,13 @@ def _returns(ax: Axes, m: Metrics, return_range: tuple[float, float] | None) -> 
     """Single-agent: raw episode returns (faint), their moving mean, evaluation mean ± band."""
     if m.ep_step.size:
         alpha = 0.25 if m.ep_step.size <= MAX_POINTS else 0.15  # a long run's raw returns fill a band
-        ax.plot(*decimate(m.ep_step, m.ep_return), color="tab:blue", alpha=alpha, lw=0.8, label="episode return",
+        raw = "episode return" if (m.ep_count == 1).all() else "episode return, mean of each row's episodes"
+        ax.plot(*decimate(m.ep_step, m.ep_return), color="tab:blue", alpha=alpha, lw=0.8, label=raw,
                 marker="o" if m.ep_step.size == 1 else "", ms=3)  # one point draws no line
         k = smoothing_window(m.ep_return.size)
         if k > 1:
-            ax.plot(*decimate(m.ep_step[k - 1:], moving_mean(m.ep_return, k)), color="tab:blue", lw=1.5,
-                    label=f"episode return, mean of {k:,}")
+            ax.plot(*decimate(m.ep_step[k - 1:], moving_mean(m.ep_return, k, m.ep_count)), color="tab:blue", lw=1.5,
+                    label=f"episode return, mean of {window_text(m.ep_count, k)}")
     periodic = ~m.ev_final
     if periodic.any():
         s, mean = m.ev_step[periodic], m.ev_mean[periodic]
@@ -248,11 +266,12 @@ def _returns(ax: Axes, m: Metrics, return_range: tuple[float, float] | None) -> 
 def _game_returns(ax: Axes, m: Metrics) -> None:
     """Two-player game: evaluation score per seat and their mean; training returns only smoothed."""
     if m.ep_step.size:
-        # ±1 per game: only a long mean says anything (5% of the games, at least 20, at most a fifth)
+        # ±1 per game: only a long mean says anything (5% of the rows, at least 20, at most a fifth)
         n = m.ep_return.size
         k = max(1, min(max(20, n // 20), n // 5))
-        ax.plot(*decimate(m.ep_step[k - 1:], moving_mean(m.ep_return, k)), color="0.6", lw=1,
-                marker="o" if n == 1 else "", ms=3, label=f"training, first player's return (mean of {k:,})")
+        ax.plot(*decimate(m.ep_step[k - 1:], moving_mean(m.ep_return, k, m.ep_count)), color="0.6", lw=1,
+                marker="o" if n == 1 else "", ms=3,
+                label=f"training, first player's return (mean of {window_text(m.ep_count, k)})")
     seats = [("playing first", m.ev_first, "tab:blue", "^"), ("playing second", m.ev_second, "tab:purple", "v"),
              ("mean of both seats", m.ev_mean, "tab:orange", "o")]
     periodic = ~m.ev_final

@@ -24,8 +24,9 @@ from deepq.core.policy import load_net_weights, net_weights
 from deepq.core.replay import Batch
 from deepq.envs.base import VecEnv
 from deepq.games.kind import GameKind
-from deepq.training.control import LoopState
-from deepq.training.dqn import Players, SingleAgent, exploration
+from deepq.training.collect import Collector, Players, SingleAgent, discount
+from deepq.training.control import Episodes, LoopState, finished
+from deepq.training.dqn import exploration
 from deepq.training.mcts import SearchedEpisodes
 from deepq.training.setup import env_kind
 
@@ -54,7 +55,7 @@ class Shipment(NamedTuple):
     frames: FrameSteps | None  # frame stacks: the steps themselves, each frame once
     searched: tuple[np.ndarray, np.ndarray] | None  # target="mcts": obs (S, *obs) and Q_mcts (S, A), NaN unsearched
     priorities: np.ndarray  # (B,) |TD error| of each completed n-step transition under the actor's weights
-    episodes: list[tuple[float, int]]  # (return as logged, length) of each episode that ended, in order
+    episodes: Episodes  # each episode that ended, in order: its return as logged and its length
     steps: int  # env steps taken, summed over the actor's envs
     eps: float  # the exploration rate the actor used (at the batch's last step)
 
@@ -104,17 +105,17 @@ class Actor:
         torch.manual_seed(seed)
         self.agent = Agent(self.envs.obs_shape, self.envs.n_actions, cfg, two_player=self.players.two_player)
         self.rng = np.random.default_rng(seed)
-        gamma = -cfg.gamma if self.players.two_player else cfg.gamma  # as the replay's (make_replay)
         legal = self.envs.n_actions if self.players.two_player else 0
+        gamma = discount(cfg, self.players.two_player)  # as the replay's
         self.folder = NStepFolder(cfg.num_envs, cfg.n_step, gamma, cfg.actor_batch, self.envs.obs_shape,
                                   self.envs.obs_dtype, legal)
         self.syncs = 0
         self.sent = 0  # batches shipped since this reset
         self.load(weights)
-        self.obs = self.envs.reset()
+        self.collector = Collector(cfg, self.envs, self.players, self.agent, self.rng)
+        self.collector.start()
         self.new_episode = np.ones(cfg.num_envs, dtype=bool)  # frame stacks: whose next step ships a reset frame
-        self.ep_return = np.zeros(cfg.num_envs, dtype=np.float64)
-        self.ep_length = np.zeros(cfg.num_envs, dtype=np.int64)
+        self.tally = LoopState(ep_return=[0.0] * cfg.num_envs, ep_length=[0] * cfg.num_envs)  # episodes in progress
         return os.getpid()
 
     def load(self, weights: Weights) -> None:
@@ -133,27 +134,20 @@ class Actor:
         assert self.envs is not None, "reset() first"
         if weights is not None:
             self.load(weights)
-        cfg, envs, rng = self.cfg, self.envs, self.rng
-        episodes: list[tuple[float, int]] = []
+        cfg, envs = self.cfg, self.envs
+        episodes = []
         eps = 0.0
         frames: list[tuple[np.ndarray, ...]] = []  # frame stacks: per step, what FrameSteps ships
         for k in range(cfg.actor_batch):
             eps = self.fixed_eps if self.fixed_eps is not None else self.eps_at(step + k * envs.num_envs)
-            actions = self.players.act(self.agent, self.obs, eps, rng)  # (N,)
-            out = envs.step(actions)
-            rewards = np.sign(out.rewards) if cfg.clip_rewards else out.rewards  # as the single-process replay
-            self.folder.add(self.obs, actions, rewards, out.final_obs, out.terminated, out.ended, out.next_legal)
+            vs = self.collector.step(eps, step + k * envs.num_envs)
+            out = vs.out
+            self.folder.add(vs.obs, vs.actions, vs.rewards, out.final_obs, out.terminated, out.ended, out.next_legal)
             if self.frames_once:  # (N, k, *frame) stacks: only their newest frames travel
-                frames.append((self.obs[self.new_episode, -1], out.final_obs[:, -1], actions, rewards,
+                frames.append((vs.obs[self.new_episode, -1], out.final_obs[:, -1], vs.actions, vs.rewards,
                                out.terminated, out.ended))
                 self.new_episode = out.ended.copy()
-            self.obs = out.obs
-            self.ep_return += self.players.logged(out.rewards)
-            self.ep_length += 1
-            for i in np.flatnonzero(out.ended):
-                episodes.append((float(self.ep_return[i]), int(self.ep_length[i])))
-                self.ep_return[i], self.ep_length[i] = 0.0, 0
-            self.players.new_episodes(out.ended, rng)
+            episodes.append(finished(self.tally, vs.logged, out.ended))
         folded = self.folder.take()  # None in the first batch of an actor with actor_batch < n_step
         priorities = (np.zeros(0, np.float32) if folded is None
                       else self.agent.learner.priorities(as_batch(folded)).numpy())
@@ -165,7 +159,7 @@ class Actor:
                                np.stack(terminated), np.stack(ended))
             folded = None  # the learner sums the windows from the frames; the priorities say which are complete
         self.sent += 1
-        return Shipment(self.actor_id, self.sent - 1, folded, steps, None, priorities, episodes,
+        return Shipment(self.actor_id, self.sent - 1, folded, steps, None, priorities, Episodes.concat(episodes),
                         cfg.actor_batch * envs.num_envs, eps)
 
     def weights_loaded(self) -> dict[str, np.ndarray]:
@@ -210,14 +204,13 @@ class SearchActor:
         if weights is not None:
             self.load(weights)
         state = LoopState(step=step, episodes=self.episodes, ep_return=[0.0], ep_length=[0])
-        log = _Episodes()
-        self.mode.collect(state, self.eps_at, log)  # type: ignore[arg-type]
-        self.episodes = state.episodes
+        got = self.mode.collect(state, self.eps_at)
+        self.episodes = state.episodes + got.episodes.size  # each episode's reset seed counts them
         pairs: _Pairs = self.mode.memory  # type: ignore[assignment]
         searched = (np.stack(pairs.obs), np.stack(pairs.q)) if pairs.obs else None
         self.mode.memory = _Pairs()  # type: ignore[assignment]
         self.sent += 1
-        return Shipment(self.actor_id, self.sent - 1, None, None, searched, np.zeros(0, np.float32), log.episodes,
+        return Shipment(self.actor_id, self.sent - 1, None, None, searched, np.zeros(0, np.float32), got.episodes,
                         state.step - step, self.eps_at(step))
 
     def weights_loaded(self) -> dict[str, np.ndarray]:
@@ -237,16 +230,6 @@ class _Pairs:
     def add(self, obs: np.ndarray, q: np.ndarray) -> None:
         self.obs.append(np.asarray(obs, np.float32))
         self.q.append(np.asarray(q, np.float32))
-
-
-class _Episodes:
-    """The episodes a batch finished, as the run log would be told them: (return, length)."""
-
-    def __init__(self) -> None:
-        self.episodes: list[tuple[float, int]] = []
-
-    def episode(self, step: int, episode: int, ret: float, length: int, *rest: Any) -> None:
-        self.episodes.append((float(ret), int(length)))
 
 
 def as_batch(t: Folded) -> Batch:

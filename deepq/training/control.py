@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NoReturn
+from typing import NamedTuple, NoReturn
 
 import numpy as np
+import torch
 
 from deepq.config import Config
 from deepq.errors import CheckpointError, RunInterrupted
@@ -21,19 +22,26 @@ from deepq.signals import Interrupts, name
 
 @dataclass
 class LoopState:
-    """Counters and episode bookkeeping, saved in every checkpoint."""
+    """Counters and episode bookkeeping, saved in every checkpoint (`vars(state)`: ints, floats, lists and CPU
+    tensors, which torch.load(weights_only=True) reads back)."""
 
     step: int = 0  # env steps collected, summed over envs
     updates: int = 0  # gradient steps taken
     episodes: int = 0  # episodes finished
     evals: int = 0  # evaluations run
-    ep_return: list[float] = field(default_factory=list)  # per env: return of the episode in progress
-    ep_length: list[int] = field(default_factory=list)
+    # per env: return and length of the episode in progress, (N,) float64 and int64 tensors; `finished` adds to
+    # them through NumPy views. A list (the constructor's argument, or a checkpoint of an older deepq) is turned
+    # into a tensor on first use.
+    ep_return: torch.Tensor | list[float] = field(default_factory=list)
+    ep_length: torch.Tensor | list[int] = field(default_factory=list)
     recent: list[float] = field(default_factory=list)  # returns of the last 20 finished episodes
     last_eval: float | None = None
     solved_at: int | None = None  # env step of the first evaluation reaching cfg.stop_at_return
-    loss_sum: float = 0.0  # loss summed since the last finished episode (for metrics.csv)
+    loss_sum: float = 0.0  # loss summed since the last episode row of metrics.csv
     loss_count: int = 0
+
+    def __post_init__(self) -> None:
+        _tallies(self)
 
     def add_loss(self, loss: float) -> None:
         """Count one gradient step and its loss."""
@@ -43,6 +51,47 @@ class LoopState:
 
     def recent_mean(self) -> float | None:
         return sum(self.recent) / len(self.recent) if self.recent else None
+
+
+class Episodes(NamedTuple):
+    """Finished episodes, in the order they ended: what one metrics.csv row sums up."""
+
+    returns: np.ndarray  # (K,) float64: each episode's return as logged (raw rewards; games: the first player's)
+    lengths: np.ndarray  # (K,) int64: its length in env steps
+
+    @classmethod
+    def of(cls, returns: Iterable[float], lengths: Iterable[int]) -> Episodes:
+        """From plain sequences (e.g. a distributed actor's (return, length) pairs, unzipped)."""
+        return cls(np.asarray(list(returns), np.float64).reshape(-1), np.asarray(list(lengths), np.int64).reshape(-1))
+
+    @classmethod
+    def concat(cls, parts: Iterable[Episodes]) -> Episodes:
+        """Several steps' episodes as one, in order (e.g. every vector step of a rollout)."""
+        parts = [p for p in parts if len(p.returns)]
+        if not parts:
+            return NO_EPISODES
+        if len(parts) == 1:
+            return parts[0]
+        return cls(np.concatenate([p.returns for p in parts]), np.concatenate([p.lengths for p in parts]))
+
+    @property
+    def size(self) -> int:
+        """K, the number of episodes."""
+        return len(self.returns)
+
+
+NO_EPISODES = Episodes(np.zeros(0, np.float64), np.zeros(0, np.int64))
+NO_EPISODES.returns.flags.writeable = False  # shared: `finished` returns it whenever nothing ended
+NO_EPISODES.lengths.flags.writeable = False
+
+
+def _tallies(state: LoopState) -> tuple[np.ndarray, np.ndarray]:
+    """NumPy views of state.ep_return and state.ep_length, made tensors first where they are lists."""
+    if not isinstance(state.ep_return, torch.Tensor):
+        state.ep_return = torch.tensor(np.asarray(state.ep_return, np.float64).reshape(-1))
+    if not isinstance(state.ep_length, torch.Tensor):
+        state.ep_length = torch.tensor(np.asarray(state.ep_length, np.int64).reshape(-1))
+    return state.ep_return.numpy(), state.ep_length.numpy()
 
 
 def crossings(prev: int, now: int, every: int) -> int:
@@ -60,23 +109,33 @@ def lr_at(cfg: Config, step: int) -> float:
     return cfg.lr * max(0.0, 1.0 - step / cfg.total_steps) if cfg.lr_decay else cfg.lr
 
 
-def track_episodes(state: LoopState, rewards: np.ndarray, done: np.ndarray, eps: float, log: RunLog) -> None:
-    """Add one step's rewards (N,) to the episodes in progress; log and reset those that ended."""
-    for i in range(len(rewards)):
-        state.ep_return[i] += float(rewards[i])
-        state.ep_length[i] += 1
-        if done[i]:
-            episode_ended(state, state.ep_return[i], state.ep_length[i], eps, log)
-            state.ep_return[i], state.ep_length[i] = 0.0, 0
+def finished(state: LoopState, rewards: np.ndarray, ended: np.ndarray) -> Episodes:
+    """Add one vector step's logged rewards (N,) to the episodes in progress; return those that ended at this step
+    (ended (N,) bool, in env order), their tallies reset for the envs' next episodes. Logs nothing."""
+    ret, length = _tallies(state)  # (N,) views: the adds below change the state's tensors
+    if np.shape(rewards) != ret.shape or np.shape(ended) != ret.shape:
+        raise ValueError(f"rewards {np.shape(rewards)} and ended {np.shape(ended)} must have the shape of the "
+                         f"episodes in progress {ret.shape}")
+    ret += rewards  # float64 sums, as the Python floats of a per-env tally gave them
+    length += 1
+    if not ended.any():  # most steps: no episode ended
+        return NO_EPISODES
+    done = np.flatnonzero(ended)
+    out = Episodes(ret[done], length[done])  # (K,) copies (fancy indexing)
+    ret[done], length[done] = 0.0, 0
+    return out
 
 
-def episode_ended(state: LoopState, ret: float, length: int, eps: float, log: RunLog, actor: int | None = None) -> None:
-    """Count and log one finished episode (with the loss averaged since the last one); `actor`: whose it was
-    in a distributed run."""
-    state.episodes += 1
+def log_episodes(state: LoopState, episodes: Episodes, eps: float, log: RunLog, actor: int | None = None) -> None:
+    """Count the episodes one collection finished and write them as one metrics.csv row (none when K == 0), with
+    the loss averaged since the previous row; `actor`: whose they were in a distributed run."""
+    k = episodes.size
+    if k == 0:
+        return
+    state.episodes += k
     loss = state.loss_sum / state.loss_count if state.loss_count else None
-    log.episode(state.step, state.episodes, ret, length, eps, loss, actor)
-    state.recent = ([*state.recent, ret])[-20:]
+    log.episodes(state.step, state.episodes, episodes.returns, episodes.lengths, eps, loss, actor)
+    state.recent = [*state.recent, *episodes.returns[-20:].tolist()][-20:]
     state.loss_sum, state.loss_count = 0.0, 0
 
 

@@ -35,11 +35,12 @@ from deepq.core.per import PrioritizedSampler
 from deepq.core.replay import ReplayMemory
 from deepq.envs.kinds import EnvKind
 from deepq.games.kind import GameKind
-from deepq.run.log import RunLog
 from deepq.training.actor import Actor, SearchActor, Shipment, weights_of
 from deepq.training.actor_pool import ActorPool
-from deepq.training.control import LoopState, crossings, episode_ended
-from deepq.training.dqn import SingleAgent, Transitions, make_replay
+from deepq.training.collect import SingleAgent
+from deepq.training.control import NO_EPISODES, LoopState, crossings
+from deepq.training.dqn import Transitions, make_replay
+from deepq.training.experience import Collected
 from deepq.training.mcts import SearchedEpisodes
 
 
@@ -75,13 +76,13 @@ class Distributed(Transitions):
     def start(self) -> None:
         pass  # the actors start at the first collect, fresh or resumed
 
-    def collect(self, state: LoopState, eps_at: Callable[[int], float], log: RunLog) -> None:
+    def collect(self, state: LoopState, eps_at: Callable[[int], float]) -> Collected:
         if not self.pool.started:
             self._publish()
             self.pool.launch(state.step)
         shipment = self.pool.next(state.step)
         if shipment is None:
-            return  # a signal: the loop stops at its next check
+            return Collected(NO_EPISODES, eps_at(state.step))  # a signal: the loop stops at its next check
         t = shipment.transitions
         if shipment.frames is not None:
             assert isinstance(self.memory, FrameStreams)
@@ -94,7 +95,7 @@ class Distributed(Transitions):
                 self.per.update(slots, shipment.priorities)  # Ape-X: the actors' priorities, not the max
         self.transitions_received += shipment.steps if shipment.frames is not None else len(t or ())
         self.bytes_received += shipment.nbytes()
-        counted(self.pool, shipment, state, log)
+        return counted(self.pool, shipment, state)
 
     def learn(self, step: int) -> torch.Tensor:
         self.learned += 1
@@ -151,19 +152,19 @@ class DistributedSearch(SearchedEpisodes):
         self.bytes_received = self.transitions_received = 0
         self.pool = ActorPool(cfg, SearchActor, stop)  # last: nothing after it can fail and leave Ray running
 
-    def collect(self, state: LoopState, eps_at: Callable[[int], float], log: RunLog) -> None:
+    def collect(self, state: LoopState, eps_at: Callable[[int], float]) -> Collected:
         if not self.pool.started:
             self._publish()
             self.pool.launch(state.step)
         shipment = self.pool.next(state.step)
         if shipment is None:
-            return  # a signal: the loop stops at its next check
+            return Collected(NO_EPISODES, eps_at(state.step))  # a signal: the loop stops at its next check
         if shipment.searched is not None:
             for obs, q in zip(*shipment.searched, strict=True):
                 self.memory.add(obs, q)
             self.transitions_received += len(shipment.searched[0])
         self.bytes_received += shipment.nbytes()
-        counted(self.pool, shipment, state, log)
+        return counted(self.pool, shipment, state)
 
     def learn(self, step: int) -> torch.Tensor:
         self.learned += 1
@@ -188,13 +189,12 @@ class DistributedSearch(SearchedEpisodes):
         self.published = self.learned
 
 
-def counted(pool: ActorPool, shipment: Shipment, state: LoopState, log: RunLog) -> None:
-    """After a shipment is stored: its env steps and finished episodes counted and logged, and its actor asked for
-    the next batch (at the new env step, which an actor on the eps_* schedule explores by)."""
+def counted(pool: ActorPool, shipment: Shipment, state: LoopState) -> Collected:
+    """After a shipment is stored: its env steps counted, its actor asked for the next batch (at the new env step,
+    which an actor on the eps_* schedule explores by), and its finished episodes handed to the loop to log."""
     state.step += shipment.steps
-    for ret, length in shipment.episodes:
-        episode_ended(state, ret, length, shipment.eps, log, actor=shipment.actor)
     pool.request(shipment.actor, state.step)
+    return Collected(shipment.episodes, shipment.eps, shipment.actor)
 
 
 def store_frames(memory: FrameStreams, per: PrioritizedSampler | None, unscored: deque[np.ndarray],

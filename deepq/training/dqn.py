@@ -1,20 +1,20 @@
 """DQN's experience for deepq/training/loop.py's loop: env steps stored in a replay memory, TD updates on minibatches
 drawn from it (prioritized when asked), the target network synced every C env steps.
 
-Who moves is a `Players` object: `SingleAgent` (ε-greedy on the agent's Q values) for single-agent envs, or
-deepq/games/selfplay.py's `SelfPlay` for two-player games (legal moves only, the learner or a past snapshot of it
-moving, each game's return logged for the first player). The replay, PER and update plumbing here is the same
+Collection is deepq/training/collect.py's one vectorized step; who moves is a `Players` object there: `SingleAgent`
+(ε-greedy on the agent's Q values) for single-agent envs, or deepq/games/selfplay.py's `SelfPlay` for two-player
+games (legal moves only, the learner or a past snapshot of it moving, each game's return logged for the first
+player). The replay, PER and update plumbing here is the same
 for both; a game's replay also stores the legal moves of s' and discounts by −γ (see make_replay)."""
 
 from __future__ import annotations
 
 import sys
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 
 from deepq.config import Config
 from deepq.core.agent import Agent
@@ -24,9 +24,9 @@ from deepq.core.frame_streams import FrameStreams
 from deepq.core.per import PrioritizedSampler, beta_schedule
 from deepq.core.replay import ReplayMemory
 from deepq.envs.base import VecEnv
-from deepq.errors import EnvError
-from deepq.run.log import RunLog
-from deepq.training.control import LoopState, crossings, replay_ratio_updates, track_episodes
+from deepq.training.collect import Collector, Players, discount
+from deepq.training.control import LoopState, crossings, finished, replay_ratio_updates
+from deepq.training.experience import Collected
 
 Replay = ReplayMemory | FrameReplay | FrameStreams
 
@@ -51,57 +51,8 @@ def make_replay(cfg: Config, obs_shape: tuple[int, ...], obs_dtype: Any, device:
                            n_step=cfg.n_step, gamma=cfg.gamma)
     return ReplayMemory(cfg.buffer_size, obs_shape, obs_dtype=obs_dtype, device=device,
                         num_envs=1 if folded else cfg.num_envs, n_step=1 if folded else cfg.n_step,
-                        gamma=-cfg.gamma if two_player else cfg.gamma, legal_actions=n_actions if two_player else 0,
+                        gamma=discount(cfg, two_player), legal_actions=n_actions if two_player else 0,
                         folded=folded)
-
-
-class Players(Protocol):
-    """Who moves in the training envs, and what of their steps is logged and checkpointed."""
-
-    two_player: bool  # games: the replay stores s' legal moves and discounts by −γ; the board gets the MLP
-
-    def act(self, agent: Agent, obs: np.ndarray, eps: float, rng: np.random.Generator) -> np.ndarray:
-        """(N,) actions for obs (N, *obs_shape), exploring with probability eps."""
-
-    def logged(self, rewards: np.ndarray) -> np.ndarray:
-        """The step's rewards (N,) as metrics.csv counts episode returns."""
-
-    def new_episodes(self, ended: np.ndarray, rng: np.random.Generator) -> None:
-        """After each step: the envs ended (N,) bool start new episodes."""
-
-    def target_synced(self, online: nn.Module) -> None:
-        """The target network was just synced to `online`."""
-
-    def state_dict(self) -> dict[str, Any] | None: ...
-
-    def load_state_dict(self, state: dict[str, Any] | None, online: nn.Module) -> None: ...
-
-
-class SingleAgent:
-    """Players of a single-agent env: the agent acts ε-greedily; returns are logged as they are."""
-
-    two_player = False
-
-    def __init__(self, n_actions: int) -> None:
-        self.n_actions = n_actions
-
-    def act(self, agent: Agent, obs: np.ndarray, eps: float, rng: np.random.Generator) -> np.ndarray:
-        return agent.policy.explore(obs, eps, rng)  # (N,)
-
-    def logged(self, rewards: np.ndarray) -> np.ndarray:
-        return rewards
-
-    def new_episodes(self, ended: np.ndarray, rng: np.random.Generator) -> None:
-        pass
-
-    def target_synced(self, online: nn.Module) -> None:
-        pass
-
-    def state_dict(self) -> dict[str, Any] | None:
-        return None  # a checkpoint's "pool" entry: games' opponent pool, none here
-
-    def load_state_dict(self, state: dict[str, Any] | None, online: nn.Module) -> None:
-        pass
 
 
 class Transitions:
@@ -115,31 +66,25 @@ class Transitions:
         self.memory = make_replay(cfg, envs.obs_shape, envs.obs_dtype, self.agent.device, envs.n_actions,
                                   two_player=players.two_player)
         self.per = PrioritizedSampler(self.memory.num_slots, cfg.per_alpha) if cfg.prioritized else None
-        self.obs = np.empty(0)  # (N, *obs_shape) the observations to act on; set by start() or a resume
+        self.collector = Collector(cfg, envs, players, self.agent, rng)
         self.env_label = envs.env_label
 
     def start(self) -> None:
-        self.obs = self.envs.reset()
+        self.collector.start()
 
-    def collect(self, state: LoopState, eps_at: Callable[[int], float], log: RunLog) -> None:
-        envs, rng, eps = self.envs, self.rng, eps_at(state.step)
-        actions = self.players.act(self.agent, self.obs, eps, rng)  # (N,)
-        try:
-            out = envs.step(actions)
-        except EnvError as e:
-            raise EnvError(f"{e} (training env step {state.step + envs.num_envs:,})") from None
+    def collect(self, state: LoopState, eps_at: Callable[[int], float]) -> Collected:
+        eps = eps_at(state.step)
+        vs = self.collector.step(eps, state.step)
+        out = vs.out
         # s' is the true final observation where an episode ended (terminated or truncated);
         # only `terminated` stops the bootstrap. Clipped rewards train; raw rewards are logged.
-        rewards = np.sign(out.rewards) if self.cfg.clip_rewards else out.rewards
         # FrameReplay: never a game's (frame_stack 1); FrameStreams: a distributed learner's, never here
-        slots = self.memory.add(self.obs, actions, rewards, out.final_obs, out.terminated,  # type: ignore[union-attr]
+        slots = self.memory.add(vs.obs, vs.actions, vs.rewards, out.final_obs, out.terminated,  # type: ignore[union-attr]
                                  out.ended, out.next_legal)  # type: ignore[arg-type]
         if self.per is not None:
             self.per.add(slots)  # new transitions get the highest priority so far
-        self.obs = out.obs
-        state.step += envs.num_envs
-        track_episodes(state, self.players.logged(out.rewards), out.ended, eps, log)
-        self.players.new_episodes(out.ended, rng)
+        state.step += self.envs.num_envs
+        return Collected(finished(state, vs.logged, out.ended), eps)
 
     def can_learn(self) -> bool:
         return len(self.memory) >= self.cfg.batch_size
@@ -184,7 +129,7 @@ class Transitions:
         if self.per is not None:
             self.per.load_state_dict(data["per"])
         self.players.load_state_dict(data["pool"], self.agent.online)
-        self.obs = self.envs.load_state_dict(data["envs"])
+        self.collector.obs = self.envs.load_state_dict(data["envs"])
         if not self.envs.exact_resume:  # EnvPool: the episodes in progress were restarted, not restored
             print("resume: this backend cannot restore the episodes in progress; they restart (new episodes)",
                   file=sys.stderr)

@@ -10,13 +10,20 @@ env kind and cfg.target.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import torch
 
 from deepq.core.agent import Agent
-from deepq.run.log import RunLog
-from deepq.training.control import LoopState
+from deepq.training.control import Episodes, LoopState
+
+
+class Collected(NamedTuple):
+    """What one collection finished, for the loop to log (deepq/training/control.py's log_episodes)."""
+
+    episodes: Episodes  # the episodes that ended, in order
+    eps: float  # the exploration rate of the collection (at its first step; a distributed actor's own)
+    actor: int | None = None  # a distributed run: the actor whose episodes they were
 
 
 class Experience(Protocol):
@@ -28,9 +35,9 @@ class Experience(Protocol):
     def start(self) -> None:
         """A fresh run (not a resumed one): reset the envs."""
 
-    def collect(self, state: LoopState, eps_at: Callable[[int], float], log: RunLog) -> None:
-        """Act (exploration rate ε = eps_at(env step)) and store what happened; advances state.step and
-        tracks episodes."""
+    def collect(self, state: LoopState, eps_at: Callable[[int], float]) -> Collected:
+        """Act (exploration rate ε = eps_at(env step)) and store what happened; advances state.step and the
+        episodes in progress, and returns those that ended (the loop logs them)."""
 
     def can_learn(self) -> bool:
         """Enough is stored to draw a minibatch."""

@@ -46,6 +46,7 @@ from deepq.run.plot import plot_learning_curve
 from deepq.run.progress import Progress
 from deepq.signals import Interrupts
 from deepq.signals import name as signal_name
+from deepq.training.collect import SingleAgent
 from deepq.training.control import (
     CHECKPOINT_FORMAT,
     LoopState,
@@ -54,12 +55,13 @@ from deepq.training.control import (
     crossings,
     diverged_advice,
     last_checkpoint,
+    log_episodes,
     lr_at,
     running,
     time_limit,
     why_stopped,
 )
-from deepq.training.dqn import SingleAgent, Transitions, exploration, make_replay
+from deepq.training.dqn import Transitions, exploration, make_replay
 from deepq.training.evaluate import evaluate_kind
 from deepq.training.experience import Experience
 from deepq.training.setup import check, env_kind
@@ -191,10 +193,11 @@ def _train(cfg: Config, kind: EnvKind, mode: Experience, rng: np.random.Generato
     try:
         with interrupts.deferred() as interrupted, warnings.catch_warnings():
             # NumPy's overflow warnings from a diverging update: the non-finite loss check says it in one line
-            warnings.filterwarnings("ignore", category=RuntimeWarning, module=r"deepq\.core\.fast_path")
+            warnings.filterwarnings("ignore", category=RuntimeWarning, module=r"deepq\.core\.fast_(path|mlp)")
             while running(state, cfg, interrupted, out_of_time) and not caller_stopped:
                 prev = state.step
-                mode.collect(state, eps_at, log)  # act, step the env(s), store
+                got = mode.collect(state, eps_at)  # act, step the env(s), store
+                log_episodes(state, got.episodes, got.eps, log, got.actor)  # one metrics.csv row
                 if state.step >= cfg.learning_starts and mode.can_learn():
                     if cfg.lr_decay:  # the rate for this step's updates
                         for group in agent.optimizer.param_groups:

@@ -27,8 +27,8 @@ from deepq.core.explore import random_legal
 from deepq.core.mcts import MCTS, MCTSConfig
 from deepq.core.memory import check_memory
 from deepq.envs.kinds import EnvKind
-from deepq.run.log import RunLog
-from deepq.training.control import LoopState, replay_ratio_updates, track_episodes
+from deepq.training.control import NO_EPISODES, Episodes, LoopState, finished, replay_ratio_updates
+from deepq.training.experience import Collected
 
 
 class TargetMemory:
@@ -85,13 +85,17 @@ class SearchedEpisodes:
     def start(self) -> None:
         pass  # each episode resets the env with its own seed
 
-    def collect(self, state: LoopState, eps_at: Callable[[int], float], log: RunLog) -> None:
-        for _ in range(self.cfg.mcts_episodes):
-            self._play_episode(state, eps_at(state.step), log)
+    def collect(self, state: LoopState, eps_at: Callable[[int], float]) -> Collected:
+        first_eps = eps_at(state.step)
+        # each episode's reset seed counts the run's episodes (those of this collection are logged after it)
+        episodes = [self._play_episode(state, eps_at(state.step), state.episodes + k)
+                    for k in range(self.cfg.mcts_episodes)]
+        return Collected(Episodes.concat(episodes), first_eps)
 
-    def _play_episode(self, state: LoopState, eps: float, log: RunLog) -> None:
+    def _play_episode(self, state: LoopState, eps: float, index: int) -> Episodes:
         env = self.env
-        env.reset(int(np.random.SeedSequence([self.cfg.seed, 0x3C75, state.episodes]).generate_state(1)[0]))
+        env.reset(int(np.random.SeedSequence([self.cfg.seed, 0x3C75, index]).generate_state(1)[0]))
+        ended = NO_EPISODES
         while not env.is_terminal:
             result = self.search.search(env)
             self.memory.add(env.observation(), result.q)  # (A,) NaN where unsearched: those actions get no target
@@ -101,7 +105,8 @@ class SearchedEpisodes:
             r = env.step(a)
             state.step += 1
             logged = r if mover == 0 else -r  # games: the first player's return, as the TD mode logs it
-            track_episodes(state, np.array([logged]), np.array([env.is_terminal]), eps, log)
+            ended = finished(state, np.array([logged]), np.array([env.is_terminal]))
+        return ended
 
     def can_learn(self) -> bool:
         return self.memory.size >= self.cfg.batch_size

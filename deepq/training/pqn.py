@@ -36,10 +36,9 @@ from deepq.core.agent import Agent
 from deepq.core.losses import lambda_returns
 from deepq.core.memory import check_memory
 from deepq.envs.base import VecEnv
-from deepq.errors import EnvError
-from deepq.run.log import RunLog
-from deepq.training.control import LoopState, track_episodes
-from deepq.training.dqn import Players
+from deepq.training.collect import Collector, Players, discount
+from deepq.training.control import Episodes, LoopState, finished
+from deepq.training.experience import Collected
 
 
 class Rollout:
@@ -55,23 +54,24 @@ class Rollout:
         self.ended = np.empty((t, n), bool)  # terminated or truncated: the env was reset after this step
         self.next_legal = np.empty((t, n, envs.n_actions), bool) if legal else None
 
-    def returns(self, online: torch.nn.Module, device: torch.device, gamma: float, lam: float) -> torch.Tensor:
-        """The (T·N,) λ-returns, step-major (index t·N + n), with V from `online` as it is now."""
+    def returns(self, q_values: Callable[[np.ndarray], np.ndarray], device: torch.device, gamma: float,
+                lam: float) -> torch.Tensor:
+        """The (T·N,) λ-returns, step-major (index t·N + n), with V from `q_values` (the online net as it is now:
+        Agent.q_values, NumPy for deepq's MLPs on CPU)."""
         t, n = self.actions.shape
-        with torch.no_grad():
-            q = online(torch.as_tensor(self.final_obs.reshape(t * n, *self.obs.shape[2:]), device=device)).float()
-            if self.next_legal is not None:  # games: the max over the legal moves of s' (none where it is over)
-                legal = torch.as_tensor(self.next_legal.reshape(t * n, -1), device=device)
-                best = q.masked_fill(~legal, -torch.inf).max(1).values
-                v = torch.where(legal.any(1), best, torch.zeros_like(best))
-            else:
-                v = q.max(1).values
-            terminated = torch.as_tensor(self.terminated, device=device)
-            discounts = torch.where(terminated, 0.0, gamma).float()
-            continues = ~torch.as_tensor(self.ended, device=device)
-            continues[-1] = False  # the rollout's last step bootstraps from where it stops
-            rewards = torch.as_tensor(self.rewards, device=device)
-            return lambda_returns(rewards, discounts, v.view(t, n), continues, lam).reshape(-1)
+        q = q_values(self.final_obs.reshape(t * n, *self.obs.shape[2:]))  # (T·N, A)
+        if self.next_legal is not None:  # games: the max over the legal moves of s' (none where it is over)
+            legal = self.next_legal.reshape(t * n, -1)
+            v = np.where(legal.any(1), np.where(legal, q, -np.inf).max(1), 0.0).astype(np.float32)
+        else:
+            v = q.max(1)  # (T·N,)
+        discounts = np.where(self.terminated, np.float32(0.0), np.float32(gamma))  # (T, N)
+        continues = ~self.ended
+        continues[-1] = False  # the rollout's last step bootstraps from where it stops
+        out = lambda_returns(torch.from_numpy(self.rewards), torch.from_numpy(discounts),
+                             torch.from_numpy(np.ascontiguousarray(v, np.float32)).view(t, n),
+                             torch.from_numpy(continues), lam)
+        return out.reshape(-1).to(device)
 
 
 class Rollouts:
@@ -86,39 +86,34 @@ class Rollouts:
         check_memory(cfg, envs.obs_shape, envs.obs_dtype, envs.n_actions, self.agent.device, networks=False,
                      two_player=players.two_player)  # one line, before allocating, if the rollout cannot fit
         self.rollout = Rollout(cfg.rollout_len, envs, players.two_player)
-        self.gamma = -cfg.gamma if players.two_player else cfg.gamma  # games: s' is the opponent's, negated
-        self.obs = np.empty(0)  # (N, *obs_shape) the observations to act on; set by start() or a resume
+        self.gamma = discount(cfg, players.two_player)  # games: s' is the opponent's, negated
+        self.collector = Collector(cfg, envs, players, self.agent, rng)
         self.env_label = envs.env_label
         self.batches: deque[np.ndarray] = deque()  # the rollout's minibatches still to learn from (indices)
         self.data: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None  # obs, actions, returns (T·N, ...)
 
     def start(self) -> None:
-        self.obs = self.envs.reset()
+        self.collector.start()
 
-    def collect(self, state: LoopState, eps_at: Callable[[int], float], log: RunLog) -> None:
-        cfg, envs, ro = self.cfg, self.envs, self.rollout
+    def collect(self, state: LoopState, eps_at: Callable[[int], float]) -> Collected:
+        cfg, ro, first_eps = self.cfg, self.rollout, eps_at(state.step)
+        episodes = []
         for t in range(cfg.rollout_len):
-            eps = eps_at(state.step)
-            actions = self.players.act(self.agent, self.obs, eps, self.rng)  # (N,), ε-greedy per env
-            try:
-                out = envs.step(actions)
-            except EnvError as e:
-                raise EnvError(f"{e} (training env step {state.step + envs.num_envs:,})") from None
-            rewards = np.sign(out.rewards) if cfg.clip_rewards else out.rewards
-            ro.obs[t], ro.final_obs[t], ro.actions[t] = self.obs, out.final_obs, actions
-            ro.rewards[t], ro.terminated[t], ro.ended[t] = rewards * cfg.reward_scale, out.terminated, out.ended
+            vs = self.collector.step(eps_at(state.step), state.step)  # ε-greedy per env
+            out = vs.out
+            ro.obs[t], ro.final_obs[t], ro.actions[t] = vs.obs, out.final_obs, vs.actions
+            ro.rewards[t], ro.terminated[t], ro.ended[t] = vs.rewards * cfg.reward_scale, out.terminated, out.ended
             if ro.next_legal is not None:
                 ro.next_legal[t] = out.next_legal
-            self.obs = out.obs
-            state.step += envs.num_envs
-            track_episodes(state, self.players.logged(out.rewards), out.ended, eps, log)
-            self.players.new_episodes(out.ended, self.rng)
+            state.step += self.envs.num_envs
+            episodes.append(finished(state, vs.logged, out.ended))
         self._prepare()
+        return Collected(Episodes.concat(episodes), first_eps)
 
     def _prepare(self) -> None:
         """The rollout's λ-returns, its arrays on the device, and the minibatch order of every epoch."""
         cfg, ro, device = self.cfg, self.rollout, self.agent.device
-        returns = ro.returns(self.agent.online, device, self.gamma, cfg.q_lambda)
+        returns = ro.returns(self.agent.q_values, device, self.gamma, cfg.q_lambda)
         size = len(returns)
         obs = torch.as_tensor(ro.obs.reshape(size, *ro.obs.shape[2:]), device=device)
         self.data = (obs, torch.as_tensor(ro.actions.reshape(size), device=device), returns)
@@ -147,7 +142,7 @@ class Rollouts:
 
     def load_state_dict(self, data: dict[str, Any]) -> None:
         self.players.load_state_dict(data["pool"], self.agent.online)
-        self.obs = self.envs.load_state_dict(data["envs"])
+        self.collector.obs = self.envs.load_state_dict(data["envs"])
         if not self.envs.exact_resume:  # EnvPool: the episodes in progress were restarted, not restored
             print("resume: this backend cannot restore the episodes in progress; they restart (new episodes)",
                   file=sys.stderr)
