@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-slow lint bench docs docs-reference docs-serve clean
+.PHONY: demo test test-slow lint bench bench-peers docs docs-reference docs-serve clean
 # mkdocs-material prints an end-of-life banner on every build unless this is set.
 export NO_MKDOCS_2_WARNING := 1
 
@@ -31,6 +31,17 @@ test-slow: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -c "import stable_baselines3" 2>/dev/null || $(BIN)/pip install --quiet -e ".[bench]"
 	$(BIN)/python benchmarks/speed.py
+
+# deepq beside rejax (JAX) one core each, with FLOPs and the core's sgemm peak; rejax lives in its own
+# virtualenv, .venv-jax (benchmarks/peer_env.md).
+PEER_VENV := .venv-jax
+$(PEER_VENV)/.installed:
+	$(PY) -m venv $(PEER_VENV)
+	$(PEER_VENV)/bin/pip install --quiet "jax[cpu]" "rejax==0.1.3" "gymnax<1"
+	touch $@
+
+bench-peers: $(STAMP) $(PEER_VENV)/.installed
+	$(BIN)/python benchmarks/throughput.py
 
 docs: $(STAMP)
 	$(BIN)/mkdocs build --strict
