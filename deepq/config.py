@@ -92,11 +92,11 @@ class Config:
     frame_stack: int = tag(1, PIXELS, POSITIVE_INT, resume_fixed=True)
     """History: the network sees the last k observations (frames) stacked; 1 means no history."""
     backend: str = tag("auto", PIXELS, choice("auto", "numpy", "gymnasium", "envpool"), resume_fixed=True)
-    """Training env backend: 'auto' (deepq's NumPy vector env where one exists for the env, else the reference
-    env), 'numpy' (deepq's NumPy vector env: CartPole-v1, MinAtar Breakout, SpaceInvaders, Freeway and Asterix,
-    Connect Four; each checked step for step against the reference env), 'gymnasium' (the reference envs:
-    Gymnasium, ale-py, OpenSpiel, one by one) or 'envpool' (EnvPool's C++ Atari, vectorized). Evaluation always
-    uses the reference env."""
+    """Training env backend: 'auto' (deepq's NumPy vector env where one exists for the env and num_envs >= 4, else
+    the reference env), 'numpy' (deepq's NumPy vector env: CartPole-v1, MinAtar Breakout, SpaceInvaders, Freeway
+    and Asterix, Connect Four; each checked step for step against the reference env), 'gymnasium' (the reference
+    envs: Gymnasium, ale-py, OpenSpiel, one by one) or 'envpool' (EnvPool's C++ Atari, vectorized). Evaluation
+    always uses the reference env."""
     noop_max: int = tag(30, PIXELS, INT_AT_LEAST_0, resume_fixed=True)
     """Atari: up to this many no-op actions after each reset (random start states); 0 disables."""
     frame_skip: int = tag(4, PIXELS, POSITIVE_INT, resume_fixed=True)

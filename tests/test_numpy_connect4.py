@@ -162,8 +162,10 @@ def test_a_checkpoint_with_an_illegal_or_finished_game_is_refused() -> None:
 @pytest.mark.parametrize(("backend", "env"), [("auto", Connect4Vec), ("numpy", Connect4Vec),
                                               ("gymnasium", GameVecEnv)])
 def test_the_backend_picks_the_training_env(backend: str, env: type) -> None:
-    cfg = deepq.preset("connect4", backend=backend, num_envs=2)
+    cfg = deepq.preset("connect4", backend=backend, num_envs=4)
     assert type(GameKind(GAME).make_vec_env(cfg)) is env
+    one = GameKind(GAME).make_vec_env(cfg.replace(num_envs=1))  # auto: one game steps faster on OpenSpiel
+    assert type(one) is (GameVecEnv if backend != "numpy" else Connect4Vec)
     assert type(GameKind("openspiel:tic_tac_toe").make_vec_env(cfg.replace(env="openspiel:tic_tac_toe",
                                                                            backend="auto"))) is GameVecEnv
 
@@ -184,7 +186,7 @@ def smoke(tmp: Path, **fields: Any) -> deepq.Config:
 
 
 def test_the_connect4_preset_trains_on_it(tmp_path: Path) -> None:
-    cfg = smoke(tmp_path / "dqn")
+    cfg = smoke(tmp_path / "dqn", num_envs=4)
     assert cfg.backend == "auto" and type(GameKind(GAME).make_vec_env(cfg)) is Connect4Vec
     agent = deepq.train(cfg)
     assert agent.obs_shape == (3, 6, 7) and (tmp_path / "dqn" / "agent.pt").exists()

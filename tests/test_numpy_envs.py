@@ -83,8 +83,8 @@ CASES: dict[str, tuple[int, int, int, Policy, tuple[str, ...]]] = {
 
 
 def make_both(env_id: str, n: int, seed: int, frames: int) -> tuple[VecEnv, VecEnv]:
-    """(deepq's NumPy env, the reference GymVecEnv), as kinds builds them for backend 'auto' and 'gymnasium'."""
-    cfg = deepq.Config(env=env_id, num_envs=n, seed=seed, max_episode_frames=frames or 108_000)
+    """(deepq's NumPy env, the reference GymVecEnv), as kinds builds them for backend 'numpy' and 'gymnasium'."""
+    cfg = deepq.Config(env=env_id, num_envs=n, seed=seed, max_episode_frames=frames or 108_000, backend="numpy")
     fast, ref = kinds.make_vec_env(cfg), kinds.make_vec_env(cfg.replace(backend="gymnasium"))
     assert isinstance(fast, CartPoleVec | MinAtarVec) and isinstance(ref, GymVecEnv)
     for name in ("obs_shape", "n_actions", "obs_dtype", "env_label", "num_envs", "exact_resume"):
@@ -237,8 +237,10 @@ def test_streams_decode_as_randomstate_draws() -> None:
 def test_auto_picks_the_numpy_env_and_gymnasium_the_reference() -> None:
     for env_id, cls in [("CartPole-v1", CartPoleVec), ("MinAtar/Breakout-v1", MinAtarVec),
                         ("MinAtar/Asterix-v0", MinAtarVec)]:
-        cfg = deepq.Config(env=env_id, num_envs=2)
+        cfg = deepq.Config(env=env_id, num_envs=4)
         assert type(kinds.make_vec_env(cfg)) is cls and type(kinds.make_vec_env(cfg.replace(backend="numpy"))) is cls
+        assert type(kinds.make_vec_env(cfg.replace(num_envs=3))) is GymVecEnv  # auto: 1-3 envs step faster one by one
+        assert type(kinds.make_vec_env(cfg.replace(num_envs=1, backend="numpy"))) is cls
         assert type(kinds.make_vec_env(cfg.replace(backend="gymnasium"))) is GymVecEnv
         assert type(kinds.make_vec_env(cfg.replace(frame_stack=2))) is GymVecEnv  # auto: what NumPy cannot do
     for env_id in ("Acrobot-v1", "MinAtar/Seaquest-v1"):

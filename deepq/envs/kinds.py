@@ -22,7 +22,7 @@ from collections.abc import Callable
 import gymnasium as gym
 
 from deepq.config import Config, EnvSpec
-from deepq.envs.base import VecEnv
+from deepq.envs.base import AUTO_NUMPY_MIN_ENVS, VecEnv
 from deepq.envs.gym import GymVecEnv, make_env, register_namespace
 from deepq.envs.numpy_cartpole import CartPoleVec
 from deepq.envs.numpy_minatar import ENV_IDS as MINATAR_NUMPY_IDS
@@ -79,11 +79,12 @@ NUMPY_ENV_IDS = ("CartPole-v1", *MINATAR_NUMPY_IDS)  # the ids deepq has a NumPy
 
 
 def make_numpy_vec_env(cfg: Config) -> VecEnv | None:
-    """deepq's NumPy vector env for cfg (backend 'auto' or 'numpy', an id in NUMPY_ENV_IDS, frame_stack 1), else
+    """deepq's NumPy vector env for cfg (backend 'numpy', or 'auto' with at least AUTO_NUMPY_MIN_ENVS envs; an id in
+    NUMPY_ENV_IDS, frame_stack 1), else
     None; a ConfigError where backend='numpy' asks for one that cannot be. Each produces exactly what GymVecEnv over
     the reference env does (tests/test_numpy_envs.py); episodic_life changes nothing on either (no lives)."""
-    if cfg.backend not in ("auto", "numpy"):
-        return None
+    if cfg.backend not in ("auto", "numpy") or (cfg.backend == "auto" and cfg.num_envs < AUTO_NUMPY_MIN_ENVS):
+        return None  # 'auto' with 1-3 envs: the reference env's Python step is the faster one (base.py)
     spec = cfg.env
     if not isinstance(spec, str) or spec not in NUMPY_ENV_IDS:
         if cfg.backend == "numpy":

@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from deepq.config import Config
+from deepq.envs.base import AUTO_NUMPY_MIN_ENVS
 from deepq.envs.kinds import EnvKind, register
 from deepq.errors import ConfigError
 from deepq.games.adapters import Game, OpenSpielGame, make_game
@@ -73,7 +74,8 @@ class GameKind(EnvKind):
         """cfg.num_envs games for self-play, one ply per step: deepq's NumPy env where the game has one and
         cfg.backend is 'auto' or 'numpy', else the adapters' (OpenSpiel's or PettingZoo's games one by one)."""
         numpy_games_only(self.game_id, cfg.backend)
-        if self.game_id in NUMPY_GAMES and cfg.backend in ("auto", "numpy"):
+        auto = cfg.backend == "auto" and cfg.num_envs >= AUTO_NUMPY_MIN_ENVS  # 1-3 games: OpenSpiel's is faster
+        if self.game_id in NUMPY_GAMES and (cfg.backend == "numpy" or auto):
             return Connect4Vec(cfg.num_envs, cfg.seed)
         return GameVecEnv(self.game_id, cfg.num_envs, cfg.seed)
 

@@ -89,8 +89,9 @@ class Rollouts:
         self.gamma = discount(cfg, players.two_player)  # games: s' is the opponent's, negated
         self.collector = Collector(cfg, envs, players, self.agent, rng)
         self.env_label = envs.env_label
-        self.batches: deque[np.ndarray] = deque()  # the rollout's minibatches still to learn from (indices)
+        self.batches: deque[tuple[np.ndarray, int]] = deque()  # minibatches still to learn from: (epoch order, k)
         self.data: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None  # obs, actions, returns (T·N, ...)
+        self.shuffled: tuple[torch.Tensor, ...] = ()  # the data in the order of the epoch in progress
 
     def start(self) -> None:
         self.collector.start()
@@ -117,8 +118,8 @@ class Rollouts:
         size = len(returns)
         obs = torch.as_tensor(ro.obs.reshape(size, *ro.obs.shape[2:]), device=device)
         self.data = (obs, torch.as_tensor(ro.actions.reshape(size), device=device), returns)
-        self.batches = deque(part for _ in range(cfg.epochs)
-                             for part in np.split(self.rng.permutation(size), cfg.minibatches))
+        self.batches = deque((order, k) for order in (self.rng.permutation(size) for _ in range(cfg.epochs))
+                             for k in range(cfg.minibatches))
 
     def can_learn(self) -> bool:
         return bool(self.batches)
@@ -129,13 +130,17 @@ class Rollouts:
 
     def learn(self, step: int) -> torch.Tensor:
         assert self.data is not None
-        idx = torch.as_tensor(self.batches.popleft(), device=self.agent.device)
-        obs, actions, returns = (x[idx] for x in self.data)
+        order, k = self.batches.popleft()
+        if k == 0:  # an epoch begins: its order applied once, so each minibatch is a slice (a view, no copy)
+            idx = torch.as_tensor(order, device=self.agent.device)
+            self.shuffled = tuple(x[idx] for x in self.data)
+        size = len(order) // self.cfg.minibatches
+        obs, actions, returns = (x[k * size:(k + 1) * size] for x in self.shuffled)
         return self.agent.learner.fit_returns(obs, actions, returns).loss
 
     def after_updates(self, prev: int, step: int) -> None:
         self.batches.clear()  # the rollout is used (or, before learning_starts, dropped)
-        self.data = None
+        self.data, self.shuffled = None, ()
 
     def state_dict(self) -> dict[str, Any]:
         return {"envs": self.envs.state_dict(), "pool": self.players.state_dict(), "pqn": True}
