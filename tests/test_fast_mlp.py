@@ -70,13 +70,17 @@ def test_a_checkpoint_of_the_fast_path_resumes_on_the_reference_and_back() -> No
         torch.testing.assert_close(p.detach(), q.detach(), rtol=1e-4, atol=1e-5)  # a shared step count: 4e-5
 
 
-def test_numpy_q_values_are_the_networks() -> None:
-    fast, _ = _pair()
-    obs = np.random.default_rng(3).normal(size=(16, 4)).astype(np.float32) * 3
+@pytest.mark.parametrize("layer_norm", [True, False])
+def test_numpy_q_values_are_the_networks(layer_norm: bool) -> None:
+    """Every path: one observation, a small batch (NumPy for a plain MLP), 128 rows and more (torch's kernels)."""
+    fast, _ = _pair(layer_norm=layer_norm)
+    assert fast.policy._numpy is not None
+    obs = np.random.default_rng(3).normal(size=(200, 4)).astype(np.float32) * 3
     with torch.no_grad():
         want = fast.online(torch.from_numpy(obs)).numpy()
-    np.testing.assert_allclose(fast.q_values(obs), want, rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(fast.q_values(obs[0]), want[0], rtol=1e-5, atol=1e-5)  # one observation
+    for rows in (1, 8, 200):
+        np.testing.assert_allclose(fast.q_values(obs[:rows]), want[:rows], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(fast.q_values(obs[0]), want[0], rtol=1e-5, atol=1e-5)  # one observation, (A,)
 
 
 def test_radam_step_is_torchs_radam() -> None:

@@ -101,12 +101,12 @@ def test_finished_returns_the_episodes_each_step_ended_and_resets_their_tallies(
 
 def test_finished_sums_as_a_python_float_tally_and_survives_a_checkpoint(tmp_path: Path) -> None:
     """float64 sums of the logged rewards, as 0.1.0's per-env Python floats; the tallies are saved with
-    vars(state), read back with weights_only=True, and one from an older checkpoint (lists) goes on the same."""
+    state.saved(), read back with weights_only=True, and one from an older checkpoint (lists) goes on the same."""
     rewards = np.random.default_rng(0).normal(size=(50, 4)).astype(np.float32)
     state = LoopState(ep_return=[0.0] * 4, ep_length=[0] * 4)
     for r in rewards[:30]:
         finished(state, r, np.zeros(4, bool))
-    torch.save(vars(state).copy(), tmp_path / "loop.pt")
+    torch.save(state.saved(), tmp_path / "loop.pt")
     restored, older = LoopState(ep_return=[0.0] * 4, ep_length=[0] * 4), LoopState()
     for k, v in torch.load(tmp_path / "loop.pt", weights_only=True).items():
         setattr(restored, k, v)

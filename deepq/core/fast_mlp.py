@@ -86,33 +86,36 @@ def _linear_and_norm(net: nn.Module) -> list[tuple[nn.Linear, nn.LayerNorm | Non
 
 class NumpyMLP:
     """Q values of deepq's MLP without autograd, on the network's own (CPU) weights: always current, nothing copied.
-    One observation (single-env acting) goes through NumPy matrix-vector products, the cheapest call there is; a
-    batch through torch's fused kernels (addmm, layer_norm, relu_), 1.7x NumPy's elementwise LayerNorm on a PQN
-    rollout's 2,048 observations and on 32 envs' (measured)."""
+    Each size takes the path measured fastest (µs per call, 120-84 ReLU MLP / 256-256 LayerNorm MLP): one
+    observation (single-env acting) NumPy matrix-vector products; a small batch of a plain MLP NumPy matrix
+    products (8 rows: 10.0 against torch's 21.7); LayerNorm MLPs and batches from 128 rows torch's fused kernels
+    (addmm, layer_norm, relu_: 32 rows of the LayerNorm MLP 66 against NumPy's 113; 2,048 rows 2.2 against 4.7 ms)."""
 
     def __init__(self, net: nn.Module) -> None:
         self.layers = mlp_layers(net)  # NumPy views, for one observation
         self.modules = _linear_and_norm(net)  # the modules themselves, for batches
+        self.norm = any(layer.gamma is not None for layer in self.layers)
 
     def q_values(self, obs: np.ndarray) -> np.ndarray:
         """(B, A) for obs (B, *obs_shape)."""
         x = np.asarray(obs, dtype=np.float32).reshape(len(obs), -1)  # (B, D)
-        if len(x) > 1:
+        if len(x) > 1 and (self.norm or len(x) >= 128):
             return self._batch(torch.from_numpy(x)).numpy()
-        h = x[0]  # (D,)
+        single = len(x) == 1
+        h = x[0] if single else x  # (D,) or (B, D)
         last = len(self.layers) - 1
         for i, (w, b, gamma, beta, eps) in enumerate(self.layers):
-            h = np.dot(w, h)  # (out,)
+            h = np.dot(w, h) if single else h @ w.T  # (out,) or (B, out)
             h += b
             if i == last:
                 break
-            if gamma is not None:  # LayerNorm over the features
+            if gamma is not None:  # LayerNorm over the features (one observation: batches went to torch)
                 h -= h.mean()
                 h /= np.sqrt(np.mean(h * h) + eps)  # x̂
                 h *= gamma
                 h += beta
             np.maximum(h, 0.0, out=h)
-        return h[None]  # (1, A)
+        return h[None] if single else h  # (B, A)
 
     def _batch(self, x: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():

@@ -180,7 +180,7 @@ def _train(cfg: Config, kind: EnvKind, mode: Experience, rng: np.random.Generato
         size = log.flush()  # metrics.csv as of this checkpoint: a resume cuts it back to these bytes
         atomic_save({"format": CHECKPOINT_FORMAT, "version": 1, "run_id": run_id, "metrics_bytes": size,
                      "config": cfg.to_dict(), "agent": agent.state_dict(), "rng": rng.bit_generator.state,
-                     "torch_rng": torch.get_rng_state(), "loop": vars(state).copy(), **mode.state_dict(),
+                     "torch_rng": torch.get_rng_state(), "loop": state.saved(), **mode.state_dict(),
                      # noisy nets draw their noise on the training device: a CUDA run resumes with its generator too
                      "cuda_rng": torch.cuda.get_rng_state(agent.device) if agent.device.type == "cuda" else None},
                     checkpoint_path(run_dir))
