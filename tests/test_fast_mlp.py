@@ -56,6 +56,32 @@ def test_the_fast_update_takes_the_reference_steps(overrides: dict[str, object],
     assert steps == {30.0}  # the optimizer's own state, in torch's format: checkpoints are unchanged
 
 
+@pytest.mark.parametrize(("obs_shape", "n_actions", "two_player", "layer_norm"), [
+    ((4, 10, 10), 6, False, True),  # MinAtar grids (uint8), the PQN preset's small CNN
+    ((3, 6, 7), 7, True, True),  # Connect Four boards
+    ((4, 10, 10), 6, False, False),
+], ids=["minatar", "connect4", "minatar-no-layer-norm"])
+def test_the_small_cnn_takes_the_reference_steps(obs_shape: tuple[int, ...], n_actions: int, two_player: bool,
+                                                  layer_norm: bool) -> None:
+    cfg = deepq.preset("minatar-breakout-pqn", arch="small_cnn", lr=1e-2, lr_decay=False, layer_norm=layer_norm)
+    torch.manual_seed(0)
+    fast = Agent(obs_shape, n_actions, cfg, two_player=two_player)
+    torch.manual_seed(0)
+    reference = Agent(obs_shape, n_actions, cfg.replace(fused=False), two_player=two_player)
+    assert fast.learner.fast_returns is not None and fast.learner.fast_returns.conv is not None
+    assert fast.policy._numpy is None and reference.learner.fast_returns is None  # acting: the torch module
+    start = [p.detach().clone() for p in reference.online.parameters()]
+    rng = np.random.default_rng(5)
+    for _ in range(20):
+        obs = torch.from_numpy((rng.random((64, *obs_shape)) < 0.3).astype(np.uint8 if not two_player else np.float32))
+        batch = (obs, torch.from_numpy(rng.integers(0, n_actions, 64)), torch.from_numpy(rng.normal(size=64)
+                                                                                         .astype(np.float32)))
+        got, want = fast.learner.fit_returns(*batch), reference.learner.fit_returns(*batch)
+        torch.testing.assert_close(got.loss, want.loss, rtol=1e-5, atol=1e-6)
+    for (name, p), q, p0 in zip(fast.online.named_parameters(), reference.online.parameters(), start, strict=True):
+        torch.testing.assert_close(p.detach() - p0, q.detach() - p0, rtol=1e-3, atol=1e-5, msg=name)
+
+
 def test_a_checkpoint_of_the_fast_path_resumes_on_the_reference_and_back() -> None:
     fast, reference = _pair(lr=1e-4)
     rng = np.random.default_rng(2)
@@ -105,4 +131,5 @@ def test_it_runs_only_where_it_applies() -> None:
     assert not fast_mlp.supports(pqn.replace(target="hard"), (4,), CPU)  # DQN: fast_path's TD update
     assert not fast_mlp.supports(pqn.replace(optimizer="rmsprop"), (4,), CPU)
     assert not fast_mlp.supports(pqn.replace(dueling=True), (4,), CPU)
-    assert not fast_mlp.supports(deepq.preset("minatar-breakout-pqn"), (4, 10, 10), CPU)  # its CNN
+    assert fast_mlp.supports(deepq.preset("minatar-breakout-pqn"), (4, 10, 10), CPU)  # the small CNN
+    assert not fast_mlp.supports(deepq.preset("atari-pqn"), (4, 84, 84), CPU)  # the Nature CNN: autograd

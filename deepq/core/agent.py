@@ -87,7 +87,7 @@ class Agent:
         self.learner = Learner(online, self.obs_shape, cfg, self.device, two_player)
         # After the learner: its fast path moves the weights into flat buffers, which the policy's views then see.
         self.policy = Policy(online, self.obs_shape, n_actions, self.device,
-                             numpy_q=self.learner.fast is not None or self.learner.fast_returns is not None)
+                             numpy_q=self.learner.fast is not None or self.learner.numpy_q)
 
     @property
     def online(self) -> nn.Module:

@@ -26,21 +26,23 @@ from typing import Any, NamedTuple
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from deepq.config import Config
 from deepq.core.fast_path import flatten_params, split_like
 from deepq.core.losses import LossOutput
-from deepq.core.networks import resolve_arch
+from deepq.core.networks import ChannelNorm, SmallCNN, resolve_arch
 from deepq.errors import NonFiniteLossError
 
 
 def supports(cfg: Config, obs_shape: tuple[int, ...], device: torch.device, two_player: bool = False) -> bool:
-    """Whether NumpyLambdaUpdate runs this config: PQN (target='pqn') with deepq's own MLP (LayerNorm or not),
-    RAdam or Adam, on CPU; cfg.fused=False forces the reference update."""
+    """Whether LambdaUpdate runs this config: PQN (target='pqn') with deepq's own MLP or small CNN (LayerNorm or
+    not), RAdam or Adam, on CPU; cfg.fused=False forces the reference update."""
     rainbow = cfg.dueling or cfg.noisy or cfg.atoms > 1 or cfg.prioritized
-    return (cfg.fused and cfg.target == "pqn" and numpy_q_supported(cfg, obs_shape, device, two_player)
-            and cfg.optimizer in ("radam", "adam") and not rainbow)
+    return (cfg.fused and cfg.target == "pqn" and cfg.network is None and not rainbow and device.type == "cpu"
+            and resolve_arch(obs_shape, cfg, two_player=two_player) in ("mlp", "small_cnn")
+            and cfg.optimizer in ("radam", "adam"))
 
 
 def numpy_q_supported(cfg: Config, obs_shape: tuple[int, ...], device: torch.device, two_player: bool = False) -> bool:
@@ -79,9 +81,18 @@ def _linear_and_norm(net: nn.Module) -> list[tuple[nn.Linear, nn.LayerNorm | Non
     for m in net.modules():
         if isinstance(m, nn.Linear):
             pairs.append((m, None))
-        elif isinstance(m, nn.LayerNorm):
+        elif isinstance(m, nn.LayerNorm) and pairs:  # (a LayerNorm before any Linear is a convolution's)
             pairs[-1] = (pairs[-1][0], m)
     return pairs
+
+
+def _conv_of(net: nn.Module) -> tuple[nn.Conv2d, nn.LayerNorm | None] | None:
+    """The small CNN's convolution and the LayerNorm of its pixels' channels (ChannelNorm), or None (an MLP)."""
+    if not isinstance(net, SmallCNN):
+        return None
+    conv, norm = net.net[0], net.net[1].norm if isinstance(net.net[1], ChannelNorm) else None
+    assert isinstance(conv, nn.Conv2d) and conv.bias is not None and conv.stride == (1, 1) and conv.padding == (0, 0)
+    return conv, norm
 
 
 class NumpyMLP:
@@ -137,11 +148,14 @@ class LambdaUpdate:
         self.cfg, self.optimizer = cfg, optimizer
         self.params: list[torch.Tensor] = list(online.parameters())  # W, b, (γ, β) per layer, in order
         self.flat_t = flatten_params(self.params)  # (P,) every parameter, in order; the net's tensors are views
+        self.conv = _conv_of(online)  # the small CNN's 3x3 convolution (stride 1, no padding), or None
         self.layers = [(m.weight, m.bias, norm) for m, norm in _linear_and_norm(online)]
         self.grad_t = torch.zeros_like(self.flat_t)  # (P,) dL/dθ, in the same layout
         grads = iter(split_like(self.grad_t, self.params))
+        norms = ([self.conv[1]] if self.conv is not None else []) + [norm for _, _, norm in self.layers]
         self.grad_layers = [(next(grads), next(grads), *((next(grads), next(grads)) if norm is not None
-                                                       else (None, None))) for _, _, norm in self.layers]
+                                                       else (None, None))) for norm in norms]
+        self.grad_conv = self.grad_layers.pop(0) if self.conv is not None else None
         self._state: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
 
     def __call__(self, obs: torch.Tensor, actions: torch.Tensor, returns: torch.Tensor) -> LossOutput:
@@ -150,20 +164,24 @@ class LambdaUpdate:
         with torch.no_grad():
             n = len(actions)
             saved: list[tuple[torch.Tensor, ...]] = []  # per hidden layer: input, pre-norm z, mean, 1/σ, output
-            h = obs.reshape(n, -1).float()  # (B, D)
+            conv_saved: tuple[torch.Tensor, ...] = ()
+            if self.conv is not None:  # the convolution as one product: each output pixel's 3x3 patch a row
+                conv, norm = self.conv
+                x = obs.reshape(n, -1, *obs.shape[-2:]).float()  # (B, C, H, W), frame stacks as channels
+                cols = F.unfold(x, conv.kernel_size).transpose(1, 2)  # (B, L, C·9), L = (H − 2)(W − 2) pixels
+                out, conv_saved = _hidden(cols.reshape(-1, cols.shape[2]), conv.weight.view(len(conv.weight), -1),
+                                          conv.bias, norm)  # type: ignore[arg-type]  # (it has one: _conv_of)  # (B·L, 16): each pixel's channels, LayerNorm, ReLU
+                h = out.view(n, -1, out.shape[1]).transpose(1, 2).reshape(n, -1)  # (B, 16·L), torch's Flatten order
+            else:
+                h = obs.reshape(n, -1).float()  # (B, D)
             last = len(self.layers) - 1
             for i, (w, b, norm) in enumerate(self.layers):
-                z = torch.addmm(b, h, w.T)  # (B, out)
                 if i == last:
                     saved.append((h,))
-                    h = z
+                    h = torch.addmm(b, h, w.T)  # (B, A)
                     break
-                if norm is not None:
-                    y, mean, rstd = torch.native_layer_norm(z, [z.shape[1]], norm.weight, norm.bias, norm.eps)
-                else:
-                    y, mean, rstd = z, z, z
-                out = torch.relu_(y)
-                saved.append((h, z, mean, rstd, out))
+                out, kept = _hidden(h, w, b, norm)
+                saved.append(kept)
                 h = out
             taken = actions.view(n, 1)  # (B, 1)
             err = h.gather(1, taken).view(n) - returns  # (B,) Q(s, a) − G
@@ -177,7 +195,12 @@ class LambdaUpdate:
             if not math.isfinite(loss):
                 raise NonFiniteLossError(f"λ-return loss is {loss}")
             g = torch.zeros_like(h).scatter_(1, taken, dq.view(n, 1))  # (B, A): only the taken action has one
-            self._backward(g, saved)
+            g = self._backward(g, saved)
+            if self.conv is not None and self.grad_conv is not None:  # back to each pixel's channels, (B·L, 16)
+                conv = self.conv[0]
+                g = g.view(n, len(conv.weight), -1).transpose(1, 2).reshape(-1, len(conv.weight))
+                _hidden_backward(g, conv_saved, conv.weight.view(len(conv.weight), -1), self.conv[1],
+                                 self.grad_conv, need_input=False)
             if self.cfg.max_grad_norm > 0:  # as nn.utils.clip_grad_norm_: scale by max_norm / (norm + 1e-6) if < 1
                 coef = self.cfg.max_grad_norm / (math.sqrt(float(torch.dot(self.grad_t, self.grad_t))) + 1e-6)
                 if coef < 1.0:
@@ -185,24 +208,19 @@ class LambdaUpdate:
             self._step()
             return LossOutput(torch.tensor(loss, dtype=torch.float32), err.abs_())
 
-    def _backward(self, g: torch.Tensor, saved: list[tuple[torch.Tensor, ...]]) -> None:
-        """dL/dθ into self.grad_t from g = dL/dQ (B, A), back through every layer."""
-        for i in range(len(self.layers) - 1, -1, -1):
+    def _backward(self, g: torch.Tensor, saved: list[tuple[torch.Tensor, ...]]) -> torch.Tensor:
+        """dL/dθ of the dense layers into self.grad_t from g = dL/dQ (B, A); returns dL/d(their input) when a
+        convolution comes before them."""
+        last = len(self.layers) - 1
+        w, _, _ = self.layers[last]
+        grad_w, grad_b, _, _ = self.grad_layers[last]
+        torch.mm(g.T, saved[last][0], out=grad_w)  # (A, in)
+        torch.sum(g, 0, out=grad_b)
+        g = torch.mm(g, w)  # (B, in): dL/d(the previous layer's output)
+        for i in range(last - 1, -1, -1):
             w, _, norm = self.layers[i]
-            grad_w, grad_b, grad_gamma, grad_beta = self.grad_layers[i]
-            h_in = saved[i][0]
-            if i < len(self.layers) - 1:
-                _, z, mean, rstd, out = saved[i]
-                g = torch.ops.aten.threshold_backward(g, out, 0.0)  # through the ReLU: 0 where its output was 0
-                if norm is not None and grad_gamma is not None and grad_beta is not None:
-                    g, dgamma, dbeta = torch.ops.aten.native_layer_norm_backward(
-                        g, z, [z.shape[1]], mean, rstd, norm.weight, norm.bias, [True, True, True])
-                    grad_gamma.copy_(dgamma)
-                    grad_beta.copy_(dbeta)
-            torch.mm(g.T, h_in, out=grad_w)  # (out, in)
-            torch.sum(g, 0, out=grad_b)
-            if i > 0:
-                g = torch.mm(g, w)  # (B, in): dL/d(the previous layer's output)
+            g = _hidden_backward(g, saved[i], w, norm, self.grad_layers[i], need_input=i > 0 or self.conv is not None)
+        return g
 
     def _optimizer_state(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The optimizer's own state (step, exp_avg, exp_avg_sq per parameter, as torch's Adam and RAdam create
@@ -262,3 +280,33 @@ def radam_step(param: torch.Tensor, grad: torch.Tensor, exp_avg: torch.Tensor, e
         param.addcdiv_(exp_avg, denom, value=-lr * rect * math.sqrt(correction2) / correction1)
     else:
         param.add_(exp_avg, alpha=-lr / correction1)
+
+
+def _hidden(h: torch.Tensor, w: torch.Tensor, b: torch.Tensor,
+            norm: nn.LayerNorm | None) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+    """A hidden layer forward, z = h·Wᵀ + b, LayerNorm, ReLU: (its output (R, out), what its backward needs)."""
+    z = torch.addmm(b, h, w.T)  # (R, out)
+    if norm is not None:
+        y, mean, rstd = torch.native_layer_norm(z, [z.shape[1]], norm.weight, norm.bias, norm.eps)
+    else:
+        y, mean, rstd = z, z, z
+    out = torch.relu_(y)
+    return out, (h, z, mean, rstd, out)
+
+
+def _hidden_backward(g: torch.Tensor, saved: tuple[torch.Tensor, ...], w: torch.Tensor, norm: nn.LayerNorm | None,
+                     grads: tuple[torch.Tensor | None, ...], need_input: bool) -> torch.Tensor:
+    """A hidden layer backward from g = dL/d(its output): dW, db (and dγ, dβ) into `grads`; returns dL/d(its input)
+    (when `need_input`; else g at z)."""
+    h_in, z, mean, rstd, out = saved
+    grad_w, grad_b, grad_gamma, grad_beta = grads
+    g = torch.ops.aten.threshold_backward(g, out, 0.0)  # through the ReLU: 0 where its output was 0
+    if norm is not None and grad_gamma is not None and grad_beta is not None:
+        g, dgamma, dbeta = torch.ops.aten.native_layer_norm_backward(
+            g, z, [z.shape[1]], mean, rstd, norm.weight, norm.bias, [True, True, True])
+        grad_gamma.copy_(dgamma)
+        grad_beta.copy_(dbeta)
+    assert grad_w is not None and grad_b is not None
+    torch.mm(g.T, h_in, out=grad_w.view(len(grad_w), -1))  # (out, in)
+    torch.sum(g, 0, out=grad_b)
+    return torch.mm(g, w) if need_input else g  # (R, in)

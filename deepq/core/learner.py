@@ -62,6 +62,8 @@ class Learner:
         self.fast_returns: fast_mlp.LambdaUpdate | None = None  # PQN's swap-in, chosen here only
         if fast_mlp.supports(cfg, obs_shape, device, two_player):
             self.fast_returns = fast_mlp.LambdaUpdate(online, self.optimizer, cfg)
+        # acting in NumPy where a fast path runs (it moved the weights into flat buffers) and the net is an MLP
+        self.numpy_q = self.fast_returns is not None and fast_mlp.numpy_q_supported(cfg, obs_shape, device, two_player)
 
     def update(self, batch: Batch, weights: torch.Tensor | None = None) -> UpdateResult:
         """One gradient step on the TD loss (C51's cross-entropy with atoms > 1) of `batch`.

@@ -36,7 +36,8 @@ class Policy:
         dev, shape = torch.device(device), tuple(obs_shape)
         net = build_network(shape, n_actions, cfg, two_player=two_player).to(dev)
         policy = cls(net, shape, n_actions, dev, numpy_q=fast_path.supports(cfg, shape, dev, two_player)
-                     or fast_mlp.supports(cfg, shape, dev, two_player))
+                     or (fast_mlp.supports(cfg, shape, dev, two_player)
+                         and fast_mlp.numpy_q_supported(cfg, shape, dev, two_player)))
         policy.load_weights(weights)
         return policy
 
