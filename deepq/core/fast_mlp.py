@@ -109,7 +109,7 @@ class NumpyMLP:
 
     def q_values(self, obs: np.ndarray) -> np.ndarray:
         """(B, A) for obs (B, *obs_shape)."""
-        x = np.asarray(obs, dtype=np.float32).reshape(len(obs), -1)  # (B, D)
+        x = obs.reshape(len(obs), -1)  # (B, D) float32 (Policy.q_values made it so)
         if len(x) > 1 and (self.norm or len(x) >= 128):
             return self._batch(torch.from_numpy(x)).numpy()
         single = len(x) == 1
