@@ -256,13 +256,17 @@ class RunLog:
         k = len(returns)
         if k == 0 or len(lengths) != k:
             raise ValueError(f"an episode row needs K >= 1 returns and as many lengths (got {k} and {len(lengths)})")
-        ret = float(np.mean(returns, dtype=np.float64))  # one episode: its return, exactly
-        total = int(np.sum(lengths, dtype=np.int64))
-        length: int | float = total // k if total % k == 0 else total / k  # an integer where it is one
+        if k == 1:  # the common row (one env, or one episode ended): plain floats, no reductions (a row per step)
+            ret = low = high = float(returns[0])
+            length: int | float = int(lengths[0])
+        else:
+            ret = float(np.mean(returns, dtype=np.float64))
+            low, high = float(np.min(returns)), float(np.max(returns))
+            total = int(np.sum(lengths, dtype=np.int64))
+            length = total // k if total % k == 0 else total / k  # an integer where it is one
         row: dict[str, Any] = {"step": step, "episode": episode, "episode_return": ret, "episode_length": length,
                                "epsilon": round(eps, 6), "loss": "" if loss is None else f"{loss:.6g}",
-                               "episodes_in_row": k, "return_min": float(np.min(returns)),
-                               "return_max": float(np.max(returns))}
+                               "episodes_in_row": k, "return_min": low, "return_max": high}
         self._csv.writerow(row if actor is None else {**row, "actor": actor})
         self._scalar("train/episode_return", ret, step)
         self._scalar("train/episode_length", length, step)
