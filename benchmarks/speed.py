@@ -300,14 +300,20 @@ def profile_table(loops: list[str], workloads: list[str], prof: dict[tuple[str, 
     return rows
 
 
-def machine_line(cmd: str, v: dict[str, str], threads: int, loads: tuple[float, float], seconds: float) -> str:
-    """One line: the command, the machine and the versions."""
+def cpu_model() -> str:
+    """The CPU's model name (Linux), else the machine type."""
     cpu = platform.machine()
     try:
         with open("/proc/cpuinfo") as f:
             cpu = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), cpu)
     except OSError:
         pass
+    return cpu
+
+
+def machine_line(cmd: str, v: dict[str, str], threads: int, loads: tuple[float, float], seconds: float) -> str:
+    """One line: the command, the machine and the versions."""
+    cpu = cpu_model()
     vs = ", ".join(f"{k} {v[k]}" for k in ("torch", "gymnasium", "numpy", "stable-baselines3", "deepq") if k in v)
     return (f"`{cmd}` on {cpu}, nproc {os.cpu_count()} (1-min load average {loads[0]:.2f} at start, "
             f"{loads[1]:.2f} at end), Python {v['python']}, {vs}; {threads} torch thread(s) per run, CPU; "

@@ -81,6 +81,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from speed import cpu_model
 from throughput_worker import deepq_config, flops_per_step, forward_flops
 
 HERE = Path(__file__).resolve().parent
@@ -194,12 +195,7 @@ def deepq_versions() -> dict[str, str]:
 def machine_line(cmd: str, v: dict[str, str], core: int | None, loads: tuple[float, float], peaks: list[float],
                  seconds: float) -> str:
     """One line: the command, the machine, the versions, the commit and the measured peak."""
-    cpu = platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), cpu)
-    except OSError:
-        pass
+    cpu = cpu_model()
     vs = ", ".join(f"{k} {v[k]}" for k in ("torch", "numpy", "deepq", "jax", "rejax", "gymnax", "flax", "optax")
                    if k in v)
     pin = f"each run pinned to core {core} (taskset)" if core is not None else "runs not pinned (no taskset)"

@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from deepq.config import Config
-from deepq.core.fast_path import flatten_params, split_like
+from deepq.core.fast_path import flat_optimizer_state, flatten_params, is_flat_state, split_like
 from deepq.core.losses import LossOutput
 from deepq.core.networks import ChannelNorm, SmallCNN, resolve_arch
 from deepq.errors import NonFiniteLossError
@@ -223,26 +223,10 @@ class LambdaUpdate:
         return g
 
     def _optimizer_state(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """The optimizer's own state (step, exp_avg, exp_avg_sq per parameter, as torch's Adam and RAdam create
-        it), each kind flattened like the weights and the parameters' entries made views of it, so checkpoints
-        keep torch's format (each parameter its own 0-d step count, as torch has it: a checkpoint resumes on the
-        reference update too). Rebuilt (values kept) when the optimizer's state was replaced (load_state_dict).
-        Returns (exp_avg (P,), exp_avg_sq (P,), the step counts (n_params,))."""
-        state = self.optimizer.state
-        first = state.get(self.params[0])
-        if self._state is not None and first and first["exp_avg"].data_ptr() == self._state[0].data_ptr():
-            return self._state
-        exp_avg, exp_avg_sq = torch.zeros_like(self.flat_t), torch.zeros_like(self.flat_t)
-        steps = torch.zeros(len(self.params))
-        views = zip(split_like(exp_avg, self.params), split_like(exp_avg_sq, self.params), strict=True)
-        for i, (p, (m, v)) in enumerate(zip(self.params, views, strict=True)):
-            s = state[p]
-            if s:  # carry over what was there (a loaded checkpoint, or reference steps taken before)
-                m.copy_(s["exp_avg"])
-                v.copy_(s["exp_avg_sq"])
-                steps[i] = float(s["step"])
-            s.update(step=steps[i], exp_avg=m, exp_avg_sq=v)
-        self._state = (exp_avg, exp_avg_sq, steps)
+        """The optimizer's state flattened like the weights (fast_path.flat_optimizer_state): (exp_avg (P,),
+        exp_avg_sq (P,), the step counts (n_params,))."""
+        if self._state is None or not is_flat_state(self.optimizer, self.params, self._state[0]):
+            self._state = flat_optimizer_state(self.optimizer, self.params)
         return self._state
 
     def _step(self) -> None:

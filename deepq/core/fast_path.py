@@ -70,6 +70,34 @@ def split_like(flat: ArrayT, params: list[torch.Tensor]) -> list[ArrayT]:
     return views
 
 
+def flat_optimizer_state(optimizer: torch.optim.Optimizer,
+                         params: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The optimizer's own state (step, exp_avg, exp_avg_sq per parameter, as torch's Adam and RAdam create it),
+    each kind flattened like the weights (flatten_params' layout), the parameters' entries made views of it, so
+    checkpoints keep torch's format: each parameter its own 0-d step count, a view of one (n_params,) tensor (a
+    checkpoint resumes on the reference update too). What was there is carried over (a loaded checkpoint, or
+    reference steps taken before). Returns (exp_avg (P,), exp_avg_sq (P,), the step counts (n_params,))."""
+    state, numel = optimizer.state, sum(p.numel() for p in params)
+    exp_avg, exp_avg_sq = torch.zeros(numel, dtype=params[0].dtype), torch.zeros(numel, dtype=params[0].dtype)
+    steps = torch.zeros(len(params))
+    views = zip(split_like(exp_avg, params), split_like(exp_avg_sq, params), strict=True)
+    for i, (p, (m, v)) in enumerate(zip(params, views, strict=True)):
+        s = state[p]
+        if s:
+            m.copy_(s["exp_avg"])
+            v.copy_(s["exp_avg_sq"])
+            steps[i] = float(s["step"])
+        s.update(step=steps[i], exp_avg=m, exp_avg_sq=v)
+    return exp_avg, exp_avg_sq, steps
+
+
+def is_flat_state(optimizer: torch.optim.Optimizer, params: list[torch.Tensor], exp_avg: torch.Tensor) -> bool:
+    """Whether the optimizer's state is still the flat buffers made by flat_optimizer_state (load_state_dict
+    replaces it)."""
+    first = optimizer.state.get(params[0])
+    return first is not None and "exp_avg" in first and first["exp_avg"].data_ptr() == exp_avg.data_ptr()
+
+
 def numpy_layers(net: nn.Module) -> list[tuple[np.ndarray, np.ndarray]]:
     """(weight (out, in), bias (out,)) of each Linear as NumPy views (CPU)."""
     return [(w.detach().numpy(), b.detach().numpy()) for w, b in linear_layers(net)]
@@ -137,28 +165,11 @@ class NumpyMLPUpdate:
         return h  # (B, A)
 
     def _adam_state(self) -> tuple[torch.Tensor, torch.Tensor, np.ndarray, torch.Tensor]:
-        """The optimizer's own state (as torch.optim.Adam creates it), each kind flattened like the weights.
-
-        state[p]["exp_avg"] and ["exp_avg_sq"] become views of two flat buffers and every step count a
-        0-d view of one (n_params,) tensor, so checkpoints keep torch's format. Returns (exp_avg (P,),
-        exp_avg_sq (P,), the step counts as NumPy, the first step count). Rebuilt (values kept) when the
-        optimizer's state was replaced (optimizer.load_state_dict).
-        """
-        state = self.optimizer.state
-        first = state.get(self.params[0])
-        if self._adam is not None and first and first["exp_avg"].data_ptr() == self._adam[0].data_ptr():
-            return self._adam
-        exp_avg, exp_avg_sq = torch.zeros(len(self.flat)), torch.zeros(len(self.flat))
-        steps = torch.zeros(len(self.params))
-        views = zip(split_like(exp_avg, self.params), split_like(exp_avg_sq, self.params), strict=True)
-        for i, (p, (m, v)) in enumerate(zip(self.params, views, strict=True)):
-            s = state[p]
-            if s:  # carry over what was there (a loaded checkpoint, or autograd steps taken before)
-                m.copy_(s["exp_avg"])
-                v.copy_(s["exp_avg_sq"])
-                steps[i] = s["step"]
-            s.update(step=steps[i], exp_avg=m, exp_avg_sq=v)
-        self._adam = (exp_avg, exp_avg_sq, steps.numpy(), steps[0])
+        """The optimizer's state flattened like the weights (flat_optimizer_state): (exp_avg (P,), exp_avg_sq (P,),
+        the step counts as NumPy, the first step count)."""
+        if self._adam is None or not is_flat_state(self.optimizer, self.params, self._adam[0]):
+            exp_avg, exp_avg_sq, steps = flat_optimizer_state(self.optimizer, self.params)
+            self._adam = (exp_avg, exp_avg_sq, steps.numpy(), steps[0])
         return self._adam
 
     def __call__(self, batch: Batch, weights: torch.Tensor | None = None) -> LossOutput:
