@@ -11,12 +11,13 @@ with no graph: on parameters moved into one flat buffer (as deepq/core/fast_path
     dL/dQ(s, a) of mean((Q(s, a) − G)²) (or Huber), zero for the other actions
     backward: per layer dW = gᵀ·h_in, db = Σ g, back through the ReLU and LayerNorm with aten's own backward
     kernels (threshold_backward, native_layer_norm_backward), g ← g·W
-    the gradient norm clipped as nn.utils.clip_grad_norm_ does, then torch's functional RAdam (or fused Adam) on
+    the gradient norm clipped as nn.utils.clip_grad_norm_ does, then RAdam (radam_step, or torch's fused Adam) on
     the flat buffers, with the optimizer's own state tensors (checkpoints are unchanged)
 
 It matches autograd to float rounding: tests/test_fast_mlp.py. `supports` is the one place that decides where it
-runs (the learner asks it); anything else (CNNs, custom networks, Rainbow heads, RMSProp, GPUs) stays on the
-reference update.
+runs (the learner asks it); the small CNN's convolution takes oneDNN's forward and weight-gradient kernels, its
+channels' LayerNorm the row kernels above. Anything else (the Nature CNN, custom networks, Rainbow heads, RMSProp,
+GPUs) stays on the reference update.
 """
 
 from __future__ import annotations
@@ -165,12 +166,12 @@ class LambdaUpdate:
             n = len(actions)
             saved: list[tuple[torch.Tensor, ...]] = []  # per hidden layer: input, pre-norm z, mean, 1/σ, output
             conv_saved: tuple[torch.Tensor, ...] = ()
-            if self.conv is not None:  # the convolution as one product: each output pixel's 3x3 patch a row
+            if self.conv is not None:  # oneDNN's convolution, then each output pixel's channels as a row
                 conv, norm = self.conv
                 x = obs.reshape(n, -1, *obs.shape[-2:]).float()  # (B, C, H, W), frame stacks as channels
-                cols = F.unfold(x, conv.kernel_size).transpose(1, 2)  # (B, L, C·9), L = (H − 2)(W − 2) pixels
-                out, conv_saved = _hidden(cols.reshape(-1, cols.shape[2]), conv.weight.view(len(conv.weight), -1),
-                                          conv.bias, norm)  # type: ignore[arg-type]  # (it has one: _conv_of)  # (B·L, 16): each pixel's channels, LayerNorm, ReLU
+                z4 = F.conv2d(x, conv.weight, conv.bias)  # (B, 16, H − 2, W − 2)
+                out, kept = _norm_relu(z4.permute(0, 2, 3, 1).reshape(-1, z4.shape[1]), norm)  # (B·L, 16)
+                conv_saved = (x, z4, *kept)
                 h = out.view(n, -1, out.shape[1]).transpose(1, 2).reshape(n, -1)  # (B, 16·L), torch's Flatten order
             else:
                 h = obs.reshape(n, -1).float()  # (B, D)
@@ -197,10 +198,17 @@ class LambdaUpdate:
             g = torch.zeros_like(h).scatter_(1, taken, dq.view(n, 1))  # (B, A): only the taken action has one
             g = self._backward(g, saved)
             if self.conv is not None and self.grad_conv is not None:  # back to each pixel's channels, (B·L, 16)
-                conv = self.conv[0]
-                g = g.view(n, len(conv.weight), -1).transpose(1, 2).reshape(-1, len(conv.weight))
-                _hidden_backward(g, conv_saved, conv.weight.view(len(conv.weight), -1), self.conv[1],
-                                 self.grad_conv, need_input=False)
+                conv, norm = self.conv
+                x, z4 = conv_saved[0], conv_saved[1]
+                grad_w, grad_b, grad_gamma, grad_beta = self.grad_conv
+                g = g.view(n, z4.shape[1], -1).transpose(1, 2).reshape(-1, z4.shape[1])
+                g = _norm_relu_backward(g, conv_saved[2:], norm, grad_gamma, grad_beta)  # dL/dz, (B·L, 16)
+                g4 = g.view(n, z4.shape[2], z4.shape[3], z4.shape[1]).permute(0, 3, 1, 2)  # (B, 16, H − 2, W − 2)
+                _, dw, db = torch.ops.aten.convolution_backward(g4, x, conv.weight, [len(conv.weight)], conv.stride,
+                                                                conv.padding, conv.dilation, False, [0, 0], 1,
+                                                                [False, True, True])  # dW, db; no dL/dx
+                grad_w.copy_(dw)
+                grad_b.copy_(db)
             if self.cfg.max_grad_norm > 0:  # as nn.utils.clip_grad_norm_: scale by max_norm / (norm + 1e-6) if < 1
                 coef = self.cfg.max_grad_norm / (math.sqrt(float(torch.dot(self.grad_t, self.grad_t))) + 1e-6)
                 if coef < 1.0:
@@ -266,31 +274,43 @@ def radam_step(param: torch.Tensor, grad: torch.Tensor, exp_avg: torch.Tensor, e
         param.add_(exp_avg, alpha=-lr / correction1)
 
 
-def _hidden(h: torch.Tensor, w: torch.Tensor, b: torch.Tensor,
-            norm: nn.LayerNorm | None) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
-    """A hidden layer forward, z = h·Wᵀ + b, LayerNorm, ReLU: (its output (R, out), what its backward needs)."""
-    z = torch.addmm(b, h, w.T)  # (R, out)
+def _norm_relu(z: torch.Tensor, norm: nn.LayerNorm | None) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+    """LayerNorm (if any) and ReLU of z (R, out): (the output, what their backward needs)."""
     if norm is not None:
         y, mean, rstd = torch.native_layer_norm(z, [z.shape[1]], norm.weight, norm.bias, norm.eps)
     else:
         y, mean, rstd = z, z, z
     out = torch.relu_(y)
-    return out, (h, z, mean, rstd, out)
+    return out, (z, mean, rstd, out)
 
 
-def _hidden_backward(g: torch.Tensor, saved: tuple[torch.Tensor, ...], w: torch.Tensor, norm: nn.LayerNorm | None,
-                     grads: tuple[torch.Tensor | None, ...], need_input: bool) -> torch.Tensor:
-    """A hidden layer backward from g = dL/d(its output): dW, db (and dγ, dβ) into `grads`; returns dL/d(its input)
-    (when `need_input`; else g at z)."""
-    h_in, z, mean, rstd, out = saved
-    grad_w, grad_b, grad_gamma, grad_beta = grads
+def _norm_relu_backward(g: torch.Tensor, saved: tuple[torch.Tensor, ...], norm: nn.LayerNorm | None,
+                        grad_gamma: torch.Tensor | None, grad_beta: torch.Tensor | None) -> torch.Tensor:
+    """Back through the ReLU and LayerNorm from g = dL/d(their output): dγ, dβ into the grads; returns dL/dz."""
+    z, mean, rstd, out = saved
     g = torch.ops.aten.threshold_backward(g, out, 0.0)  # through the ReLU: 0 where its output was 0
     if norm is not None and grad_gamma is not None and grad_beta is not None:
         g, dgamma, dbeta = torch.ops.aten.native_layer_norm_backward(
             g, z, [z.shape[1]], mean, rstd, norm.weight, norm.bias, [True, True, True])
         grad_gamma.copy_(dgamma)
         grad_beta.copy_(dbeta)
+    return g
+
+
+def _hidden(h: torch.Tensor, w: torch.Tensor, b: torch.Tensor,
+            norm: nn.LayerNorm | None) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+    """A hidden layer forward, z = h·Wᵀ + b, LayerNorm, ReLU: (its output (R, out), what its backward needs)."""
+    out, kept = _norm_relu(torch.addmm(b, h, w.T), norm)  # (R, out)
+    return out, (h, *kept)
+
+
+def _hidden_backward(g: torch.Tensor, saved: tuple[torch.Tensor, ...], w: torch.Tensor, norm: nn.LayerNorm | None,
+                     grads: tuple[torch.Tensor | None, ...], need_input: bool) -> torch.Tensor:
+    """A hidden layer backward from g = dL/d(its output): dW, db (and dγ, dβ) into `grads`; returns dL/d(its input)
+    (when `need_input`; else g at z)."""
+    grad_w, grad_b, grad_gamma, grad_beta = grads
+    g = _norm_relu_backward(g, saved[1:], norm, grad_gamma, grad_beta)
     assert grad_w is not None and grad_b is not None
-    torch.mm(g.T, h_in, out=grad_w.view(len(grad_w), -1))  # (out, in)
+    torch.mm(g.T, saved[0], out=grad_w)  # (out, in)
     torch.sum(g, 0, out=grad_b)
     return torch.mm(g, w) if need_input else g  # (R, in)
