@@ -133,3 +133,45 @@ def test_it_runs_only_where_it_applies() -> None:
     assert not fast_mlp.supports(pqn.replace(dueling=True), (4,), CPU)
     assert fast_mlp.supports(deepq.preset("minatar-breakout-pqn"), (4, 10, 10), CPU)  # the small CNN
     assert not fast_mlp.supports(deepq.preset("atari-pqn"), (4, 84, 84), CPU)  # the Nature CNN: autograd
+
+
+@pytest.mark.parametrize(("obs_shape", "n_actions", "two_player", "overrides"), [
+    ((3, 6, 7), 7, True, dict(arch="small_cnn")),  # the connect4 preset: masked, negated targets, Double DQN, Huber
+    ((4, 10, 10), 6, False, dict(arch="small_cnn", target="polyak", double=False, loss="mse", optimizer="adam")),
+    ((4,), 2, False, dict(arch="mlp", hidden_sizes=(32, 24), layer_norm=True, n_step=3)),
+], ids=["connect4", "minatar-polyak", "mlp-layer-norm"])
+def test_dqns_td_step_on_the_fast_path_takes_the_reference_steps(obs_shape: tuple[int, ...], n_actions: int,
+                                                                  two_player: bool,
+                                                                  overrides: dict[str, object]) -> None:
+    """DQN's update through the regression fast path: y from losses.td_target under no_grad (the games' −γ and
+    legal masks included), then the fast step toward it; the same steps as dqn_loss with autograd."""
+    from deepq.core.replay import Batch
+
+    cfg = deepq.preset("connect4", lr=1e-2, max_grad_norm=10.0, **overrides)  # type: ignore[arg-type]
+    torch.manual_seed(0)
+    fast = Agent(obs_shape, n_actions, cfg, two_player=two_player)
+    torch.manual_seed(0)
+    reference = Agent(obs_shape, n_actions, cfg.replace(fused=False), two_player=two_player)
+    assert fast.learner.fast_td and fast.learner.fast is None and not reference.learner.fast_td
+    start = [p.detach().clone() for p in reference.online.parameters()]
+    rng = np.random.default_rng(6)
+    for k in range(20):
+        def boards() -> torch.Tensor:
+            return torch.from_numpy((rng.random((64, *obs_shape)) < 0.3).astype(np.float32))
+        legal = torch.from_numpy(rng.random((64, n_actions)) < 0.7) if two_player else None
+        discount = -0.99 if two_player else 0.99
+        batch = Batch(boards(), torch.from_numpy(rng.integers(0, n_actions, 64)),
+                      torch.from_numpy(rng.choice([-1.0, 0.0, 1.0], 64).astype(np.float32)), boards(),
+                      torch.zeros(64, dtype=torch.bool),
+                      torch.from_numpy(np.where(rng.random(64) < 0.2, 0.0, discount).astype(np.float32)), legal)
+        got, want = fast.learner.update(batch), reference.learner.update(batch)
+        torch.testing.assert_close(got.loss, want.loss, rtol=1e-4, atol=1e-6)
+        torch.testing.assert_close(got.td_errors, want.td_errors, rtol=1e-4, atol=1e-5)
+        if k == 9:
+            fast.learner.sync_target()
+            reference.learner.sync_target()
+    for (name, p), q, p0 in zip(fast.online.named_parameters(), reference.online.parameters(), start, strict=True):
+        torch.testing.assert_close(p.detach() - p0, q.detach() - p0, rtol=1e-3, atol=1e-5, msg=name)
+    if fast.target is not None and reference.target is not None:  # Polyak's averaging, or the hard syncs
+        for p, q in zip(fast.target.parameters(), reference.target.parameters(), strict=True):
+            torch.testing.assert_close(p, q, rtol=1e-4, atol=1e-5)

@@ -46,6 +46,18 @@ def supports(cfg: Config, obs_shape: tuple[int, ...], device: torch.device, two_
             and cfg.optimizer in ("radam", "adam"))
 
 
+def supports_td(cfg: Config, obs_shape: tuple[int, ...], device: torch.device, two_player: bool = False) -> bool:
+    """Whether LambdaUpdate takes DQN's TD step (Learner.update): the targets y = losses.td_target(...) computed
+    under no_grad by the networks themselves, then the same regression step as PQN's toward y. For deepq's small
+    CNN, or an MLP with LayerNorm (a plain MLP has deepq/core/fast_path.py's NumPy update, faster at its sizes);
+    a hard, Polyak or no target network; no Rainbow component but n-step; RAdam or Adam; on CPU."""
+    rainbow = cfg.dueling or cfg.noisy or cfg.atoms > 1 or cfg.prioritized
+    arch = resolve_arch(obs_shape, cfg, two_player=two_player)
+    return (cfg.fused and cfg.target in ("hard", "polyak", "none") and cfg.network is None and not rainbow
+            and device.type == "cpu" and (arch == "small_cnn" or (arch == "mlp" and cfg.layer_norm))
+            and cfg.optimizer in ("radam", "adam"))
+
+
 def numpy_q_supported(cfg: Config, obs_shape: tuple[int, ...], device: torch.device, two_player: bool = False) -> bool:
     """Whether NumpyMLP can compute this config's Q values: deepq's own MLP (LayerNorm or not), no Rainbow head,
     on CPU."""

@@ -21,7 +21,7 @@ from torch import nn
 
 from deepq.config import Config
 from deepq.core import fast_mlp, fast_path
-from deepq.core.losses import LossOutput, c51_loss, dqn_loss, lambda_regression_loss, mcts_regression_loss
+from deepq.core.losses import LossOutput, c51_loss, dqn_loss, lambda_regression_loss, mcts_regression_loss, td_target
 from deepq.core.replay import Batch
 from deepq.errors import NonFiniteLossError
 
@@ -59,9 +59,12 @@ class Learner:
         self.fast: fast_path.NumpyMLPUpdate | None = None  # the swap-in, chosen here only
         if fast_path.supports(cfg, obs_shape, device, two_player):
             self.fast = fast_path.NumpyMLPUpdate(online, self.target, self.optimizer, cfg)
-        self.fast_returns: fast_mlp.LambdaUpdate | None = None  # PQN's swap-in, chosen here only
+        self.fast_returns: fast_mlp.LambdaUpdate | None = None  # the regression step without autograd, chosen here
+        self.fast_td = False  # ... and taken by DQN's update too (its targets from losses.td_target, as ever)
         if fast_mlp.supports(cfg, obs_shape, device, two_player):
             self.fast_returns = fast_mlp.LambdaUpdate(online, self.optimizer, cfg)
+        elif self.fast is None and fast_mlp.supports_td(cfg, obs_shape, device, two_player):
+            self.fast_returns, self.fast_td = fast_mlp.LambdaUpdate(online, self.optimizer, cfg), True
         # acting in NumPy where a fast path runs (it moved the weights into flat buffers) and the net is an MLP
         self.numpy_q = self.fast_returns is not None and fast_mlp.numpy_q_supported(cfg, obs_shape, device, two_player)
 
@@ -70,7 +73,21 @@ class Learner:
         `weights` (B,): prioritized replay's importance weights, applied per transition."""
         if self.fast is not None:
             return UpdateResult(*self.fast(batch, weights))
+        if self.fast_td and weights is None and self.fast_returns is not None:
+            return self._fast_td_update(batch)
         return self.reference_update(batch, weights)
+
+    def _fast_td_update(self, batch: Batch) -> UpdateResult:
+        """The TD step of dqn_loss by the regression fast path: y = td_target(r, discount, Q_target(s'), [Q(s')],
+        legal(s')) under no_grad, as dqn_loss computes it, then one step of (y − Q(s, a))² (or Huber) toward y."""
+        assert self.fast_returns is not None
+        target_net = self.target if self.target is not None else self.online
+        with torch.no_grad():
+            next_online = self.online(batch.next_obs) if self.cfg.double and self.target is not None else None
+            y = td_target(batch.rewards, batch.discounts, target_net(batch.next_obs), next_online, batch.next_legal)
+        out = UpdateResult(*self.fast_returns(batch.obs, batch.actions, y))
+        self._polyak()
+        return out
 
     def reference_update(self, batch: Batch, weights: torch.Tensor | None = None) -> UpdateResult:
         """The update as the algorithm states it, with autograd; the fast path must match it."""
@@ -121,9 +138,13 @@ class Learner:
         if self.cfg.max_grad_norm > 0:
             nn.utils.clip_grad_norm_(self._params, self.cfg.max_grad_norm)
         self.optimizer.step()
-        if self.cfg.target == "polyak":
-            torch._foreach_lerp_(self._target_params, self._params, self.cfg.tau)  # θ⁻ ← θ⁻ + τ(θ − θ⁻)
+        self._polyak()
         return UpdateResult(out.loss.detach(), out.per_sample)
+
+    def _polyak(self) -> None:
+        """θ⁻ ← θ⁻ + τ(θ − θ⁻) after each step, for target='polyak'."""
+        if self.cfg.target == "polyak":
+            torch._foreach_lerp_(self._target_params, self._params, self.cfg.tau)
 
     def sync_target(self) -> None:
         """Hard sync θ⁻ ← θ."""
