@@ -57,6 +57,7 @@ from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
+from machine import cpu_model
 
 ENV_ID = "CartPole-v1"
 # CleanRL's DQN settings (deepq.Config field names); train_freq and num_envs come from the workload.
@@ -298,17 +299,6 @@ def profile_table(loops: list[str], workloads: list[str], prof: dict[tuple[str, 
                 f"{1e6 * learn / updates:.0f}" if updates else "–",
                 f"{acts:,}", f"{updates:,}"]) + " |")
     return rows
-
-
-def cpu_model() -> str:
-    """The CPU's model name (Linux), else the machine type."""
-    cpu = platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), cpu)
-    except OSError:
-        pass
-    return cpu
 
 
 def machine_line(cmd: str, v: dict[str, str], threads: int, loads: tuple[float, float], seconds: float) -> str:

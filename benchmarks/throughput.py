@@ -81,7 +81,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from speed import cpu_model
+from machine import cpu_model
 from throughput_worker import deepq_config, flops_per_step, forward_flops
 
 HERE = Path(__file__).resolve().parent
