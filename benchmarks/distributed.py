@@ -199,8 +199,9 @@ def solve(seeds: list[int]) -> list[dict[str, Any]]:
                 metrics = (Path(d) / "run" / "metrics.csv").read_text().splitlines()
             solved = next((int(line.split(",")[0]) for line in metrics[1:]
                            if ",periodic" in line and float(line.split(",")[6]) >= 475), None)
+            assert agent.final_evaluation is not None
             rows.append({"seed": seed, "actors": n, "seconds": seconds, "solved_at_step": solved,
-                         "final_eval": agent.final_evaluation.mean})  # type: ignore[attr-defined]
+                         "final_eval": agent.final_evaluation.mean})
             print(json.dumps(rows[-1]), flush=True)
     return rows
 
@@ -218,8 +219,9 @@ def minatar(minutes: float, seeds: list[int]) -> list[dict[str, Any]]:
                 lines = (Path(d) / "run" / "metrics.csv").read_text().splitlines()
             evals = [(int(line.split(",")[0]), float(line.split(",")[6])) for line in lines[1:] if ",periodic" in line]
             last_step = max(int(line.split(",")[0]) for line in lines[1:])
+            assert agent.final_evaluation is not None
             rows.append({"seed": seed, "actors": n, "minutes": minutes, "env_steps": last_step, "evals": evals,
-                         "final_eval": agent.final_evaluation.mean})  # type: ignore[attr-defined]
+                         "final_eval": agent.final_evaluation.mean})
             print(json.dumps(rows[-1]), flush=True)
     return rows
 

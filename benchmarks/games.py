@@ -72,7 +72,8 @@ def main() -> None:
         t = time.perf_counter()
         agent = deepq.train(cfg)
         minutes = (time.perf_counter() - t) / 60
-        run = Path(agent.run_dir)  # type: ignore[attr-defined]
+        assert agent.run_dir is not None
+        run = Path(agent.run_dir)
         print(f"{args.preset} seed {seed}: {cfg.total_steps:,} plies, {minutes:.1f} min on CPU ({run})",
               *measure(agent, args.preset, seed, args.games, args.mcts, args.search, args.mcts_games),
               sep="\n  ", flush=True)

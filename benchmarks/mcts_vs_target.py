@@ -33,7 +33,7 @@ def _train(args: tuple[str, dict[str, Any]]) -> tuple[str, int, float]:
     name, overrides = args
     t = time.perf_counter()
     agent = deepq.train(deepq.preset(name, progress=False).replace(**overrides))
-    run = str(agent.run_dir)  # type: ignore[attr-defined]
+    run = str(agent.run_dir)
     return run, _last_step(run), (time.perf_counter() - t) / 60
 
 
@@ -74,16 +74,17 @@ def measure(run: str, task: str) -> str:
 
 def speed() -> None:
     """Simulations per second of one search from tic-tac-toe's first position, network leaves."""
-    from deepq.core.agent import set_cpu_threads
+    from deepq.core.device import set_cpu_threads
     from deepq.core.mcts import MCTS, MCTSConfig
     from deepq.games.adapters import OpenSpielGame
+    from deepq.games.kind import GameKind
 
     set_cpu_threads(1)  # torch's threads and NumPy's BLAS
     game = OpenSpielGame("tic_tac_toe")
     game.reset(0)
     for fused, evaluator in ((True, "NumPy MLP (deepq's CPU acting path)"), (False, "torch MLP")):
-        agent = deepq.Agent((3, 3, 3), 9, deepq.Config(env="openspiel:tic_tac_toe", hidden_sizes=(128, 128),
-                                                       fused=fused, device="cpu"))
+        cfg = deepq.Config(env="openspiel:tic_tac_toe", hidden_sizes=(128, 128), fused=fused, device="cpu")
+        agent = deepq.Agent((3, 3, 3), 9, cfg, arch=GameKind(str(cfg.env)).arch(cfg, (3, 3, 3)))  # the board's MLP
         for batch in (1, 4, 16, 64):
             search = MCTS(agent.q_values, MCTSConfig(simulations=800, batch=batch), two_player=True)
             rates = [search.search(game).simulations_per_second for _ in range(5)]

@@ -32,7 +32,7 @@ import torch
 from torch import nn
 
 import deepq
-from deepq.core.agent import Agent
+from deepq.agent import Agent
 from deepq.games.kind import GameKind
 
 # name -> cfg.backend: 'auto' is what training picks (Connect4Vec), 'openspiel' the reference env by its name
@@ -69,16 +69,16 @@ def acting_rate(backend: str, num_envs: int, seconds: float, eps: float = 0.1, l
     kind = GameKind(str(cfg.env))
     envs = kind.make_vec_env(cfg)
     players = kind.self_play(envs, cfg)
-    agent = Agent(envs.obs_shape, envs.n_actions, cfg, two_player=True)
+    agent = Agent(envs.obs_shape, envs.n_actions, cfg, arch=kind.arch(cfg, envs.obs_shape))
     rng = np.random.default_rng(seed)
     obs = envs.reset()
     for _ in range(20):  # warm-up: games in progress at every stage, torch's first calls done
-        obs = envs.step(players.act(agent, obs, eps, rng)).obs
+        obs = envs.step(players.act(agent.policy, obs, eps, rng)).obs
     steps, t_act, t_env = 0, 0.0, 0.0
     start, cpu_start = time.perf_counter(), time.process_time()
     while True:
         t0 = time.perf_counter()
-        actions = players.act(agent, obs, eps, rng)  # (N,)
+        actions = players.act(agent.policy, obs, eps, rng)  # (N,)
         t1 = time.perf_counter()
         obs = envs.step(actions).obs
         t2 = time.perf_counter()

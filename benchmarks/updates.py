@@ -33,7 +33,8 @@ import numpy as np
 import torch
 
 import deepq
-from deepq.core.agent import Agent, set_cpu_threads
+from deepq.agent import Agent
+from deepq.core.device import set_cpu_threads
 from deepq.core.losses import td_loss, td_target
 from deepq.core.replay import Batch, ReplayMemory
 

@@ -11,8 +11,8 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from deepq.agent import Agent
     from deepq.config import Config
-    from deepq.core.agent import Agent
     from deepq.core.results import EvalResult
     from deepq.errors import (
         CheckpointError,
@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 
 # Each name is imported on first use (PEP 562), so `deepq --help`, a mistyped flag or a signal in the first second
 # of a command does not wait for torch: the command line answers before anything heavy is imported.
-_WHERE = {"Config": "deepq.config", "Agent": "deepq.core.agent", "EvalResult": "deepq.core.results",
+_WHERE = {"Config": "deepq.config", "Agent": "deepq.agent", "EvalResult": "deepq.core.results",
           "PRESETS": "deepq.presets", "preset": "deepq.presets", "evaluate": "deepq.training.evaluate",
           "train": "deepq.training.loop", "load": "deepq.training.setup",
           **{error: "deepq.errors" for error in ("CheckpointError", "ConfigError", "DeepQError", "DiskFullError",

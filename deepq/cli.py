@@ -97,11 +97,10 @@ def _base_config(name: str) -> tuple[Config, str]:
     settings it takes ('' otherwise). An unknown name is a ConfigError with the close presets and ids."""
     if name.lower() in PRESETS:
         return preset(name), ""
-    from deepq.envs import kinds
     from deepq.games.kind import GameKind
-    from deepq.training.setup import env_kind
+    from deepq.training.setup import env_kind, game_kind
 
-    game = kinds.registered(name)
+    game = game_kind(name)
     if isinstance(game, GameKind):  # 'openspiel:<game>', 'pettingzoo:<game>': an unknown or unsupported game fails here
         game.make_game()
         return Config(env=name, name=_short(name)), ""
@@ -216,7 +215,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         print(f"deepq: {note}", file=sys.stderr)
     agent = train(cfg, resume=resume, overwrite=args.overwrite)
     if not cfg.progress:  # with progress on, train() printed it
-        print(f"final evaluation: {agent.final_evaluation}")  # type: ignore[attr-defined]
+        print(f"final evaluation: {agent.final_evaluation}")
     return 0
 
 

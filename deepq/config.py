@@ -165,7 +165,7 @@ class Config:
     per_beta: float = tag(0.4, RAINBOW, IN_0_1)
     """Prioritized replay: importance-weight exponent at the start, annealed linearly to 1 over total_steps
     (so extending a finished run with a larger total_steps re-spreads the rest of the annealing)."""
-    max_grad_norm: float = tag(0.0, RAINBOW, number_at_least_0("0 disables clipping"))
+    max_grad_norm: float = tag(0.0, TD, number_at_least_0("0 disables clipping"))  # placed here: fields never move
     """Clip the gradient's global L2 norm to this value; 0 disables clipping."""
 
     target: str = tag("hard", TARGET, choice("hard", "polyak", "none", "mcts", "pqn"), resume_fixed=True)
@@ -238,8 +238,8 @@ class Config:
     flush_denormal: bool = tag(True, DEVICE)
     """CPU: treat denormal floats (below ~1e-38) as zero; a few of them in optimizer state can halve the speed."""
     fused: bool = tag(True, DEVICE)
-    """For the default MLP on CPU: the NumPy update (equal to autograd up to float rounding) and NumPy acting;
-    False, or any other device: the autograd update."""
+    """CPU: the updates without autograd where deepq has one (the default MLP's, PQN's, the small CNN's) and NumPy
+    acting, equal to autograd to float rounding; False or another device: autograd. Adam is fused either way."""
 
     progress: bool = tag(True, EVAL)  # --help lists it under logging; fields never move (checkpoints)
     """Show a progress bar (plain periodic lines when stdout is not a terminal)."""

@@ -23,11 +23,13 @@ MAX_LINES = 400
 # "deepq.core" stands for the package and everything under it; a top-level module is named one by one, so a new
 # top-level file has no layer until someone places it (test_every_module_has_a_layer).
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    # cli_args (Config fields as command-line values) is the vocabulary every command parses with: train's and the
-    # research tools' (deepq/research), so it sits with the Config it reads
-    ("base", ("deepq.errors", "deepq.signals", "deepq.config", "deepq.config_checks", "deepq.files", "deepq.presets",
-              "deepq.cli_args")),
-    ("core", ("deepq.core.*",)),
+    ("base", ("deepq.errors", "deepq.signals", "deepq.config_checks", "deepq.files")),
+    ("core", ("deepq.core.*",)),  # the pieces, each with its own small config: never the flat Config
+    # the user's single surface, above the core it configures; cli_args (Config fields as command-line values) is
+    # the vocabulary every command parses with: train's and the research tools' (deepq/research)
+    ("config", ("deepq.config", "deepq.presets", "deepq.cli_args")),
+    # the core's pieces assembled from a Config: each one's small config, the Agent, what a run's memory needs
+    ("agent", ("deepq.components", "deepq.agent", "deepq.memory")),
     ("envs", ("deepq.envs.*",)),
     ("games", ("deepq.games.*",)),
     ("run side channels", ("deepq.run.*",)),  # run dir, log, progress, plot: they never import the loop
@@ -236,7 +238,7 @@ def test_no_module_over_400_lines() -> None:
 
 def test_the_package_is_read() -> None:
     """Guards the tests above against passing on nothing: the walk finds the package and its imports."""
-    assert {"deepq", "deepq.config", "deepq.core.agent", "deepq.training.loop"} <= set(MODULES)
+    assert {"deepq", "deepq.config", "deepq.agent", "deepq.core.learner", "deepq.training.loop"} <= set(MODULES)
     assert {("deepq", "deepq.training.loop"), ("deepq.core.learner", "deepq.core.losses")} <= pairs(EDGES)
 
 
@@ -261,14 +263,14 @@ def test_checker_resolves_absolute_relative_and_package_imports(tmp_path: Path) 
         "deepq/core/__init__.py": "THING = 1\n",
         "deepq/core/agent.py": ("from . import losses\nfrom .losses import td\nfrom ..errors import E\n"
                                 "from deepq.core import THING\nimport deepq.core.losses as L\n"),
-        "deepq/core/losses.py": "def f():\n    from deepq.config import Config  # inside a function\n",
+        "deepq/core/losses.py": "def f():\n    from deepq.errors import E  # inside a function\n",
         "deepq/training/__init__.py": "",
         "deepq/training/loop.py": "from ..core import agent\nfrom deepq.core.agent import Agent\n",
     })
     assert pairs(imports(modules)) == {
         ("deepq", "deepq.training.loop"), ("deepq", "deepq.config"), ("deepq.config", "deepq.errors"),
         ("deepq.core.agent", "deepq.core.losses"), ("deepq.core.agent", "deepq.errors"),
-        ("deepq.core.agent", "deepq.core"), ("deepq.core.losses", "deepq.config"),
+        ("deepq.core.agent", "deepq.core"), ("deepq.core.losses", "deepq.errors"),
         ("deepq.training.loop", "deepq.core.agent")}
     assert cycles(imports(modules)) == [] and upward(imports(modules)) == []
 
@@ -303,25 +305,28 @@ def test_checker_finds_a_planted_upward_import(tmp_path: Path) -> None:
         "deepq/__init__.py": "from deepq.training.loop import train\n",  # the top imports down: fine
         "deepq/config.py": "",
         "deepq/core/__init__.py": "",
-        "deepq/core/replay.py": "import numpy\nfrom deepq.config import Config\n",  # down: fine
+        "deepq/core/replay.py": "import numpy\nfrom deepq.config import Config\n",  # up: the core gets small configs
         "deepq/core/agent.py": "def f():\n    from ..run.log import RunLog\n",  # up, inside a function
+        "deepq/agent.py": "from deepq.config import Config\nfrom deepq.core import replay\n",  # down: fine
         "deepq/run/__init__.py": "",
         "deepq/run/log.py": "from deepq.training import loop\n",  # up: the side channel imports the loop
         "deepq/training/__init__.py": "",
         "deepq/training/loop.py": "from deepq.run.log import RunLog\n",
     })
     assert upward(imports(modules)) == [
-        "deepq/core/agent.py:2: deepq.core.agent (layer 1 core) imports deepq.run.log (layer 4 run side channels)",
-        "deepq/run/log.py:1: deepq.run.log (layer 4 run side channels) imports deepq.training.loop (layer 5 "
+        "deepq/core/agent.py:2: deepq.core.agent (layer 1 core) imports deepq.run.log (layer 6 run side channels)",
+        "deepq/core/replay.py:2: deepq.core.replay (layer 1 core) imports deepq.config (layer 2 config)",
+        "deepq/run/log.py:1: deepq.run.log (layer 6 run side channels) imports deepq.training.loop (layer 7 "
         "training)"]
     assert [describe(c).split("  ")[0] for c in cycles(imports(modules))] == [
         "deepq.run.log -> deepq.training.loop -> deepq.run.log"]
 
 
 def test_checker_places_modules_in_layers() -> None:
-    assert [layer_of(n) for n in ("deepq.errors", "deepq.presets", "deepq.core", "deepq.core.agent",
-                                  "deepq.envs.gym", "deepq.games", "deepq.run.log", "deepq.training.loop",
-                                  "deepq.research.sweep", "deepq", "deepq.cli")] == [0, 0, 1, 1, 2, 3, 4, 5, 6, 7, 7]
+    assert [layer_of(n) for n in ("deepq.errors", "deepq.core", "deepq.core.learner", "deepq.presets",
+                                  "deepq.config", "deepq.agent", "deepq.envs.gym", "deepq.games", "deepq.run.log",
+                                  "deepq.training.loop", "deepq.research.sweep", "deepq",
+                                  "deepq.cli")] == [0, 1, 1, 2, 2, 3, 4, 5, 6, 7, 8, 9, 9]
     assert layer_of("deepq.evaluate") is None  # a new top-level file has no layer until placed
     assert layer_of("deepq.corex") is None and layer_of("deepq.extras.thing") is None
 

@@ -221,12 +221,13 @@ def test_as_bot_checks_its_arguments(runs: dict[str, Path]) -> None:
 
 
 def test_as_bot_search_tree_must_fit_in_memory() -> None:
+    from deepq.core.networks import resolve_arch
     from deepq.games.adapters import OpenSpielGame
     from deepq.games.bot import as_bot
 
     chess = OpenSpielGame("chess")  # 4,674 actions: ~300 kB of tree a simulation, ~300 GB for a million
-    agent = deepq.Agent(chess.obs_shape, chess.n_actions, deepq.Config(env="openspiel:chess", arch="mlp",
-                                                                       hidden_sizes=(8,)), two_player=True)
+    cfg = deepq.Config(env="openspiel:chess", arch="mlp", hidden_sizes=(8,))
+    agent = deepq.Agent(chess.obs_shape, chess.n_actions, cfg, arch=resolve_arch(chess.obs_shape, cfg.arch, board=True))
     with pytest.raises(deepq.ConfigError, match=r"mcts_simulations=1,000,000 needs ~\d+ GB for the search tree"):
         as_bot(agent, mcts_simulations=1_000_000)
 

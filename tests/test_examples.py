@@ -1,5 +1,6 @@
-"""examples/dqn_single_file.py against the library: its update equals deepq's reference (autograd) update on the
-same batch, loss and new weights; and its training loop runs."""
+"""examples/dqn_single_file.py against the library: its update equals the update `deepq train cartpole` runs (the
+NumPy fast path, Learner.update with the defaults) to float rounding, and deepq's reference (autograd) update bit for
+bit, on the same batch: loss and new weights; and its training loop runs."""
 
 from __future__ import annotations
 
@@ -16,7 +17,8 @@ import torch
 from torch import nn
 
 import deepq
-from deepq.core.agent import Agent
+from deepq.agent import Agent
+from deepq.core.fast_path import NumpyMLPUpdate
 from deepq.core.replay import Batch, discounts
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "dqn_single_file.py"
@@ -36,11 +38,11 @@ def load_example() -> ModuleType:
 ex = load_example()
 
 
-# ---- the only two places this file touches the library's learning API (Agent today; the learner once Agent is
-# split into a policy and a learner) --------------------------------------------------------------------------
+# ---- the only two places this file touches the library's learning API --------------------------------------------
 def library_update(agent: Agent, batch: Batch) -> torch.Tensor:
-    """deepq's reference update on one batch, returning the loss."""
-    return agent.learner.reference_update(batch).loss
+    """deepq's update on one batch, returning the loss: Learner.update, the one every run calls (on the NumPy fast
+    path for the default MLP on CPU; with fused=False the autograd reference)."""
+    return agent.learner.update(batch).loss
 
 
 def library_like_optimizer(agent: Agent, params: Iterator[nn.Parameter]) -> torch.optim.Optimizer:
@@ -64,15 +66,17 @@ def as_example_batch(batch: Batch) -> tuple[torch.Tensor, ...]:
     return batch.obs, batch.actions, batch.rewards, batch.next_obs, batch.terminated
 
 
-def twins(loss: str, double: bool, seed: int, same_optimizer: bool = True,
+def twins(loss: str, double: bool, seed: int, same_optimizer: bool = True, default_path: bool = False,
           ) -> tuple[Agent, nn.Module, nn.Module, torch.optim.Optimizer]:
-    """deepq's agent on the autograd path and the example's nets, starting from the same weights: the example's
-    online and target nets get copies of the agent's (the target's moved off the online's first, so they differ).
-    same_optimizer: the library's optimizer class and settings; else the example's own (plain Adam)."""
+    """deepq's agent and the example's nets, starting from the same weights: the example's online and target nets
+    get copies of the agent's (the target's moved off the online's first, so they differ).
+    same_optimizer: the library's optimizer class and settings; else the example's own (plain Adam).
+    default_path: the agent on the path a default run takes (the NumPy fast path); else on the autograd reference."""
     cfg = deepq.Config(env="CartPole-v1", hidden_sizes=(64, 64), lr=1e-3, gamma=GAMMA, loss=loss, double=double,
-                       fused=False, device="cpu", seed=seed)
+                       fused=default_path, device="cpu", seed=seed)
     torch.manual_seed(seed)
     agent = Agent((OBS_DIM,), N_ACTIONS, cfg)
+    assert isinstance(agent.learner.fast, NumpyMLPUpdate) is default_path
     assert agent.target is not None
     with torch.no_grad():  # make θ⁻ ≠ θ, so a target computed from the wrong network shows
         for p in agent.target.parameters():
@@ -95,15 +99,17 @@ def copy_weights(src: nn.Module, dst: nn.Module) -> None:
             d.copy_(s)
 
 
-def assert_equal(got: torch.Tensor, expected: torch.Tensor, exact: bool) -> None:
-    """exact: bit for bit; else to float rounding (fused Adam, the library's, and plain Adam round differently)."""
-    torch.testing.assert_close(got, expected, rtol=0.0 if exact else 1e-6, atol=0.0 if exact else 1e-7)
+def assert_equal(got: torch.Tensor, expected: torch.Tensor, exact: bool, rounding: float = 1e-6) -> None:
+    """exact: bit for bit; else to float rounding (fused Adam, the library's, and plain Adam round differently; the
+    fast path's NumPy matrix products and torch's sum in different orders)."""
+    torch.testing.assert_close(got, expected, rtol=0.0 if exact else rounding, atol=0.0 if exact else rounding / 10)
 
 
-def assert_same_weights(agent_net: nn.Module | None, example_net: nn.Module, exact: bool) -> None:
+def assert_same_weights(agent_net: nn.Module | None, example_net: nn.Module, exact: bool,
+                        rounding: float = 1e-6) -> None:
     assert agent_net is not None
     for a, b in zip(agent_net.parameters(), example_net.parameters(), strict=True):
-        assert_equal(b, a, exact)
+        assert_equal(b, a, exact, rounding)
 
 
 @pytest.mark.parametrize("loss", ["mse", "huber"])
@@ -121,6 +127,32 @@ def test_example_update_equals_the_library_reference_update(loss: str, double: b
         assert_equal(got, expected, exact=same_optimizer)
         assert_same_weights(agent.online, online, exact=same_optimizer)
     assert_same_weights(agent.target, target, exact=True)  # the update leaves θ⁻ alone (the loop syncs it)
+
+
+@pytest.mark.parametrize("loss", ["mse", "huber"])
+@pytest.mark.parametrize("double", [False, True])
+def test_example_update_equals_the_update_a_default_run_takes(loss: str, double: bool) -> None:
+    """The path `deepq train cartpole` runs on CPU (fast_path's NumPy update, its target from losses.td_target):
+    the example's update, with the library's optimizer, gives the same loss and weights to float rounding."""
+    agent, online, target, optimizer = twins(loss, double, seed=3, default_path=True)
+    for step in range(3):
+        batch = make_batch(seed=10 + step)
+        expected = library_update(agent, batch)
+        got = ex.update(online, target, optimizer, as_example_batch(batch), GAMMA, double=double,
+                        huber=loss == "huber")
+        assert_equal(got, expected, exact=False, rounding=1e-5)
+        assert_same_weights(agent.online, online, exact=False, rounding=1e-5)
+    assert_same_weights(agent.target, target, exact=True)
+
+
+def test_the_default_path_comparison_can_fail_a_bootstrap_through_terminals() -> None:
+    """The default-path test must be able to fail too: bootstrapping through episode ends gives another loss."""
+    agent, online, target, optimizer = twins("mse", False, seed=3, default_path=True)
+    batch = make_batch(seed=10)
+    expected = library_update(agent, batch)
+    wrong = batch._replace(terminated=torch.zeros_like(batch.terminated))
+    got = ex.update(online, target, optimizer, as_example_batch(wrong), GAMMA)
+    assert not torch.allclose(got, expected, rtol=1e-3)
 
 
 def test_the_comparison_can_fail_a_bootstrap_through_terminals() -> None:

@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 
+from deepq.components import epsilon_schedule
 from deepq.config import Config
 from deepq.core.explore import EpsilonSchedule, epsilon_greedy
 
@@ -38,9 +39,9 @@ def test_zero_decay_steps_gives_end(kind: str) -> None:
     assert eps(10) == pytest.approx(0.2)
 
 
-def test_from_config() -> None:
+def test_epsilon_schedule_from_the_config() -> None:
     cfg = Config(eps_schedule="exponential", eps_start=0.9, eps_end=0.01, eps_decay_steps=123)
-    assert EpsilonSchedule.from_config(cfg) == EpsilonSchedule("exponential", 0.9, 0.01, 123)
+    assert epsilon_schedule(cfg) == EpsilonSchedule("exponential", 0.9, 0.01, 123)
 
 
 def _greedy_sentinel(obs: np.ndarray) -> np.ndarray:

@@ -9,9 +9,11 @@ import pytest
 import torch
 
 import deepq
+from deepq.agent import Agent
+from deepq.components import learner_config, network_config
 from deepq.core import fast_mlp
-from deepq.core.agent import Agent
 from deepq.core.fast_mlp import radam_step
+from deepq.core.networks import resolve_arch
 
 CPU = torch.device("cpu")
 
@@ -65,9 +67,9 @@ def test_the_small_cnn_takes_the_reference_steps(obs_shape: tuple[int, ...], n_a
                                                   layer_norm: bool) -> None:
     cfg = deepq.preset("minatar-breakout-pqn", arch="small_cnn", lr=1e-2, lr_decay=False, layer_norm=layer_norm)
     torch.manual_seed(0)
-    fast = Agent(obs_shape, n_actions, cfg, two_player=two_player)
+    fast = Agent(obs_shape, n_actions, cfg)
     torch.manual_seed(0)
-    reference = Agent(obs_shape, n_actions, cfg.replace(fused=False), two_player=two_player)
+    reference = Agent(obs_shape, n_actions, cfg.replace(fused=False))
     assert fast.learner.fast_returns is not None and fast.learner.fast_returns.conv is not None
     assert fast.policy._numpy is None and reference.learner.fast_returns is None  # acting: the torch module
     start = [p.detach().clone() for p in reference.online.parameters()]
@@ -123,16 +125,21 @@ def test_radam_step_is_torchs_radam() -> None:
         torch.testing.assert_close(param, reference.detach(), rtol=1e-5, atol=1e-7)
 
 
+def supports(cfg: deepq.Config, obs_shape: tuple[int, ...], device: torch.device) -> bool:
+    """fast_mlp.supports for cfg's own small configs (its arch resolved for the observation shape)."""
+    return fast_mlp.supports(learner_config(cfg), network_config(cfg, resolve_arch(obs_shape, cfg.arch)), device)
+
+
 def test_it_runs_only_where_it_applies() -> None:
     pqn = deepq.preset("cartpole-pqn")
-    assert fast_mlp.supports(pqn, (4,), CPU)
-    assert not fast_mlp.supports(pqn.replace(fused=False), (4,), CPU)  # the reference, on request
-    assert not fast_mlp.supports(pqn, (4,), torch.device("meta"))  # CPU only
-    assert not fast_mlp.supports(pqn.replace(target="hard"), (4,), CPU)  # DQN: fast_path's TD update
-    assert not fast_mlp.supports(pqn.replace(optimizer="rmsprop"), (4,), CPU)
-    assert not fast_mlp.supports(pqn.replace(dueling=True), (4,), CPU)
-    assert fast_mlp.supports(deepq.preset("minatar-breakout-pqn"), (4, 10, 10), CPU)  # the small CNN
-    assert not fast_mlp.supports(deepq.preset("atari-pqn"), (4, 84, 84), CPU)  # the Nature CNN: autograd
+    assert supports(pqn, (4,), CPU)
+    assert not supports(pqn.replace(fused=False), (4,), CPU)  # the reference, on request
+    assert not supports(pqn, (4,), torch.device("meta"))  # CPU only
+    assert not supports(pqn.replace(target="hard"), (4,), CPU)  # DQN: fast_path's TD update
+    assert not supports(pqn.replace(optimizer="rmsprop"), (4,), CPU)
+    assert not supports(pqn.replace(dueling=True), (4,), CPU)
+    assert supports(deepq.preset("minatar-breakout-pqn"), (4, 10, 10), CPU)  # the small CNN
+    assert not supports(deepq.preset("atari-pqn"), (4, 84, 84), CPU)  # the Nature CNN: autograd
 
 
 @pytest.mark.parametrize(("obs_shape", "n_actions", "two_player", "overrides"), [
@@ -149,9 +156,9 @@ def test_dqns_td_step_on_the_fast_path_takes_the_reference_steps(obs_shape: tupl
 
     cfg = deepq.preset("connect4", lr=1e-2, max_grad_norm=10.0, **overrides)  # type: ignore[arg-type]
     torch.manual_seed(0)
-    fast = Agent(obs_shape, n_actions, cfg, two_player=two_player)
+    fast = Agent(obs_shape, n_actions, cfg)
     torch.manual_seed(0)
-    reference = Agent(obs_shape, n_actions, cfg.replace(fused=False), two_player=two_player)
+    reference = Agent(obs_shape, n_actions, cfg.replace(fused=False))
     assert fast.learner.fast_td and fast.learner.fast is None and not reference.learner.fast_td
     start = [p.detach().clone() for p in reference.online.parameters()]
     rng = np.random.default_rng(6)

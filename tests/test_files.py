@@ -24,7 +24,8 @@ from test_errors import Exploit  # a pickle that runs code when loaded (pytest p
 
 import deepq
 from deepq import CheckpointError, DeepQError
-from deepq.core.agent import Agent, atomic_save, safe_load
+from deepq.agent import Agent
+from deepq.files import atomic_save, safe_load
 
 GB = 10**9
 
@@ -235,7 +236,7 @@ def test_a_full_disk_with_no_previous_file_says_nothing_was_kept(tiny_disk: Path
 
 SAVER = """
 import sys, torch
-from deepq.core.agent import atomic_save
+from deepq.files import atomic_save
 big = torch.arange(16_000_000, dtype=torch.float32)  # 64 MB: each save takes a while
 step = 0
 atomic_save({"step": step, "w": big}, sys.argv[1])
@@ -247,7 +248,7 @@ while True:
 
 
 def test_a_save_killed_mid_write_leaves_a_temp_file_that_is_then_removed(tmp_path: Path) -> None:
-    from deepq.core.agent import remove_stale_temp_files
+    from deepq.files import remove_stale_temp_files
 
     folder = tmp_path / "run"
     folder.mkdir()

@@ -13,8 +13,9 @@ import pytest
 import torch
 
 import deepq
+from deepq.agent import Agent
+from deepq.components import learner_config, network_config
 from deepq.core import fast_path
-from deepq.core.agent import Agent
 from deepq.core.fast_path import NumpyMLPUpdate
 from deepq.core.replay import ReplayMemory
 
@@ -126,8 +127,9 @@ def test_training_sets_blas_threads(tmp_path: Path) -> None:
 def test_the_fast_path_is_chosen_in_one_place(change: dict[str, object], fast: bool) -> None:
     cfg = deepq.Config(env="CartPole-v1", **change)  # type: ignore[arg-type]
     shape = (4, 10, 10) if cfg.arch == "small_cnn" else (4,)
-    assert fast_path.supports(cfg, shape, torch.device("cpu")) is fast
-    assert fast_path.supports(cfg, shape, torch.device("meta")) is False  # CPU only: elsewhere the reference runs
+    learn, net = learner_config(cfg), network_config(cfg, "small_cnn" if cfg.arch == "small_cnn" else "mlp")
+    assert fast_path.supports(learn, net, torch.device("cpu")) is fast
+    assert fast_path.supports(learn, net, torch.device("meta")) is False  # CPU only: elsewhere the reference runs
     agent = Agent(shape, 3, cfg)
     assert (agent.learner.fast is not None) is fast and (agent.policy._numpy is not None) is fast
 

@@ -14,8 +14,8 @@ from deepq.envs import kinds
 from deepq.envs.base import VecEnv
 from deepq.envs.kinds import AtariKind, EnvKind, EnvPoolKind, MinAtarKind
 from deepq.errors import ConfigError
-from deepq.games.kind import GameKind
-from deepq.training.setup import check, env_kind
+from deepq.games.kind import GAME_KINDS, GameKind
+from deepq.training.setup import check, env_kind, game_kind
 
 
 @pytest.mark.parametrize(("env", "backend", "kind", "name"), [
@@ -45,13 +45,16 @@ def test_a_factory_is_a_gymnasium_kind() -> None:
         kind.make_search_env(deepq.Config(env=factory, target="mcts"))
 
 
-def test_the_game_kind_is_registered_by_games() -> None:
-    """deepq/games/kind.py registers its prefixes; deepq.envs never imports deepq.games."""
+def test_the_game_kind_is_named_by_the_games_table() -> None:
+    """deepq/games/kind.py names its prefixes (GAME_KINDS, passed to kinds by set-up); deepq.envs never imports
+    deepq.games."""
     import ast
     from pathlib import Path
 
-    assert isinstance(kinds.registered("openspiel:connect_four"), GameKind)
-    assert kinds.registered("CartPole-v1") is None and kinds.registered(lambda: None) is None
+    assert isinstance(kinds.by_prefix("openspiel:connect_four", GAME_KINDS), GameKind)
+    assert kinds.by_prefix("CartPole-v1", GAME_KINDS) is None and kinds.by_prefix(lambda: None, GAME_KINDS) is None
+    assert isinstance(game_kind("openspiel:connect_four"), GameKind)
+    assert game_kind("CartPole-v1") is None and game_kind(lambda: None) is None
     envs_dir = Path(kinds.__file__).parent
     for path in envs_dir.glob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
@@ -60,16 +63,12 @@ def test_the_game_kind_is_registered_by_games() -> None:
                 assert not any(n.startswith("deepq.games") for n in names), f"{path.name} imports {names}"
 
 
-def test_a_registered_prefix_resolves_to_its_kind() -> None:
+def test_a_prefix_passed_to_resolve_resolves_to_its_kind() -> None:
     class Toy(EnvKind):
         name = "toy"
 
-    kinds.register("toy:", Toy)
-    try:
-        kind = kinds.resolve(deepq.Config(env="toy:anything"))
-        assert isinstance(kind, Toy) and kind.spec == "toy:anything"
-    finally:
-        del kinds._REGISTRY["toy:"]
+    kind = kinds.resolve(deepq.Config(env="toy:anything"), {"toy:": Toy})
+    assert isinstance(kind, Toy) and kind.spec == "toy:anything"
 
 
 def test_an_unknown_id_keeps_its_message() -> None:

@@ -11,10 +11,9 @@ import torch
 from torch import nn
 
 import deepq
-from deepq.core.agent import Agent
+from deepq.agent import Agent, actor_policy
 from deepq.core.explore import epsilon_greedy
 from deepq.core.losses import dqn_loss, mcts_regression_loss
-from deepq.core.policy import Policy
 from deepq.core.replay import Batch
 
 
@@ -98,7 +97,7 @@ def test_a_policy_travels_as_plain_arrays_and_acts_the_same(shape: tuple[int, ..
     snapshot = agent.policy.weights()
     assert all(type(v) is np.ndarray for v in snapshot.values())
     shipped = pickle.loads(pickle.dumps(snapshot))  # what another process receives
-    remote = Policy.from_weights(cfg, shape, 3, shipped)
+    remote = actor_policy(cfg, agent.arch, shape, 3, shipped)
     np.testing.assert_allclose(remote.q_values(obs), agent.q_values(obs), rtol=1e-5, atol=1e-6)
     np.testing.assert_array_equal(remote.act(obs), agent.act(obs))
     # the snapshot is a copy: the learner's next steps do not reach it, a new broadcast does

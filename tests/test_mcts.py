@@ -7,6 +7,7 @@ import pytest
 
 import deepq
 from deepq.core.mcts import MCTS, Evaluator, MCTSConfig, search_policy
+from deepq.core.networks import resolve_arch
 from deepq.errors import ConfigError
 from deepq.games.adapters import OpenSpielGame
 from deepq.games.solve import shared_solver
@@ -46,7 +47,9 @@ class CountingEvaluator:
 
 def small_agent() -> deepq.Agent:
     cfg = deepq.Config(env="openspiel:tic_tac_toe", hidden_sizes=(128, 128), device="cpu")
-    return deepq.Agent((3, 3, 3), 9, cfg, two_player=True)  # a board game's network: the MLP
+    agent = deepq.Agent((3, 3, 3), 9, cfg, arch=resolve_arch((3, 3, 3), cfg.arch, board=True))
+    assert agent.arch == "mlp"  # a board game's network: the MLP
+    return agent
 
 
 @pytest.mark.parametrize("batch", [1, 16])

@@ -15,7 +15,7 @@ import torch
 
 import deepq
 from deepq import ConfigError
-from deepq.core.agent import Agent
+from deepq.agent import Agent, plain_arch
 
 GB = 10**9
 
@@ -94,15 +94,15 @@ def _spaces(cfg: deepq.Config) -> tuple[tuple[int, ...], Any, int]:
 
 @pytest.mark.parametrize("name", list(deepq.PRESETS))
 def test_no_preset_is_refused_on_a_24_GB_machine(name: str) -> None:
-    from deepq.core.memory import check_memory, estimate
+    from deepq.memory import check_memory, estimate
 
     cfg = deepq.PRESETS[name]
     shape, dtype, n_actions = _spaces(cfg)
-    from deepq.training.setup import two_player
+    from deepq.training.setup import arch_of, game_kind
 
-    game = two_player(cfg)
-    check_memory(cfg, shape, dtype, n_actions, "cpu", available=22 * GB, two_player=game)  # 24 GB: ~22 GB available
-    replay = estimate(cfg, shape, dtype, n_actions, two_player=game)[0]
+    game, arch = game_kind(cfg.env) is not None, arch_of(cfg, shape)
+    check_memory(cfg, shape, dtype, n_actions, arch, "cpu", available=22 * GB, game=game)  # 24 GB: ~22 GB available
+    replay = estimate(cfg, shape, dtype, n_actions, arch, game=game)[0]
     if cfg.target == "pqn":  # no replay: one rollout (Atari: 4,096 transitions of two 4x84x84 stacks, 231 MB)
         assert replay.what == "the rollout" and replay.nbytes < 0.25 * GB
     elif name.startswith(("atari", "pong", "breakout", "rainbow-atari")):  # 1M frames of 84x84: counted, and fits
@@ -111,7 +111,7 @@ def test_no_preset_is_refused_on_a_24_GB_machine(name: str) -> None:
 
 @pytest.mark.parametrize("game", [False, True], ids=["single-agent", "game"])
 def test_the_rollout_estimate_is_the_bytes_a_pqn_rollout_allocates(game: bool) -> None:
-    from deepq.core.memory import replay_bytes
+    from deepq.memory import replay_bytes
     from deepq.training.pqn import Rollout
 
     class Envs:  # what Rollout reads of a VecEnv
@@ -121,7 +121,7 @@ def test_the_rollout_estimate_is_the_bytes_a_pqn_rollout_allocates(game: bool) -
     ro = Rollout(16, Envs(), legal=game)  # type: ignore[arg-type]
     returns = 8 * 16 * 4  # the float32 λ-returns computed from it
     allocated = _allocated(ro.obs, ro.final_obs, ro.actions, ro.rewards, ro.terminated, ro.ended, ro.next_legal)
-    assert replay_bytes(cfg, (4, 10, 10), np.uint8, 6, two_player=game) == allocated + returns
+    assert replay_bytes(cfg, (4, 10, 10), np.uint8, 6, legal=game) == allocated + returns
 
 
 def _allocated(*arrays: np.ndarray | None) -> int:
@@ -130,10 +130,11 @@ def _allocated(*arrays: np.ndarray | None) -> int:
 
 @pytest.mark.parametrize("case", ["plain", "rounded-to-num_envs", "game-legal-moves", "prioritized"])
 def test_replay_estimate_is_the_bytes_replay_memory_allocates(case: str) -> None:
-    from deepq.core.memory import replay_bytes
     from deepq.core.per import PrioritizedSampler
     from deepq.core.replay import ReplayMemory
+    from deepq.memory import replay_bytes
     from deepq.training.loop import make_replay
+    from deepq.training.setup import env_kind
 
     kw: dict[str, Any] = {"plain": {}, "rounded-to-num_envs": dict(num_envs=3, buffer_size=1_001),
                           "game-legal-moves": dict(env="openspiel:tic_tac_toe"),
@@ -141,30 +142,34 @@ def test_replay_estimate_is_the_bytes_replay_memory_allocates(case: str) -> None
     cfg = deepq.Config(**(dict(buffer_size=777, device="cpu") | kw))
     shape, n_actions = (3, 5), 9
     game = case == "game-legal-moves"
-    memory = make_replay(cfg, shape, np.float32, torch.device("cpu"), n_actions, two_player=game)
+    kind = env_kind(cfg)
+    assert kind.two_player == game
+    memory = make_replay(cfg, shape, np.float32, torch.device("cpu"), n_actions, kind, kind.arch(cfg, shape))
     assert isinstance(memory, ReplayMemory)
     got = _allocated(memory.obs, memory.next_obs, memory.actions, memory.rewards, memory.terminated, memory.ended,
                      memory.next_legal)
     if cfg.prioritized:
         got += PrioritizedSampler(memory.num_slots, cfg.per_alpha).tree._tree.nbytes
-    assert replay_bytes(cfg, shape, np.float32, n_actions, two_player=game) == got
+    assert replay_bytes(cfg, shape, np.float32, n_actions, legal=game) == got
 
 
 @pytest.mark.parametrize("num_envs", [1, 2, 3])
 def test_replay_estimate_is_the_bytes_frame_replay_allocates(num_envs: int) -> None:
     from deepq.core.frame_replay import FrameReplay
-    from deepq.core.memory import replay_bytes
+    from deepq.envs.kinds import EnvKind
+    from deepq.memory import replay_bytes
     from deepq.training.loop import make_replay
 
     cfg = deepq.Config(frame_stack=4, buffer_size=10_000, num_envs=num_envs, device="cpu")
     shape = (4, 84, 84)
-    memory = make_replay(cfg, shape, np.uint8, torch.device("cpu"), 6)
+    kind = EnvKind(cfg.env)  # a single-agent kind (what make_replay's old default was)
+    memory = make_replay(cfg, shape, np.uint8, torch.device("cpu"), 6, kind, kind.arch(cfg, shape))
     assert isinstance(memory, FrameReplay)
     assert replay_bytes(cfg, shape, np.uint8, 6) == memory.nbytes() + memory._envs.nbytes
 
 
 def test_replay_estimate_is_the_bytes_mcts_target_memory_allocates() -> None:
-    from deepq.core.memory import replay_bytes
+    from deepq.memory import replay_bytes
     from deepq.training.mcts import TargetMemory
 
     cfg = deepq.Config(target="mcts", buffer_size=500, env="openspiel:connect_four")
@@ -176,12 +181,13 @@ def test_replay_estimate_is_the_bytes_mcts_target_memory_allocates() -> None:
                                 dict(arch="small_cnn"), dict(arch="nature_cnn")],
                          ids=["mlp", "rainbow", "small", "nature"])
 def test_network_estimate_is_the_bytes_the_agent_holds(kw: dict[str, Any]) -> None:
-    from deepq.core.memory import network_needs
+    from deepq.memory import network_needs
 
     shape = (4, 84, 84) if kw.get("arch") == "nature_cnn" else (4, 10, 10) if "arch" in kw else (8,)
     cfg = deepq.Config(device="cpu", **kw)
-    agent = Agent(shape, 6, cfg)
-    needs = network_needs(shape, 6, cfg)
+    arch = plain_arch(cfg, shape)
+    agent = Agent(shape, 6, cfg, arch=arch)
+    needs = network_needs(shape, 6, cfg, arch)
     assert needs is not None
     assert agent.target is not None
     held = sum(t.nbytes for net in (agent.online, agent.target) for t in net.state_dict().values())
@@ -189,11 +195,11 @@ def test_network_estimate_is_the_bytes_the_agent_holds(kw: dict[str, Any]) -> No
 
 
 def test_the_estimate_allocates_nothing() -> None:
-    from deepq.core.memory import check_memory
+    from deepq.memory import check_memory
 
     # a petabyte replay and a 4-TB network: allocating either would be a MemoryError, not this ConfigError
     cfg = deepq.Config(buffer_size=10**14, hidden_sizes=(10**6, 10**6), device="cpu")
     start = time.perf_counter()
     with pytest.raises(ConfigError, match="PB for the replay memory"):
-        check_memory(cfg, (4,), np.float32, 2)
+        check_memory(cfg, (4,), np.float32, 2, "mlp")
     assert time.perf_counter() - start < 2.0

@@ -81,13 +81,14 @@ def test_distributional_head_returns_the_expected_value() -> None:
 
 def test_rainbow_networks_for_every_body() -> None:
     import deepq
-    from deepq.core.networks import QNetwork, build_network
+    from deepq.components import network_config
+    from deepq.core.networks import QNetwork, build_network, resolve_arch
 
     cfg = deepq.Config(dueling=True, noisy=True, atoms=51, hidden_sizes=(32, 16))
     for shape, hidden in (((4,), 16), ((4, 84, 84), 512), ((4, 10, 10), 128)):
-        net = build_network(shape, 6, cfg)
+        net = build_network(shape, 6, network_config(cfg, resolve_arch(shape, cfg.arch)))
         assert isinstance(net, QNetwork) and net.head.advantage[0].weight_mu.shape[0] == hidden  # type: ignore[union-attr]
         x = torch.zeros((3, *shape), dtype=torch.uint8 if len(shape) == 3 else torch.float32)
         assert net(x).shape == (3, 6) and net.log_probs(x).shape == (3, 6, 51)
-    plain_dueling = build_network((4,), 2, deepq.Config(dueling=True, hidden_sizes=(32, 16)))
+    plain_dueling = build_network((4,), 2, network_config(deepq.Config(dueling=True, hidden_sizes=(32, 16)), "mlp"))
     assert isinstance(plain_dueling, QNetwork) and isinstance(plain_dueling.head.advantage[0], nn.Linear)

@@ -21,8 +21,8 @@ import numpy as np
 import pytest
 
 import deepq
-from deepq.core.agent import safe_load
 from deepq.errors import EnvError, RunDirError
+from deepq.files import safe_load
 from deepq.training.loop import CHECKPOINT_FORMAT, checkpoint_path
 from tests.disk_harness import tmpfs
 
@@ -338,7 +338,8 @@ def test_an_env_factory_names_its_run_after_the_env(tmp_path: Path, monkeypatch:
     monkeypatch.chdir(tmp_path)
     cfg = deepq.Config(**{**SMALL, "total_steps": 300, "env": lambda: gym.make("CartPole-v1")})
     agent = deepq.train(cfg)
-    assert agent.run_dir.name.startswith("CartPole-v1-0-"), agent.run_dir  # type: ignore[attr-defined]
+    assert agent.run_dir is not None
+    assert agent.run_dir.name.startswith("CartPole-v1-0-"), agent.run_dir
 
 
 def test_the_self_play_bar_says_whose_return_it_shows(tmp_path: Path) -> None:

@@ -14,12 +14,13 @@ import pytest
 import torch
 
 import deepq
-from deepq.core.agent import safe_load
+from deepq.components import network_config
 from deepq.core.frame_replay import FrameReplay
 from deepq.core.networks import MLP, NatureCNN, SmallCNN, build_network, resolve_arch
 from deepq.core.replay import ReplayMemory
 from deepq.envs.gym import make_env
-from deepq.envs.kinds import make_vec_env
+from deepq.envs.kinds import make_vec_env, resolve
+from deepq.files import safe_load
 from deepq.training.loop import CHECKPOINT_FORMAT, checkpoint_path, make_replay
 
 FAST = dict(progress=False, eval_interval=0, eval_episodes=1, checkpoint_interval=0, learning_starts=64, batch_size=8,
@@ -27,18 +28,23 @@ FAST = dict(progress=False, eval_interval=0, eval_episodes=1, checkpoint_interva
 
 
 # ---- networks -------------------------------------------------------------------------------
+def build(obs_shape: tuple[int, ...], n_actions: int, cfg: deepq.Config) -> torch.nn.Module:
+    """The built-in network cfg gets for a single-agent env: cfg.arch resolved, then built."""
+    return build_network(obs_shape, n_actions, network_config(cfg, resolve_arch(obs_shape, cfg.arch)))
+
+
 def test_default_network_follows_the_observation_shape() -> None:
     cfg = deepq.Config()
-    assert resolve_arch((4,), cfg) == "mlp" and resolve_arch((3, 4), cfg) == "mlp"
-    assert resolve_arch((4, 84, 84), cfg) == "nature_cnn"
-    assert resolve_arch((4, 10, 10), cfg) == "small_cnn"
-    assert isinstance(build_network((4, 84, 84), 6, cfg), NatureCNN)
-    assert isinstance(build_network((4, 10, 10), 3, cfg), SmallCNN)
-    assert isinstance(build_network((4, 84, 84), 6, cfg.replace(arch="mlp")), MLP)
+    assert resolve_arch((4,), cfg.arch) == "mlp" and resolve_arch((3, 4), cfg.arch) == "mlp"
+    assert resolve_arch((4, 84, 84), cfg.arch) == "nature_cnn"
+    assert resolve_arch((4, 10, 10), cfg.arch) == "small_cnn"
+    assert isinstance(build((4, 84, 84), 6, cfg), NatureCNN)
+    assert isinstance(build((4, 10, 10), 3, cfg), SmallCNN)
+    assert isinstance(build((4, 84, 84), 6, cfg.replace(arch="mlp")), MLP)
     with pytest.raises(deepq.ConfigError, match="small_cnn"):
-        build_network((4, 10, 10), 3, cfg.replace(arch="nature_cnn"))
+        build((4, 10, 10), 3, cfg.replace(arch="nature_cnn"))
     with pytest.raises(deepq.ConfigError, match="image observations"):
-        build_network((4,), 2, cfg.replace(arch="small_cnn"))
+        build((4,), 2, cfg.replace(arch="small_cnn"))
 
 
 def test_nature_cnn_shapes_and_pixel_scaling() -> None:
@@ -88,9 +94,11 @@ def test_frame_stack_uses_the_frame_replay_and_resumes_exactly(tmp_path: Path) -
     cfg = deepq.Config(total_steps=1_000, run_dir=str(tmp_path / "a"), **kw)
     envs = make_vec_env(cfg)
     assert envs.obs_shape == (3, 4)
-    cpu = torch.device("cpu")
-    assert isinstance(make_replay(cfg, envs.obs_shape, envs.obs_dtype, cpu, envs.n_actions), FrameReplay)
-    assert isinstance(make_replay(cfg.replace(frame_stack=1), (4,), np.float32, cpu, envs.n_actions), ReplayMemory)
+    cpu, kind = torch.device("cpu"), resolve(cfg)
+    assert isinstance(make_replay(cfg, envs.obs_shape, envs.obs_dtype, cpu, envs.n_actions, kind,
+                                  kind.arch(cfg, envs.obs_shape)), FrameReplay)
+    assert isinstance(make_replay(cfg.replace(frame_stack=1), (4,), np.float32, cpu, envs.n_actions, kind,
+                                  kind.arch(cfg, (4,))), ReplayMemory)
     deepq.train(cfg)
     resumed = deepq.train(cfg.replace(total_steps=2_000), resume=tmp_path / "a")
     straight = deepq.train(deepq.Config(total_steps=2_000, run_dir=str(tmp_path / "b"), **kw))

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 import deepq
-from deepq.core.agent import Agent
+from deepq.agent import Agent
 from deepq.core.losses import lambda_returns
 from deepq.core.networks import MLP, ChannelNorm, NatureCNN, QNetwork, SmallCNN
 from deepq.errors import ConfigError

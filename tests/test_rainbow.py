@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import deepq
-from deepq.core.agent import Agent
+from deepq.agent import Agent
 from deepq.core.networks import NoisyLinear, QNetwork
 from deepq.core.replay import ReplayMemory
 

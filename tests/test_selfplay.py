@@ -20,6 +20,7 @@ from deepq.games.adapters import OpenSpielGame, PettingZooGame, make_game
 from deepq.games.bot import as_bot
 from deepq.games.vec import GameVecEnv
 from deepq.training.loop import make_replay
+from deepq.training.setup import game_kind
 
 GAMMA = 0.9
 LEARN_STEPS = 100_000  # plies, about 80 s on one CPU core (60k still lost 1-3 games of 400 on seeds 0-1)
@@ -160,7 +161,10 @@ def test_unsupported_games_fail_clearly() -> None:
 def test_vec_env_transitions_and_replay_hold_the_negated_discount(tmp_path: Path) -> None:
     cfg = deepq.Config(env="openspiel:tic_tac_toe", gamma=GAMMA, buffer_size=100, batch_size=8)
     envs = GameVecEnv(cfg.env, 1, seed=0)
-    memory = make_replay(cfg, envs.obs_shape, envs.obs_dtype, torch.device("cpu"), envs.n_actions, two_player=True)
+    kind = game_kind(cfg.env)
+    assert kind is not None and kind.two_player
+    memory = make_replay(cfg, envs.obs_shape, envs.obs_dtype, torch.device("cpu"), envs.n_actions, kind,
+                         kind.arch(cfg, envs.obs_shape))
     obs = envs.reset()
     for a in (0, 3, 1, 4, 2):  # X wins on the fifth ply
         out = envs.step(np.array([a]))

@@ -17,7 +17,7 @@ import pytest
 import torch
 
 import deepq
-from deepq.core.agent import safe_load
+from deepq.files import safe_load
 from deepq.training.loop import CHECKPOINT_FORMAT, checkpoint_path, crossings
 
 SMALL = dict(env="CartPole-v1", total_steps=3_000, learning_starts=200, train_freq=2, batch_size=32,
@@ -273,6 +273,6 @@ def test_on_evaluation_sees_each_periodic_evaluation_and_can_stop_the_run(tmp_pa
         evals = [(int(r["step"]), float(r["eval_return"])) for r in csv.DictReader(f) if r["eval_kind"] == "periodic"]
     assert seen == evals and [s for s, _ in seen] == [1_000, 2_000]
     assert safe_load(checkpoint_path(tmp_path / "p"), CHECKPOINT_FORMAT)["loop"]["step"] == 2_000
-    assert (tmp_path / "p" / "agent.pt").is_file() and agent.final_evaluation is not None  # type: ignore[attr-defined]
+    assert (tmp_path / "p" / "agent.pt").is_file() and agent.final_evaluation is not None
     deepq.train(small(tmp_path, "p", total_steps=3_000, checkpoint_interval=0), resume=tmp_path / "p")
     assert safe_load(checkpoint_path(tmp_path / "p"), CHECKPOINT_FORMAT)["loop"]["step"] == 3_000  # not stopped again

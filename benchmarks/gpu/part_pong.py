@@ -57,7 +57,8 @@ def main() -> None:
         final: dict[str, Any] = {}
         try:
             agent = deepq.train(cfg.replace(run_dir=str(run)), on_evaluation=on_evaluation)
-            result = agent.final_evaluation  # type: ignore[attr-defined]
+            result = agent.final_evaluation
+            assert result is not None
             final = {"final_mean": round(result.mean, 2), "final_returns": result.returns}
         except deepq.RunInterrupted:
             outcome = "stopped by run.sh's time limit (checkpoint saved, no final evaluation)"

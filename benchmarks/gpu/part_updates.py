@@ -32,7 +32,8 @@ from common import Deadline, add_benchmarks_to_path, cpu_threads, device_name, r
 from torch import nn
 
 import deepq
-from deepq.core.agent import Agent, set_cpu_threads
+from deepq.agent import Agent
+from deepq.core.device import set_cpu_threads
 from deepq.core.losses import lambda_regression_loss
 from deepq.core.replay import Batch, ReplayMemory
 

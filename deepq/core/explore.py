@@ -8,8 +8,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from deepq.config import Config
-
 
 @dataclass(frozen=True)
 class EpsilonSchedule:
@@ -27,10 +25,6 @@ class EpsilonSchedule:
             frac = min(step / self.decay_steps, 1.0)
             return self.start + frac * (self.end - self.start)
         return self.end + (self.start - self.end) * math.exp(-step / self.decay_steps)
-
-    @classmethod
-    def from_config(cls, cfg: Config) -> EpsilonSchedule:
-        return cls(cfg.eps_schedule, cfg.eps_start, cfg.eps_end, cfg.eps_decay_steps)
 
 
 def epsilon_greedy(greedy: Callable[[np.ndarray], np.ndarray], obs: np.ndarray, eps: float, n_actions: int,

@@ -11,8 +11,9 @@ with no graph: on parameters moved into one flat buffer (as deepq/core/fast_path
     dL/dQ(s, a) of mean((Q(s, a) − G)²) (or Huber), zero for the other actions
     backward: per layer dW = gᵀ·h_in, db = Σ g, back through the ReLU and LayerNorm with aten's own backward
     kernels (threshold_backward, native_layer_norm_backward), g ← g·W
-    the gradient norm clipped as nn.utils.clip_grad_norm_ does, then RAdam (radam_step, or torch's fused Adam) on
-    the flat buffers, with the optimizer's own state tensors (checkpoints are unchanged)
+    the gradient norm clipped as nn.utils.clip_grad_norm_ does, then RAdam (radam_step) or Adam (torch's functional
+    fused adam, fast_path.flat_adam_step) on the flat buffers, with the optimizer's own state tensors (checkpoints
+    are unchanged)
 
 It matches autograd to float rounding: tests/test_fast_mlp.py. `supports` is the one place that decides where it
 runs (the learner asks it); the small CNN's convolution takes oneDNN's forward and weight-gradient kernels, its
@@ -23,47 +24,41 @@ GPUs) stays on the reference update.
 from __future__ import annotations
 
 import math
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from deepq.config import Config
-from deepq.core.fast_path import flat_optimizer_state, flatten_params, is_flat_state, split_like
+from deepq.core.fast_path import flat_adam_step, flat_optimizer_state, flatten_params, is_flat_state, split_like
+from deepq.core.learner_config import LearnerConfig
 from deepq.core.losses import LossOutput
-from deepq.core.networks import ChannelNorm, SmallCNN, resolve_arch
+from deepq.core.networks import ChannelNorm, NetworkConfig, SmallCNN
 from deepq.errors import NonFiniteLossError
 
 
-def supports(cfg: Config, obs_shape: tuple[int, ...], device: torch.device, two_player: bool = False) -> bool:
-    """Whether LambdaUpdate runs this config: PQN (target='pqn') with deepq's own MLP or small CNN (LayerNorm or
-    not), RAdam or Adam, on CPU; cfg.fused=False forces the reference update."""
-    rainbow = cfg.dueling or cfg.noisy or cfg.atoms > 1 or cfg.prioritized
-    return (cfg.fused and cfg.target == "pqn" and cfg.network is None and not rainbow and device.type == "cpu"
-            and resolve_arch(obs_shape, cfg, two_player=two_player) in ("mlp", "small_cnn")
-            and cfg.optimizer in ("radam", "adam"))
+def supports(cfg: LearnerConfig, net: NetworkConfig, device: torch.device) -> bool:
+    """Whether LambdaUpdate runs PQN's update (target='pqn'): deepq's own MLP or small CNN (LayerNorm or not),
+    RAdam or Adam, on CPU; cfg.fast=False forces the reference update."""
+    return (cfg.fast and cfg.target == "pqn" and net.own_plain and net.arch in ("mlp", "small_cnn")
+            and not cfg.weighted and cfg.optimizer in ("radam", "adam") and device.type == "cpu")
 
 
-def supports_td(cfg: Config, obs_shape: tuple[int, ...], device: torch.device, two_player: bool = False) -> bool:
+def supports_td(cfg: LearnerConfig, net: NetworkConfig, device: torch.device) -> bool:
     """Whether LambdaUpdate takes DQN's TD step (Learner.update): the targets y = losses.td_target(...) computed
     under no_grad by the networks themselves, then the same regression step as PQN's toward y. For deepq's small
     CNN, or an MLP with LayerNorm (a plain MLP has deepq/core/fast_path.py's NumPy update, faster at its sizes);
     a hard, Polyak or no target network; no Rainbow component but n-step; RAdam or Adam; on CPU."""
-    rainbow = cfg.dueling or cfg.noisy or cfg.atoms > 1 or cfg.prioritized
-    arch = resolve_arch(obs_shape, cfg, two_player=two_player)
-    return (cfg.fused and cfg.target in ("hard", "polyak", "none") and cfg.network is None and not rainbow
-            and device.type == "cpu" and (arch == "small_cnn" or (arch == "mlp" and cfg.layer_norm))
-            and cfg.optimizer in ("radam", "adam"))
+    return (cfg.fast and cfg.target in ("hard", "polyak", "none") and net.own_plain and not cfg.weighted
+            and (net.arch == "small_cnn" or (net.arch == "mlp" and net.layer_norm))
+            and cfg.optimizer in ("radam", "adam") and device.type == "cpu")
 
 
-def numpy_q_supported(cfg: Config, obs_shape: tuple[int, ...], device: torch.device, two_player: bool = False) -> bool:
-    """Whether NumpyMLP can compute this config's Q values: deepq's own MLP (LayerNorm or not), no Rainbow head,
+def numpy_q_supported(net: NetworkConfig, device: torch.device) -> bool:
+    """Whether NumpyMLP can compute this network's Q values: deepq's own MLP (LayerNorm or not), no Rainbow head,
     on CPU."""
-    rainbow = cfg.dueling or cfg.noisy or cfg.atoms > 1
-    return (cfg.network is None and not rainbow and device.type == "cpu"
-            and resolve_arch(obs_shape, cfg, two_player=two_player) == "mlp")
+    return net.own_plain and net.arch == "mlp" and device.type == "cpu"
 
 
 class Layer(NamedTuple):
@@ -157,8 +152,8 @@ class LambdaUpdate:
     """Learner.fit_returns for deepq's MLP on CPU without autograd (see module doc): torch's own kernels, called
     directly in the order autograd would call them, with no graph, no modules and no Optimizer.step wrapper."""
 
-    def __init__(self, online: nn.Module, optimizer: torch.optim.Optimizer, cfg: Config) -> None:
-        self.cfg, self.optimizer = cfg, optimizer
+    def __init__(self, online: nn.Module, optimizer: torch.optim.Optimizer, loss: str, max_grad_norm: float) -> None:
+        self.loss, self.max_grad_norm, self.optimizer = loss, max_grad_norm, optimizer
         self.params: list[torch.Tensor] = list(online.parameters())  # W, b, (γ, β) per layer, in order
         self.flat_t = flatten_params(self.params)  # (P,) every parameter, in order; the net's tensors are views
         self.conv = _conv_of(online)  # the small CNN's 3x3 convolution (stride 1, no padding), or None
@@ -198,7 +193,7 @@ class LambdaUpdate:
                 h = out
             taken = actions.view(n, 1)  # (B, 1)
             err = h.gather(1, taken).view(n) - returns  # (B,) Q(s, a) − G
-            if self.cfg.loss == "mse":
+            if self.loss == "mse":
                 loss = float(torch.dot(err, err)) / n
                 dq = err * (2.0 / n)  # dL/dQ(s, a) of mean((Q − G)²)
             else:
@@ -221,8 +216,8 @@ class LambdaUpdate:
                                                                 [False, True, True])  # dW, db; no dL/dx
                 grad_w.copy_(dw)
                 grad_b.copy_(db)
-            if self.cfg.max_grad_norm > 0:  # as nn.utils.clip_grad_norm_: scale by max_norm / (norm + 1e-6) if < 1
-                coef = self.cfg.max_grad_norm / (math.sqrt(float(torch.dot(self.grad_t, self.grad_t))) + 1e-6)
+            if self.max_grad_norm > 0:  # as nn.utils.clip_grad_norm_: scale by max_norm / (norm + 1e-6) if < 1
+                coef = self.max_grad_norm / (math.sqrt(float(torch.dot(self.grad_t, self.grad_t))) + 1e-6)
                 if coef < 1.0:
                     self.grad_t.mul_(coef)
             self._step()
@@ -252,16 +247,14 @@ class LambdaUpdate:
     def _step(self) -> None:
         """One step of the optimizer's own algorithm (RAdam, or torch's fused Adam) over the flat buffers."""
         exp_avg, exp_avg_sq, steps = self._optimizer_state()
-        group: dict[str, Any] = self.optimizer.param_groups[0]  # deepq's optimizers have no weight decay
+        if not isinstance(self.optimizer, torch.optim.RAdam):
+            flat_adam_step(self.optimizer, self.flat_t, self.grad_t, exp_avg, exp_avg_sq, steps)
+            return
+        group = self.optimizer.param_groups[0]  # deepq's optimizers have no weight decay
         beta1, beta2 = group["betas"]
         steps += 1  # every parameter's step count
-        if self.cfg.optimizer == "radam":
-            radam_step(self.flat_t, self.grad_t, exp_avg, exp_avg_sq, float(steps[0]), lr=group["lr"], beta1=beta1,
-                       beta2=beta2, eps=group["eps"])
-        else:
-            torch.ops.aten._fused_adam_([self.flat_t], [self.grad_t], [exp_avg], [exp_avg_sq], [], [steps[0]],
-                                        lr=group["lr"], beta1=beta1, beta2=beta2, weight_decay=0.0, eps=group["eps"],
-                                        amsgrad=False, maximize=False)
+        radam_step(self.flat_t, self.grad_t, exp_avg, exp_avg_sq, float(steps[0]), lr=group["lr"], beta1=beta1,
+                   beta2=beta2, eps=group["eps"])
 
 
 def radam_step(param: torch.Tensor, grad: torch.Tensor, exp_avg: torch.Tensor, exp_avg_sq: torch.Tensor,

@@ -1,34 +1,38 @@
-"""The fast path for deepq's own MLP on CPU: the same TD update without autograd, and NumPy Q values.
+"""The fast path for deepq's own MLP on CPU: the same TD update without autograd.
 
-Learner.reference_update (autograd) is the reference. For the default MLP the work is a few small matrix
-products, and autograd's graph, the module calls and Optimizer.step's Python wrapper cost about as much as the
-arithmetic: `benchmarks/updates.py` measures this update at ~3x the autograd one, `benchmarks/speed.py` the whole
-loop. NumpyMLPUpdate does the same arithmetic with no graph: forward, dL/dQ, a hand-written backward, then Adam on
-the optimizer's own state tensors (so checkpoints are unchanged). It runs in NumPy on zero-copy views of the
-weights, the gradients and the Adam state, each flattened into one buffer, so Adam is one call of torch's fused
-kernel over the flat buffers. It matches autograd to float rounding (OpenBLAS and torch's BLAS sum in different
-orders): tests/test_fused.py.
+Learner.reference_update (autograd through losses.dqn_loss) is the reference. For the default MLP the work is a few
+small matrix products, and autograd's graph, the module calls and Optimizer.step's Python wrapper cost about as much
+as the arithmetic: `benchmarks/updates.py` measures this update at ~3x the autograd one, `benchmarks/speed.py` the
+whole loop. NumpyMLPUpdate does the same arithmetic with no graph:
 
-`supports(cfg, obs_shape, device)` is the one place that decides where it runs (the learner asks it); what it
-does not do (importance weights, noisy nets, dueling, C51, custom networks, RMSProp, other devices) stays on the
-reference update, and a call with importance weights raises rather than ignoring them.
+    Q(s, ·), Q(s', ·) and Q_target(s', ·) by NumPy matrix products on views of the weights
+    y = losses.td_target(r, discount, Q_target(s', ·), [Q(s', ·)], legal(s'))    the one TD target, in torch
+    dL/dQ(s, a) of mean((Q(s, a) − y)²) (or Huber), then a hand-written backward through the ReLUs
+    the gradient norm clipped as nn.utils.clip_grad_norm_ does, then torch.optim.adam.adam (fused) on flat buffers
 
-Acting uses deepq/core/fast_mlp.py's NumpyMLP: Q values with NumPy on zero-copy views of the online weights (the
-optimizer updates them in place, so the views are always current and nothing is copied per step).
+The weights, the gradients and the optimizer's own state tensors (so checkpoints are unchanged) are each one flat
+buffer, so Adam is one kernel call. It matches autograd to float rounding (OpenBLAS and torch's BLAS sum in different
+orders): tests/test_fused.py, which also runs the default CartPole and tic-tac-toe configs through Learner.update.
+
+`supports(cfg, net, device)` is the one place that decides where it runs (the learner asks it); what it does not do
+(importance weights, noisy nets, dueling, C51, custom networks, LayerNorm, RMSProp, other devices) stays on the
+reference update, and a call with importance weights raises rather than ignoring them. Acting uses
+deepq/core/fast_mlp.py's NumpyMLP on the same views of the weights (the optimizer updates them in place).
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import numpy as np
 import torch
 from torch import nn
+from torch.optim.adam import adam
 
-from deepq.config import Config
-from deepq.core.losses import LossOutput
-from deepq.core.networks import resolve_arch
+from deepq.core.learner_config import LearnerConfig
+from deepq.core.losses import LossOutput, td_target
+from deepq.core.networks import NetworkConfig
 from deepq.core.replay import Batch
 from deepq.errors import NonFiniteLossError
 
@@ -36,15 +40,12 @@ ArrayT = TypeVar("ArrayT", np.ndarray, torch.Tensor)
 Layers = list[tuple[torch.Tensor, torch.Tensor]]  # (weight (out, in), bias (out,)) per Linear
 
 
-def supports(cfg: Config, obs_shape: tuple[int, ...], device: torch.device, two_player: bool = False) -> bool:
-    """Whether the NumPy update runs this config: deepq's own MLP without LayerNorm, Adam, plain TD (no Rainbow
-    component but n-step, which only changes the batch; not PQN's λ-return regression), on CPU; cfg.fused=False
-    forces the reference update. `two_player`: a board game's env (its boards get the MLP, see
-    networks.resolve_arch)."""
-    rainbow = cfg.dueling or cfg.noisy or cfg.atoms > 1 or cfg.prioritized
-    return (cfg.fused and cfg.network is None and cfg.optimizer == "adam" and not rainbow and not cfg.layer_norm
-            and cfg.target != "pqn" and device.type == "cpu"
-            and resolve_arch(obs_shape, cfg, two_player=two_player) == "mlp")
+def supports(cfg: LearnerConfig, net: NetworkConfig, device: torch.device) -> bool:
+    """Whether the NumPy update runs: deepq's own MLP without LayerNorm, Adam, plain TD (no Rainbow component but
+    n-step, which only changes the batch; not PQN's λ-return regression or MCTS targets), on CPU; cfg.fast=False
+    forces the reference update."""
+    return (cfg.fast and net.own_plain and net.arch == "mlp" and not net.layer_norm and cfg.optimizer == "adam"
+            and not cfg.weighted and cfg.target in ("hard", "polyak", "none") and device.type == "cpu")
 
 
 def linear_layers(net: nn.Module) -> Layers:
@@ -103,28 +104,11 @@ def numpy_layers(net: nn.Module) -> list[tuple[np.ndarray, np.ndarray]]:
     return [(w.detach().numpy(), b.detach().numpy()) for w, b in linear_layers(net)]
 
 
-def td_target_numpy(rewards: np.ndarray, discounts: np.ndarray, next_q_target: np.ndarray,
-                    next_q_online: np.ndarray | None, next_legal: np.ndarray | None) -> np.ndarray:
-    """deepq.core.losses.td_target in NumPy (see its docstring for the formula, Double DQN and games): (B,)."""
-    if next_legal is not None:  # games: only legal a' count
-        next_q_target = np.where(next_legal, next_q_target, -np.inf)  # (B, A)
-        if next_q_online is not None:
-            next_q_online = np.where(next_legal, next_q_online, -np.inf)
-    if next_q_online is None:
-        next_v = np.maximum.reduce(next_q_target, axis=1)  # (B,)
-    else:
-        best = next_q_online.argmax(axis=1)  # (B,) a* chosen by the online net
-        next_v = next_q_target[np.arange(len(best)), best]  # (B,)
-    if next_legal is not None:  # no legal move (game over): bootstrap from 0, not from max(∅) = −inf
-        next_v = np.where(next_legal.any(axis=1), next_v, np.float32(0.0))
-    return rewards + discounts * next_v  # (B,)
-
-
 class NumpyMLPUpdate:
     """Learner.update's TD step for an MLP on CPU, in NumPy (see module doc)."""
 
     def __init__(self, online: nn.Module, target: nn.Module | None, optimizer: torch.optim.Optimizer,
-                 cfg: Config) -> None:
+                 cfg: LearnerConfig) -> None:
         self.cfg, self.optimizer = cfg, optimizer
         self.params = [p for wb in linear_layers(online) for p in wb]  # the order of online.parameters()
         self.flat_t = flatten_params(self.params)  # (P,) every online parameter, in order
@@ -139,7 +123,7 @@ class NumpyMLPUpdate:
         self.grad_layers = list(zip(grads[0::2], grads[1::2], strict=True))
         self._buffers: dict[tuple[str, int], list[np.ndarray]] = {}
         self._ones_buf = np.ones(0, dtype=self.flat.dtype)
-        self._adam: tuple[torch.Tensor, torch.Tensor, np.ndarray, torch.Tensor] | None = None
+        self._adam: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
 
     def _buf(self, kind: str, rows: int) -> list[np.ndarray]:
         """Per-layer scratch arrays for `rows` rows, reused by every update (no allocation, warm in cache).
@@ -164,12 +148,11 @@ class NumpyMLPUpdate:
                 np.maximum(h, 0.0, out=h)
         return h  # (B, A)
 
-    def _adam_state(self) -> tuple[torch.Tensor, torch.Tensor, np.ndarray, torch.Tensor]:
+    def _adam_state(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The optimizer's state flattened like the weights (flat_optimizer_state): (exp_avg (P,), exp_avg_sq (P,),
-        the step counts as NumPy, the first step count)."""
+        the step counts (n_params,))."""
         if self._adam is None or not is_flat_state(self.optimizer, self.params, self._adam[0]):
-            exp_avg, exp_avg_sq, steps = flat_optimizer_state(self.optimizer, self.params)
-            self._adam = (exp_avg, exp_avg_sq, steps.numpy(), steps[0])
+            self._adam = flat_optimizer_state(self.optimizer, self.params)
         return self._adam
 
     def __call__(self, batch: Batch, weights: torch.Tensor | None = None) -> LossOutput:
@@ -181,16 +164,17 @@ class NumpyMLPUpdate:
         n = len(batch.actions)
         obs, next_obs = batch.obs.numpy().reshape(n, -1), batch.next_obs.numpy().reshape(n, -1)  # (B, D)
         actions = batch.actions.numpy()  # (B,)
-        legal = batch.next_legal.numpy() if batch.next_legal is not None else None  # (B, A)
         hidden: list[np.ndarray] = []
-        if cfg.double and self.target_flat is not None:  # one online pass over [s; s'], as Agent.update does
+        if cfg.double and self.target_flat is not None:  # one online pass over [s; s'], as losses.dqn_loss does
             q_both = self._forward(self.layers, np.concatenate([obs, next_obs]), self._buf("out", 2 * n), hidden)
             q_all, next_q_online = q_both[:n], q_both[n:]  # (B, A) each
             hidden = [h[:n] for h in hidden]
         else:
             q_all, next_q_online = self._forward(self.layers, obs, self._buf("out", n), hidden), None  # (B, A)
         next_q = self._forward(self.target_layers, next_obs, self._buf("target", n))  # (B, A)
-        y = td_target_numpy(batch.rewards.numpy(), batch.discounts.numpy(), next_q, next_q_online, legal)  # (B,)
+        # the one TD target, on zero-copy torch views of the NumPy Q values (no autograd: nothing requires grad)
+        y = td_target(batch.rewards, batch.discounts, torch.from_numpy(next_q),
+                      None if next_q_online is None else torch.from_numpy(next_q_online), batch.next_legal).numpy()
         rows = np.arange(n)
         err = q_all[rows, actions] - y  # (B,) Q(s, a) − y
         if cfg.loss == "mse":
@@ -229,11 +213,19 @@ class NumpyMLPUpdate:
         return self._ones_buf
 
     def _adam_step(self) -> None:
-        """One Adam step over the flat buffers: torch's fused Adam kernel, as torch.optim.Adam(fused=True) runs it."""
-        exp_avg, exp_avg_sq, steps, step = self._adam_state()
-        group: dict[str, Any] = self.optimizer.param_groups[0]
-        steps += 1  # every parameter's step count; the kernel reads it
-        beta1, beta2 = group["betas"]
-        torch.ops.aten._fused_adam_([self.flat_t], [self.grad_t], [exp_avg], [exp_avg_sq], [], [step], lr=group["lr"],
-                                    beta1=beta1, beta2=beta2, weight_decay=group["weight_decay"], eps=group["eps"],
-                                    amsgrad=False, maximize=False)
+        """One Adam step over the flat buffers, as torch.optim.Adam(fused=True) takes it (flat_adam_step)."""
+        exp_avg, exp_avg_sq, steps = self._adam_state()
+        flat_adam_step(self.optimizer, self.flat_t, self.grad_t, exp_avg, exp_avg_sq, steps)
+
+
+def flat_adam_step(optimizer: torch.optim.Optimizer, param: torch.Tensor, grad: torch.Tensor, exp_avg: torch.Tensor,
+                   exp_avg_sq: torch.Tensor, steps: torch.Tensor) -> None:
+    """One Adam step of `optimizer`'s settings over flat buffers (flatten_params' layout): torch's functional
+    `adam` with fused=True, the kernel torch.optim.Adam(fused=True) runs, over one tensor instead of one per
+    parameter (the same arithmetic per element). `steps` (n_params,): every parameter's step count, all equal."""
+    group = optimizer.param_groups[0]
+    beta1, beta2 = group["betas"]
+    first = steps[0]  # a 0-d view: adam() adds 1 to it
+    adam([param], [grad], [exp_avg], [exp_avg_sq], [], [first], fused=True, amsgrad=False, beta1=beta1, beta2=beta2,
+         lr=group["lr"], weight_decay=group["weight_decay"], eps=group["eps"], maximize=False)
+    steps[1:] = first  # the other parameters' counts, as torch keeps one per parameter

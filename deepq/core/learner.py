@@ -5,10 +5,11 @@ One update path: a loss from deepq/core/losses.py (TD, C51, MCTS or λ-return re
 averaging). What it computed comes back as values (`UpdateResult`): the loss and each sample's |TD error|, which
 prioritized replay turns into priorities; nothing is left on the side in attributes.
 
-The swap-ins: for deepq's own MLP on CPU, `fast_path.supports(cfg, obs_shape, device)` chooses the NumPy TD update
-(deepq/core/fast_path.py) and `fast_mlp.supports` PQN's NumPy λ-return update (deepq/core/fast_mlp.py, LayerNorm
-included): the same arithmetic without autograd. They are chosen here and nowhere else, and raise on anything they
-do not do (importance weights) instead of ignoring it.
+The swap-ins: for deepq's own MLP on CPU, `fast_path.supports(cfg, net, device)` chooses the NumPy TD update
+(deepq/core/fast_path.py) and `fast_mlp.supports` the regression step without autograd (deepq/core/fast_mlp.py:
+PQN's λ-returns, and DQN's TD step for the small CNN and LayerNorm MLPs): the same arithmetic, the same targets
+(losses.td_target), no graph. They are chosen here and nowhere else, and raise on anything they do not do
+(importance weights) instead of ignoring it.
 """
 
 from __future__ import annotations
@@ -19,9 +20,10 @@ from typing import Any, NamedTuple
 import torch
 from torch import nn
 
-from deepq.config import Config
 from deepq.core import fast_mlp, fast_path
+from deepq.core.learner_config import LearnerConfig
 from deepq.core.losses import LossOutput, c51_loss, dqn_loss, lambda_regression_loss, mcts_regression_loss, td_target
+from deepq.core.networks import NetworkConfig
 from deepq.core.replay import Batch
 from deepq.errors import NonFiniteLossError
 
@@ -31,42 +33,67 @@ class UpdateResult(NamedTuple):
     td_errors: torch.Tensor  # (B,) each sample's |TD error| (C51: its cross-entropy), the new priorities
 
 
-def make_optimizer(net: nn.Module, cfg: Config) -> torch.optim.Optimizer:
+def make_optimizer(net: nn.Module, cfg: LearnerConfig) -> torch.optim.Optimizer:
     if cfg.optimizer == "rmsprop":
         # Nature DQN's table (gradient and squared-gradient momentum 0.95, min squared gradient 0.01),
         # as the MinAtar paper's reference code sets it in torch.
         return torch.optim.RMSprop(net.parameters(), lr=cfg.lr, alpha=0.95, eps=0.01, centered=True, momentum=0.95)
     if cfg.optimizer == "radam":  # PQN's optimizer (purejaxql uses optax.radam)
         return torch.optim.RAdam(net.parameters(), lr=cfg.lr, foreach=True)
-    # fused Adam: one kernel for all parameters (3x faster than the per-tensor loop on CPU).
+    # torch's fused Adam: one kernel for all parameters (3x faster than the per-tensor loop on CPU), whichever
+    # update runs (cfg.fast decides between autograd and the swap-ins, not the optimizer's arithmetic).
     return torch.optim.Adam(net.parameters(), lr=cfg.lr, fused=True)
+
+
+def td_loss(online: nn.Module, target: nn.Module | None, batch: Batch, cfg: LearnerConfig, net: NetworkConfig,
+            weights: torch.Tensor | None = None) -> LossOutput:
+    """The TD loss of `batch` under these networks (C51's cross-entropy with atoms > 1): the learner's autograd
+    update and an Ape-X actor's initial priorities (its per_sample) both take it from here. `target` None: the
+    online net is its own target (target='none'), and Double DQN has nothing to decouple."""
+    target_net = target if target is not None else online
+    if net.noisy:  # fresh noise for these passes (the target net's independent of the online's)
+        for module in ([online] if target_net is online else [online, target_net]):  # fixed order
+            module.reset_noise()  # type: ignore[operator]
+    double = cfg.double and target is not None
+    if net.atoms > 1:
+        return c51_loss(online, target_net, batch, double, weights)
+    return dqn_loss(online, target_net, batch, cfg.loss, double, weights)
+
+
+def acts_in_numpy(cfg: LearnerConfig, net: NetworkConfig, device: torch.device) -> bool:
+    """Whether the policy computes Q values with NumPy (fast_mlp.NumpyMLP) rather than the torch module, for deepq's
+    own MLP on CPU: where a fast path runs, and for MCTS targets (a search asks for one state's Q values at a time,
+    thousands of times a second). The learner and an actor's policy built from weights decide it here alike, so
+    both act on the same arithmetic."""
+    fast = (fast_path.supports(cfg, net, device) or fast_mlp.supports(cfg, net, device)
+            or fast_mlp.supports_td(cfg, net, device) or (cfg.fast and cfg.target == "mcts"))
+    return fast and fast_mlp.numpy_q_supported(net, device)
 
 
 class Learner:
     """Owns the online net θ, the target net θ⁻ (none for target 'none', 'mcts' or 'pqn'), the optimizer and the
     update."""
 
-    def __init__(self, online: nn.Module, obs_shape: tuple[int, ...], cfg: Config, device: torch.device,
-                 two_player: bool = False) -> None:
-        self.cfg, self.online = cfg, online
+    def __init__(self, online: nn.Module, cfg: LearnerConfig, net: NetworkConfig, device: torch.device) -> None:
+        self.cfg, self.net, self.online = cfg, net, online
         # target="none": the online net computes its own target (the instability the target net prevents).
         self.target: nn.Module | None = None
-        if cfg.target not in ("none", "mcts", "pqn"):  # MCTS targets come from search, PQN's from its rollouts
+        if cfg.keeps_target:
             self.target = copy.deepcopy(online).requires_grad_(False)
         self.optimizer = make_optimizer(online, cfg)
         self._params: list[torch.Tensor] = list(online.parameters())
         self._target_params: list[torch.Tensor] = list(self.target.parameters()) if self.target is not None else []
         self.fast: fast_path.NumpyMLPUpdate | None = None  # the swap-in, chosen here only
-        if fast_path.supports(cfg, obs_shape, device, two_player):
+        if fast_path.supports(cfg, net, device):
             self.fast = fast_path.NumpyMLPUpdate(online, self.target, self.optimizer, cfg)
         self.fast_returns: fast_mlp.LambdaUpdate | None = None  # the regression step without autograd, chosen here
         self.fast_td = False  # ... and taken by DQN's update too (its targets from losses.td_target, as ever)
-        if fast_mlp.supports(cfg, obs_shape, device, two_player):
-            self.fast_returns = fast_mlp.LambdaUpdate(online, self.optimizer, cfg)
-        elif self.fast is None and fast_mlp.supports_td(cfg, obs_shape, device, two_player):
-            self.fast_returns, self.fast_td = fast_mlp.LambdaUpdate(online, self.optimizer, cfg), True
-        # acting in NumPy where a fast path runs (it moved the weights into flat buffers) and the net is an MLP
-        self.numpy_q = self.fast_returns is not None and fast_mlp.numpy_q_supported(cfg, obs_shape, device, two_player)
+        if fast_mlp.supports(cfg, net, device):
+            self.fast_returns = fast_mlp.LambdaUpdate(online, self.optimizer, cfg.loss, cfg.max_grad_norm)
+        elif self.fast is None and fast_mlp.supports_td(cfg, net, device):
+            self.fast_returns = fast_mlp.LambdaUpdate(online, self.optimizer, cfg.loss, cfg.max_grad_norm)
+            self.fast_td = True
+        self.numpy_q = acts_in_numpy(cfg, net, device)
 
     def update(self, batch: Batch, weights: torch.Tensor | None = None) -> UpdateResult:
         """One gradient step on the TD loss (C51's cross-entropy with atoms > 1) of `batch`.
@@ -101,15 +128,7 @@ class Learner:
 
     def loss(self, batch: Batch, weights: torch.Tensor | None = None) -> LossOutput:
         """The TD loss of `batch` (C51's cross-entropy with atoms > 1), as the update's autograd path takes it."""
-        cfg = self.cfg
-        target_net = self.target if self.target is not None else self.online
-        if cfg.noisy:  # fresh noise for this update's passes (the target net's independent of the online's)
-            for net in ([self.online] if target_net is self.online else [self.online, target_net]):  # fixed order
-                net.reset_noise()  # type: ignore[operator]
-        double = cfg.double and self.target is not None
-        if cfg.atoms > 1:
-            return c51_loss(self.online, target_net, batch, double, weights)
-        return dqn_loss(self.online, target_net, batch, cfg.loss, double, weights)
+        return td_loss(self.online, self.target, batch, self.cfg, self.net, weights)
 
     def fit_targets(self, obs: torch.Tensor, targets: torch.Tensor, searched: torch.Tensor) -> UpdateResult:
         """target='mcts': one gradient step regressing Q(s, a) toward the search's values Q_mcts(s, a).
@@ -144,7 +163,8 @@ class Learner:
     def _polyak(self) -> None:
         """θ⁻ ← θ⁻ + τ(θ − θ⁻) after each step, for target='polyak'."""
         if self.cfg.target == "polyak":
-            torch._foreach_lerp_(self._target_params, self._params, self.cfg.tau)
+            for target, online in zip(self._target_params, self._params, strict=True):
+                target.lerp_(online, self.cfg.tau)
 
     def sync_target(self) -> None:
         """Hard sync θ⁻ ← θ."""

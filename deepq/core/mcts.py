@@ -31,7 +31,6 @@ from typing import Protocol
 
 import numpy as np
 
-from deepq.config import Config
 from deepq.errors import ConfigError
 
 Evaluator = Callable[[np.ndarray], np.ndarray]
@@ -80,12 +79,6 @@ class MCTSConfig:
     """A simulation in flight counts as one visit of value −virtual_loss on every edge of its path."""
     seed: int = 0
     """Seed of the rollouts."""
-
-    @classmethod
-    def from_config(cls, cfg: Config, seed: int) -> MCTSConfig:
-        """The search a run's mcts_* settings describe (training targets and search-augmented play share it)."""
-        return cls(simulations=cfg.mcts_simulations, c_puct=cfg.mcts_c_puct, gamma=cfg.gamma, leaf=cfg.mcts_leaf,
-                   batch=cfg.mcts_batch, seed=seed)
 
     def __post_init__(self) -> None:
         checks = [("simulations", self.simulations >= 1, "an int >= 1"),

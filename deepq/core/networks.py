@@ -1,20 +1,50 @@
 """Q-networks: any nn.Module mapping observations [B, *obs_shape] to Q values [B, A].
 
 Built in: an MLP for vector observations, the Nature CNN (Mnih et al. 2015) for Atari-sized
-frames, and the small CNN of the MinAtar paper (Young & Tian 2019) for small grids. With cfg.layer_norm every
+frames, and the small CNN of the MinAtar paper (Young & Tian 2019) for small grids, chosen by a NetworkConfig (the
+network's own settings, made from the run's Config at set-up). With layer_norm every
 hidden layer of each is normalized before its ReLU (dense layers by LayerNorm, convolutions per pixel over
 channels), as PQN needs; without it the modules and their state-dict keys are the plain networks'.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from deepq.config import Config
 from deepq.errors import ConfigError
+
+NetworkFactory = Callable[[tuple[int, ...], int], nn.Module]  # (obs_shape, n_actions) -> module
+
+
+@dataclass(frozen=True)
+class NetworkConfig:
+    """What build_network builds: a custom `factory`, else the built-in `arch` ('mlp', 'small_cnn' or 'nature_cnn',
+    already resolved from 'auto' by the env kind: resolve_arch) with its heads (Rainbow's dueling, noisy, C51)."""
+
+    arch: str = "mlp"
+    hidden_sizes: tuple[int, ...] = (120, 84)  # the MLP's widths (and the dueling/noisy heads' on a CNN)
+    layer_norm: bool = False  # LayerNorm before every hidden ReLU (PQN)
+    dueling: bool = False
+    noisy: bool = False
+    noisy_sigma: float = 0.5
+    atoms: int = 1  # C51's atoms on [v_min, v_max]; 1 = expected values
+    v_min: float = -10.0
+    v_max: float = 10.0
+    factory: NetworkFactory | None = None  # a custom network; the fields above then do not apply
+
+    @property
+    def rainbow_head(self) -> bool:
+        """Dueling, noisy or distributional: a head that the fast paths and NumPy acting do not compute."""
+        return self.dueling or self.noisy or self.atoms > 1
+
+    @property
+    def own_plain(self) -> bool:
+        """deepq's own network (no custom factory) with the plain Q head: what the fast paths know."""
+        return self.factory is None and not self.rainbow_head
 
 
 class ChannelNorm(nn.Module):
@@ -261,24 +291,25 @@ class QNetwork(nn.Module):
 NATURE_MIN_SIDE = 36  # the Nature CNN's three convolutions need frames at least this large
 
 
-def resolve_arch(obs_shape: tuple[int, ...], cfg: Config, *, two_player: bool = False) -> str:
-    """The built-in network a config gets: 'auto' picks by observation shape (images have >= 3 dims);
-    board games (`two_player`, the env kind's) get the MLP (boards are tiny: the small CNN's unpadded 3x3 filter
-    leaves 1x1 of tic-tac-toe)."""
-    if cfg.arch != "auto":
-        return cfg.arch
-    if two_player:
+def resolve_arch(obs_shape: tuple[int, ...], arch: str, *, board: bool = False) -> str:
+    """The built-in network `arch` names: 'auto' picks by observation shape (images have >= 3 dims); a `board`
+    (a two-player game's observation; its env kind says so) gets the MLP (boards are tiny: the small CNN's unpadded
+    3x3 filter leaves 1x1 of tic-tac-toe)."""
+    if arch != "auto":
+        return arch
+    if board:
         return "mlp"
     if len(obs_shape) >= 3:
         return "nature_cnn" if min(obs_shape[-2:]) >= NATURE_MIN_SIDE else "small_cnn"
     return "mlp"
 
 
-def build_network(obs_shape: tuple[int, ...], n_actions: int, cfg: Config, *, two_player: bool = False) -> nn.Module:
-    """The config's custom factory if given (checked for the right output shape), else a built-in network
-    (`two_player`: a board game's, see resolve_arch)."""
-    if cfg.network is None:
-        arch = resolve_arch(obs_shape, cfg, two_player=two_player)
+def build_network(obs_shape: tuple[int, ...], n_actions: int, cfg: NetworkConfig) -> nn.Module:
+    """The custom factory if given (checked for the right output shape), else the built-in cfg.arch."""
+    if cfg.factory is None:
+        arch = cfg.arch
+        if arch not in ("mlp", "small_cnn", "nature_cnn"):
+            raise ValueError(f"NetworkConfig.arch is {arch!r}: resolve 'auto' first (resolve_arch)")
         if arch != "mlp" and len(obs_shape) < 2:
             raise ConfigError(f"arch={arch!r} needs image observations (C, H, W); this env's are {obs_shape}")
         if arch == "nature_cnn" and min(obs_shape[-2:]) < NATURE_MIN_SIDE:
@@ -293,7 +324,7 @@ def build_network(obs_shape: tuple[int, ...], n_actions: int, cfg: Config, *, tw
         if arch == "small_cnn":
             return SmallCNN(obs_shape, n_actions, cfg.layer_norm)
         return MLP(obs_shape, n_actions, cfg.hidden_sizes, cfg.layer_norm)
-    net = cfg.network(obs_shape, n_actions)
+    net = cfg.factory(obs_shape, n_actions)
     if not isinstance(net, nn.Module):
         raise ConfigError(f"network factory returned {type(net).__name__}, not a torch.nn.Module")
     with torch.no_grad():

@@ -14,10 +14,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from deepq.config import Config
-from deepq.core import fast_mlp, fast_path
+from deepq.core import fast_mlp
 from deepq.core.explore import epsilon_greedy, masked_epsilon_greedy
-from deepq.core.networks import build_network
+from deepq.core.networks import NetworkConfig, build_network
 
 
 class Policy:
@@ -29,15 +28,13 @@ class Policy:
         self._numpy = fast_mlp.NumpyMLP(net) if numpy_q else None  # views of the weights: always current
 
     @classmethod
-    def from_weights(cls, cfg: Config, obs_shape: tuple[int, ...], n_actions: int, weights: dict[str, np.ndarray],
-                     device: str | torch.device = "cpu", two_player: bool = False) -> Policy:
-        """A policy in another process: the network `cfg` builds (deepq's own; a custom one from cfg.network;
-        `two_player` as the env kind says), loaded with a snapshot from `weights()`."""
+    def from_weights(cls, net: NetworkConfig, obs_shape: tuple[int, ...], n_actions: int,
+                     weights: dict[str, np.ndarray], device: str | torch.device = "cpu",
+                     numpy_q: bool = False) -> Policy:
+        """A policy in another process: the network `net` describes, loaded with a snapshot from `weights()`.
+        `numpy_q`: Q values by NumPy, as the learner's policy computes them (learner.acts_in_numpy)."""
         dev, shape = torch.device(device), tuple(obs_shape)
-        net = build_network(shape, n_actions, cfg, two_player=two_player).to(dev)
-        policy = cls(net, shape, n_actions, dev, numpy_q=fast_path.supports(cfg, shape, dev, two_player)
-                     or (fast_mlp.supports(cfg, shape, dev, two_player)
-                         and fast_mlp.numpy_q_supported(cfg, shape, dev, two_player)))
+        policy = cls(build_network(shape, n_actions, net).to(dev), shape, n_actions, dev, numpy_q=numpy_q)
         policy.load_weights(weights)
         return policy
 

@@ -27,7 +27,7 @@ import gymnasium as gym
 import numpy as np
 
 from deepq.config import Config
-from deepq.core.agent import usable_cpus
+from deepq.core.device import usable_cpus
 from deepq.envs.base import Step
 from deepq.errors import ConfigError
 

@@ -4,24 +4,27 @@ differs between kinds, so nothing downstream sniffs env ids again.
     kind = resolve(cfg)                 # at set-up, once
     envs = kind.make_vec_env(cfg)       # the training vector env (a deepq.envs.base.VecEnv)
     env = kind.make_search_env(cfg)     # a clonable env for target='mcts'
-    kind.two_player                     # games: legal masks, −γ targets, per-seat evaluation
+    kind.arch(cfg, obs_shape)           # the built-in network cfg.arch resolves to ('auto': by kind and shape)
+    kind.discount(cfg.gamma)            # the discount stored for a non-terminal step (games: −γ)
+    kind.two_player                     # games: legal masks, per-seat evaluation
 
 Kinds: Gymnasium ids and factories (classic control, Box2D, ...), MinAtar, Atari through ale-py, EnvPool's
 Atari (backend='envpool'), and two-player games. Gymnasium and MinAtar kinds train on deepq's NumPy vector env
 where the id has one (CartPole-v1: deepq/envs/numpy_cartpole.py; MinAtar Breakout, SpaceInvaders, Freeway, Asterix:
 deepq/envs/numpy_minatar/) and cfg.backend is 'auto' (the default) or 'numpy', else on GymVecEnv; evaluation and
-search always use the reference envs (make_env). The games are not known here: deepq/games/kind.py registers
-their kind by id prefix ('openspiel:', 'pettingzoo:') with `register`, so this layer never imports deepq.games.
-Whoever builds a run imports it first (deepq/training/setup.py does), which fills the registry.
+search always use the reference envs (make_env). The games are not known here: deepq/games/kind.py names their
+kind by id prefix ('openspiel:', 'pettingzoo:') in a table (GAME_KINDS), which whoever builds a run passes to
+`resolve` (deepq/training/setup.py does), so this layer never imports deepq.games and nothing registers itself.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import gymnasium as gym
 
 from deepq.config import Config, EnvSpec
+from deepq.core.networks import resolve_arch
 from deepq.envs.base import AUTO_NUMPY_MIN_ENVS, VecEnv
 from deepq.envs.gym import GymVecEnv, make_env, register_namespace
 from deepq.envs.numpy_cartpole import CartPoleVec
@@ -35,7 +38,7 @@ class EnvKind:
     """A single-agent Gymnasium env (an id or a factory); the other kinds change what differs."""
 
     name = "gymnasium"
-    two_player = False  # two-player zero-sum games: legal masks, −γ targets, evaluation per seat
+    two_player = False  # two-player zero-sum games: legal masks, evaluation per seat (and arch, discount below)
     return_label = "return"  # what the progress line calls an episode's return
 
     def __init__(self, spec: EnvSpec) -> None:
@@ -46,6 +49,14 @@ class EnvKind:
 
     def check(self, cfg: Config) -> None:
         """Raise ConfigError for fields that do not apply to this kind (beyond Config.validate's checks)."""
+
+    def arch(self, cfg: Config, obs_shape: tuple[int, ...]) -> str:
+        """The built-in network cfg.arch names for this kind's observations ('auto': by shape, resolve_arch)."""
+        return resolve_arch(obs_shape, cfg.arch)
+
+    def discount(self, gamma: float) -> float:
+        """The discount of s' in a target, for a step that did not end the episode: γ."""
+        return gamma
 
     def make_vec_env(self, cfg: Config) -> VecEnv:
         """The training envs: deepq's NumPy vector env where cfg asks for one it can be (make_numpy_vec_env),
@@ -135,39 +146,34 @@ class EnvPoolKind(AtariKind):
         return EnvPoolVecEnv(cfg.env, cfg.num_envs, cfg.seed, cfg)
 
 
-# Kinds registered by id prefix (the two-player games, from deepq.games.kind): prefix -> (id -> kind)
-_REGISTRY: dict[str, Callable[[str], EnvKind]] = {}
+# Kinds named by id prefix (the two-player games: deepq.games.kind.GAME_KINDS): prefix -> (id -> kind)
+PrefixKinds = Mapping[str, Callable[[str], EnvKind]]
 
 
-def register(prefix: str, make: Callable[[str], EnvKind]) -> None:
-    """Ids starting with `prefix` (e.g. 'openspiel:') are of the kind `make(id)` builds."""
-    _REGISTRY[prefix] = make
-
-
-def registered(spec: EnvSpec) -> EnvKind | None:
-    """The registered kind of an id with a registered prefix, else None. Cheap: imports and builds nothing."""
+def by_prefix(spec: EnvSpec, prefixed: PrefixKinds) -> EnvKind | None:
+    """The kind `prefixed` gives an id with one of its prefixes, else None. Cheap: imports and builds nothing."""
     if isinstance(spec, str):
-        for prefix, make in _REGISTRY.items():
+        for prefix, make in prefixed.items():
             if spec.startswith(prefix):
                 return make(spec)
     return None
 
 
-def check(cfg: Config) -> None:
-    """The checks of cfg.env's registered kind (the games' fields), at set-up, before anything is written.
+def check(cfg: Config, prefixed: PrefixKinds) -> None:
+    """The checks of cfg.env's prefixed kind (the games' fields), at set-up, before anything is written.
     Gymnasium kinds have none beyond Config.validate, so their ids are not resolved here (that imports their
     packages: see resolve)."""
-    kind = registered(cfg.env)
+    kind = by_prefix(cfg.env, prefixed)
     if kind is not None:
         kind.check(cfg)
 
 
-def resolve(cfg: Config) -> EnvKind:
-    """cfg.env's kind: a registered one (games) by prefix, EnvPool's Atari for backend='envpool', else what
+def resolve(cfg: Config, prefixed: PrefixKinds | None = None) -> EnvKind:
+    """cfg.env's kind: `prefixed`'s by id prefix (the games'), EnvPool's Atari for backend='envpool', else what
     Gymnasium's registry says (ale-py's entry point: Atari; 'MinAtar/...': MinAtar). Atari and MinAtar ids make
     their packages register first (a ConfigError says what to install); an unknown id is a Gymnasium kind whose
     make_env says it is unknown, with the close ids."""
-    kind = registered(cfg.env)
+    kind = by_prefix(cfg.env, prefixed or {})
     if kind is not None:
         return kind
     spec = cfg.env
@@ -184,10 +190,11 @@ def resolve(cfg: Config) -> EnvKind:
 
 
 def make_vec_env(cfg: Config) -> VecEnv:
-    """The training envs of cfg.env's kind (a NumPy env, GymVecEnv, EnvPoolVecEnv or a game's GameVecEnv)."""
+    """The training envs of cfg.env's single-agent kind (a NumPy env, GymVecEnv or EnvPoolVecEnv; games resolve
+    through deepq.training.setup.env_kind)."""
     return resolve(cfg).make_vec_env(cfg)
 
 
 def make_search_env(cfg: Config) -> SearchEnv:
-    """A clonable env of cfg.env's kind for tree search (a game adapter, ClassicControlState or ALEState)."""
+    """A clonable env of cfg.env's single-agent kind for tree search (ClassicControlState or ALEState)."""
     return resolve(cfg).make_search_env(cfg)

@@ -3,19 +3,21 @@ human play) work with it unchanged."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyspiel
 
+from deepq.components import mcts_config
 from deepq.config_checks import SEED
-from deepq.core.mcts import MCTS, MCTSConfig
+from deepq.core.mcts import MCTS
 from deepq.errors import ConfigError
 from deepq.games.adapters import OpenSpielGame
 from deepq.games.limits import SEARCH, TEMPERATURE, search_bytes
 
 if TYPE_CHECKING:
-    from deepq.core.agent import Agent
+    from deepq.agent import Agent
 
 
 class AgentBot(pyspiel.Bot):  # type: ignore[misc]
@@ -86,15 +88,14 @@ def as_bot(agent: Agent, temperature: float = 0.0, seed: int = 0, mcts_simulatio
     search = None
     if mcts_simulations > 0:
         _check_search_memory(mcts_simulations, game.n_actions)
-        cfg = MCTSConfig.from_config(agent.cfg, seed)
-        cfg.simulations = mcts_simulations
-        search = MCTS(agent.q_values, cfg, two_player=True)
+        search = MCTS(agent.q_values, replace(mcts_config(agent.cfg, seed), simulations=mcts_simulations),
+                      two_player=True)
     return AgentBot(agent, game, temperature, seed, search)
 
 
 def _check_search_memory(simulations: int, n_actions: int) -> None:
     """The search tree of one move must fit this machine's memory (chess: ~300 kB a simulation)."""
-    from deepq.core.memory import Need, available_bytes, refuse
+    from deepq.memory import Need, available_bytes, refuse
 
     refuse([Need("the search tree of one move", f"mcts_simulations={simulations:,}", "lower mcts_simulations "
                  "(deepq play --mcts N)", search_bytes(simulations, n_actions))], available_bytes(), "this machine")

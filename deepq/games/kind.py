@@ -1,6 +1,6 @@
-"""The two-player game kind ('openspiel:<game>', 'pettingzoo:<game>'), registered with deepq/envs/kinds.py when
-this module is imported (deepq/training/setup.py does, for every run), so the env layer resolves game ids
-without importing the games.
+"""The two-player game kind ('openspiel:<game>', 'pettingzoo:<game>'), named by id prefix in GAME_KINDS, the table
+deepq/training/setup.py resolves every run's env with (deepq/envs/kinds.py's `resolve` takes it as an argument), so
+the env layer resolves game ids without importing the games, and nothing registers itself on import.
 
 What a game changes: self-play on GameVecEnv (one ply per step, legal masks, −γ targets: deepq/games/selfplay.py),
 or for Connect Four with cfg.backend 'auto' or 'numpy' on deepq's NumPy Connect4Vec (the same plies, all games at
@@ -14,8 +14,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from deepq.config import Config
+from deepq.core.networks import resolve_arch
 from deepq.envs.base import AUTO_NUMPY_MIN_ENVS
-from deepq.envs.kinds import EnvKind, register
+from deepq.envs.kinds import EnvKind, PrefixKinds
 from deepq.errors import ConfigError
 from deepq.games.adapters import Game, OpenSpielGame, make_game
 from deepq.games.limits import opponent_simulations
@@ -24,7 +25,7 @@ from deepq.games.numpy_connect4 import Connect4Vec
 from deepq.games.vec import GameVecEnv
 
 if TYPE_CHECKING:
-    from deepq.core.agent import Agent
+    from deepq.agent import Agent
     from deepq.core.results import EvalResult
     from deepq.games.selfplay import SelfPlay
 
@@ -82,6 +83,16 @@ class GameKind(EnvKind):
     def make_search_env(self, cfg: Config) -> Game:
         return self.make_game()  # the adapters clone exactly: a game is its own searchable state
 
+    def arch(self, cfg: Config, obs_shape: tuple[int, ...]) -> str:
+        """'auto' gives boards the MLP (the small CNN's unpadded 3x3 filter leaves 1x1 of tic-tac-toe)."""
+        return resolve_arch(obs_shape, cfg.arch, board=True)
+
+    def discount(self, gamma: float) -> float:
+        """−γ: s' is the opponent's turn, and what it is worth to the opponent is, in a zero-sum game, what it is
+        worth to us negated, so y = r − γ · max_a' Q_opponent(s', a') (losses.td_target; the replay, PQN's
+        λ-returns and an actor's n-step sums all store this)."""
+        return -gamma
+
     def self_play(self, envs: GameVecEnv | Connect4Vec, cfg: Config) -> SelfPlay:
         """Who moves in the training games and how their plies are stored and logged (deepq/games/selfplay.py)."""
         from deepq.games.selfplay import SelfPlay
@@ -108,5 +119,4 @@ def numpy_games_only(game_id: str, backend: str) -> None:
                           "to train on the reference env")
 
 
-for _prefix in PREFIXES:
-    register(_prefix, GameKind)
+GAME_KINDS: PrefixKinds = dict.fromkeys(PREFIXES, GameKind)  # what deepq/training/setup.py resolves game ids with

@@ -3,7 +3,7 @@ opponents, each game's return logged for the first player), and evaluation games
 
 SelfPlay is the `Players` of deepq/training/dqn.py's Transitions, which keeps the replay, PER and update plumbing
 it shares with single-agent DQN. A game's replay stores the legal moves of s' and discounts by −γ (the game kind's
-`two_player`), since each ply hands the turn to the opponent, whose value is ours negated.
+`discount`, deepq/games/kind.py), since each ply hands the turn to the opponent, whose value is ours negated.
 
 Who plays. By default the learner plays both seats: every ply is chosen ε-greedily among the legal
 moves by the current network. With `opponent_pool = K`, the last K snapshots of the network (taken
@@ -11,8 +11,10 @@ at target syncs) are kept, and each new game gives one seat, drawn at random, to
 at random; it plays ε-greedily too. Every ply is stored, whoever played it: Q-learning is
 off-policy, and each ply is a transition from its mover's point of view.
 
-Who is the opponent in the target. Always the target network, an older snapshot of our own
-network, refreshed every `target_update_interval` env steps (plies): y = r − γ max Q_opponent(s', ·).
+Who is the opponent in the target: with a target network (DQN), that network, an older snapshot of our own,
+refreshed every `target_update_interval` env steps (plies): y = r − γ max Q_opponent(s', ·); with PQN, the
+network itself, through λ-returns discounted by −γ; with target='mcts', the search's values, the opponent's
+negated at each ply (deepq/core/mcts.py).
 """
 
 from __future__ import annotations
@@ -30,7 +32,8 @@ from deepq.errors import ConfigError
 from deepq.games.vec import GameVecEnv
 
 if TYPE_CHECKING:
-    from deepq.core.agent import Agent
+    from deepq.agent import Agent
+    from deepq.core.policy import Policy
     from deepq.core.results import EvalResult
     from deepq.games.adapters import PettingZooGame
 
@@ -93,14 +96,12 @@ class SelfPlay:
     """Who moves in self-play training (see the module doc): the learner everywhere, or with
     cfg.opponent_pool a past snapshot in one seat of each game; ε-greedy among legal moves either way."""
 
-    two_player = True
-
     def __init__(self, envs: GameVecEnv, cfg: Config) -> None:
         self.envs = envs
         self.pool = OpponentPool(cfg.opponent_pool, cfg.num_envs) if cfg.opponent_pool else None
 
-    def act(self, agent: Agent, obs: np.ndarray, eps: float, rng: np.random.Generator) -> np.ndarray:
-        return act(agent, self.envs, obs, eps, rng, self.pool)  # (N,)
+    def act(self, policy: Policy, obs: np.ndarray, eps: float, rng: np.random.Generator) -> np.ndarray:
+        return act(policy, self.envs, obs, eps, rng, self.pool)  # (N,)
 
     def logged(self, rewards: np.ndarray) -> np.ndarray:
         """Each game's return for the first player: the mover's reward, signed by the mover's seat."""
@@ -123,10 +124,10 @@ class SelfPlay:
             self.pool.load_state_dict(state, online)
 
 
-def act(agent: Agent, envs: GameVecEnv, obs: np.ndarray, eps: float, rng: np.random.Generator,
+def act(policy: Policy, envs: GameVecEnv, obs: np.ndarray, eps: float, rng: np.random.Generator,
         pool: OpponentPool | None) -> np.ndarray:
     """(N,) moves for the players to move: ε-greedy among legal moves (the learner, or a pool snapshot)."""
-    actions = agent.policy.explore(obs, eps, rng, envs.legal)
+    actions = policy.explore(obs, eps, rng, envs.legal)
     if pool is not None:
         actions = pool.act(actions, obs, envs.legal, envs.to_move, eps, rng)
     return actions

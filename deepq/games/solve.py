@@ -62,11 +62,6 @@ class Solver:
         self._value0: dict[str, float] = {}  # position key -> value for player 0 under optimal play
         self._solve(self.game.new_initial_state())
 
-    @property
-    def num_states(self) -> int:
-        """Distinct positions solved so far (terminal ones included)."""
-        return len(self._value0)
-
     def _solve(self, root: pyspiel.State) -> None:
         # Iterative post-order depth-first search: a recursive one would hit Python's recursion limit in long games.
         # A stack entry is (state, its key, the keys of its children once expanded, else None).

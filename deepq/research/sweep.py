@@ -130,7 +130,7 @@ def check_args(args: argparse.Namespace) -> None:
 
 def check_memory(parallel: int | None, runs: int, need: int) -> None:
     """--parallel runs at a time (at most the sweep's runs) must fit in this machine's memory together."""
-    from deepq.core.memory import available_bytes, size_text
+    from deepq.memory import available_bytes, size_text
 
     at_once = min(parallel or 1, runs)
     if at_once > 1 and at_once * need > (room := available_bytes()):

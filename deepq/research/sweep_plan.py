@@ -76,21 +76,22 @@ def plan(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Config], i
 
 
 def env_of(cfg: Config) -> tuple[Any, ...]:
-    """(observation shape, its dtype, the number of actions, two-player) of cfg's env, made with one copy."""
+    """(observation shape, its dtype, the number of actions, its env kind) of cfg's env, made with one copy."""
     from deepq.training.setup import env_kind
 
     kind = env_kind(cfg)
     env = kind.make_vec_env(cfg.replace(num_envs=1))
     env.close()
-    return env.obs_shape, env.obs_dtype, env.n_actions, kind.two_player
+    return env.obs_shape, env.obs_dtype, env.n_actions, kind
 
 
 def run_bytes(cfg: Config, env: tuple[Any, ...]) -> int:
-    """The memory one run of cfg needs: its process, and what its settings allocate (deepq.core.memory)."""
-    from deepq.core.memory import estimate
+    """The memory one run of cfg needs: its process, and what its settings allocate (deepq.memory)."""
+    from deepq.memory import estimate
 
-    shape, dtype, actions, two_player = env
-    return PROCESS_BYTES + sum(n.nbytes for n in estimate(cfg, shape, dtype, actions, two_player=two_player))
+    shape, dtype, actions, kind = env
+    needs = estimate(cfg, shape, dtype, actions, kind.arch(cfg, shape), game=kind.two_player)
+    return PROCESS_BYTES + sum(n.nbytes for n in needs)
 
 
 def config_file(path: Path) -> Config:

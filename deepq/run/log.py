@@ -187,14 +187,6 @@ def write_config(run_dir: Path, cfg: Config, run_id: str) -> None:
     atomic_write_text(run_dir / "config.json", json.dumps({"run_id": run_id, **cfg.to_dict()}, indent=2) + "\n")
 
 
-def read_config(run_dir: Path) -> dict[str, Any]:
-    """The Config fields saved in run_dir/config.json (without the run id)."""
-    data: dict[str, Any] = json.loads(read_small_text(run_dir / "config.json"))
-    if isinstance(data, dict):
-        data.pop("run_id", None)
-    return data
-
-
 def read_run_id(run_dir: Path) -> str:
     """The run id in run_dir/config.json ('' when there is none: no file, or one from an older deepq)."""
     try:

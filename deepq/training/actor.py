@@ -1,6 +1,6 @@
 """An Ape-X actor (Horgan et al. 2018): its own vector envs, a policy on the learner's latest weights, n-step
-transitions folded as they complete and their initial priorities computed with its own copy of the networks,
-shipped in batches of `actor_batch` steps per env.
+transitions folded as they complete and their initial priorities computed with the learner's TD loss
+(core.learner.td_loss) on its copies of the networks, shipped in batches of `actor_batch` steps per env.
 
 A plain class: deepq/training/distributed.py runs it as a Ray actor, and tests call it directly, so what it
 ships can be compared with what the single-process collector (deepq/training/dqn.py) stores for the same seed
@@ -10,6 +10,7 @@ moves, the opponent pool refreshed when the learner's target network is).
 
 from __future__ import annotations
 
+import copy
 import os
 from collections.abc import Callable
 from typing import Any, NamedTuple
@@ -17,17 +18,21 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
+from deepq.agent import Agent, actor_policy
+from deepq.components import learner_config, mcts_config, network_config
 from deepq.config import Config
-from deepq.core.agent import Agent, set_cpu_threads
+from deepq.core.device import set_cpu_threads
+from deepq.core.learner import td_loss
+from deepq.core.mcts import MCTS
 from deepq.core.nstep import Folded, NStepFolder
 from deepq.core.policy import load_net_weights, net_weights
 from deepq.core.replay import Batch
 from deepq.envs.base import VecEnv
 from deepq.games.kind import GameKind
-from deepq.training.collect import Collector, Players, SingleAgent, discount
+from deepq.training.collect import Collector, Players, SingleAgent
 from deepq.training.control import Episodes, LoopState, finished
 from deepq.training.dqn import exploration
-from deepq.training.mcts import SearchedEpisodes
+from deepq.training.mcts import SearchPlay
 from deepq.training.setup import env_kind
 
 Weights = dict[str, Any]  # {"online": arrays, "target": arrays or None, "syncs": target syncs so far}
@@ -103,16 +108,22 @@ class Actor:
         self.players: Players = (self.kind.self_play(self.envs, cfg) if isinstance(self.kind, GameKind)  # type: ignore[arg-type]
                                  else SingleAgent(self.envs.n_actions))
         torch.manual_seed(seed)
-        self.agent = Agent(self.envs.obs_shape, self.envs.n_actions, cfg, two_player=self.players.two_player)
+        shape, n_actions = self.envs.obs_shape, self.envs.n_actions
+        arch = self.kind.arch(cfg, shape)
+        # acting: a Policy on the learner's online weights; priorities: the learner's TD loss, with a copy of its
+        # target network where it keeps one
+        self.policy = actor_policy(cfg, arch, shape, n_actions, weights["online"])
+        self.learner_cfg, self.net_cfg = learner_config(cfg), network_config(cfg, arch)
+        self.target = (copy.deepcopy(self.policy.net).requires_grad_(False) if self.learner_cfg.keeps_target
+                       else None)
         self.rng = np.random.default_rng(seed)
-        legal = self.envs.n_actions if self.players.two_player else 0
-        gamma = discount(cfg, self.players.two_player)  # as the replay's
-        self.folder = NStepFolder(cfg.num_envs, cfg.n_step, gamma, cfg.actor_batch, self.envs.obs_shape,
-                                  self.envs.obs_dtype, legal)
+        legal = n_actions if self.kind.two_player else 0
+        self.folder = NStepFolder(cfg.num_envs, cfg.n_step, self.kind.discount(cfg.gamma), cfg.actor_batch, shape,
+                                  self.envs.obs_dtype, legal)  # the discount as the replay stores it
         self.syncs = 0
         self.sent = 0  # batches shipped since this reset
         self.load(weights)
-        self.collector = Collector(cfg, self.envs, self.players, self.agent, self.rng)
+        self.collector = Collector(cfg, self.envs, self.players, self.policy, self.rng)
         self.collector.start()
         self.new_episode = np.ones(cfg.num_envs, dtype=bool)  # frame stacks: whose next step ships a reset frame
         self.tally = LoopState(ep_return=[0.0] * cfg.num_envs, ep_length=[0] * cfg.num_envs)  # episodes in progress
@@ -120,13 +131,18 @@ class Actor:
 
     def load(self, weights: Weights) -> None:
         """Act (and compute priorities) with these weights from now on."""
-        load_net_weights(self.agent.online, weights["online"])
-        target = self.agent.target
-        if target is not None and weights["target"] is not None:
-            load_net_weights(target, weights["target"])
+        self.policy.load_weights(weights["online"])
+        if self.target is not None and weights["target"] is not None:
+            load_net_weights(self.target, weights["target"])
         if weights["syncs"] != self.syncs:  # the learner synced its target: games refresh the opponent pool
             self.syncs = weights["syncs"]
-            self.players.target_synced(target if target is not None else self.agent.online)
+            self.players.target_synced(self.target if self.target is not None else self.policy.net)
+
+    def priorities(self, batch: Batch) -> np.ndarray:
+        """(B,) each transition's |TD error| (C51: its cross-entropy) under the weights loaded: what the learner's
+        Learner.priorities computes, as Ape-X's actors do."""
+        with torch.no_grad():
+            return td_loss(self.policy.net, self.target, batch, self.learner_cfg, self.net_cfg).per_sample.numpy()
 
     def collect(self, weights: Weights | None = None, step: int = 0) -> Shipment:
         """`cfg.actor_batch` vector steps (new `weights` first, when given). `step`: the run's env step when the
@@ -149,8 +165,7 @@ class Actor:
                 self.new_episode = out.ended.copy()
             episodes.append(finished(self.tally, vs.logged, out.ended))
         folded = self.folder.take()  # None in the first batch of an actor with actor_batch < n_step
-        priorities = (np.zeros(0, np.float32) if folded is None
-                      else self.agent.learner.priorities(as_batch(folded)).numpy())
+        priorities = np.zeros(0, np.float32) if folded is None else self.priorities(as_batch(folded))
         steps = None
         if frames:
             first, new, actions, rewards, terminated, ended = zip(*frames, strict=True)
@@ -164,7 +179,7 @@ class Actor:
 
     def weights_loaded(self) -> dict[str, np.ndarray]:
         """The online weights the actor acts with (tests check that a broadcast arrived)."""
-        return net_weights(self.agent.online)
+        return self.policy.weights()
 
     def close(self) -> None:
         if self.envs is not None:
@@ -189,47 +204,42 @@ class SearchActor:
         """A new search env, search and RNGs from `seed`, the given weights; returns this process's pid."""
         cfg = self.cfg.replace(seed=seed)
         torch.manual_seed(seed)
-        self.mode = SearchedEpisodes(cfg, np.random.default_rng(seed), env_kind(cfg))
-        self.mode.memory = _Pairs()  # type: ignore[assignment]  # one batch's pairs, shipped, not a replay
+        kind = env_kind(cfg)
+        env = kind.make_search_env(cfg)
+        shape = tuple(env.obs_shape)
+        self.policy = actor_policy(cfg, kind.arch(cfg, shape), shape, env.n_actions, weights["online"])
+        search = MCTS(self.policy.q_values, mcts_config(cfg, cfg.seed), two_player=kind.two_player)
+        self.play = SearchPlay(cfg, np.random.default_rng(seed), env, search)
         self.episodes = 0  # played since this reset (each episode's reset seed counts them)
         self.sent = 0
-        self.load(weights)
         return os.getpid()
 
     def load(self, weights: Weights) -> None:
-        load_net_weights(self.mode.agent.online, weights["online"])
+        self.policy.load_weights(weights["online"])
 
     def collect(self, weights: Weights | None = None, step: int = 0) -> Shipment:
         """`cfg.mcts_episodes` searched episodes (new `weights` first, when given); ε counts from the run's `step`."""
         if weights is not None:
             self.load(weights)
         state = LoopState(step=step, episodes=self.episodes, ep_return=[0.0], ep_length=[0])
-        got = self.mode.collect(state, self.eps_at)
+        obs: list[np.ndarray] = []  # this batch's (s, Q_mcts(s, ·)) pairs, shipped (the learner stores them)
+        q: list[np.ndarray] = []
+
+        def record(o: np.ndarray, values: np.ndarray) -> None:
+            obs.append(np.asarray(o, np.float32))
+            q.append(np.asarray(values, np.float32))
+        got = self.play.episodes(state, self.eps_at, record)
         self.episodes = state.episodes + got.episodes.size  # each episode's reset seed counts them
-        pairs: _Pairs = self.mode.memory  # type: ignore[assignment]
-        searched = (np.stack(pairs.obs), np.stack(pairs.q)) if pairs.obs else None
-        self.mode.memory = _Pairs()  # type: ignore[assignment]
+        searched = (np.stack(obs), np.stack(q)) if obs else None
         self.sent += 1
         return Shipment(self.actor_id, self.sent - 1, None, None, searched, np.zeros(0, np.float32), got.episodes,
                         state.step - step, self.eps_at(step))
 
     def weights_loaded(self) -> dict[str, np.ndarray]:
-        return net_weights(self.mode.agent.online)
+        return self.policy.weights()
 
     def close(self) -> None:
         pass
-
-
-class _Pairs:
-    """A search actor's record of one batch: what SearchedEpisodes adds to its target memory."""
-
-    def __init__(self) -> None:
-        self.obs: list[np.ndarray] = []
-        self.q: list[np.ndarray] = []
-
-    def add(self, obs: np.ndarray, q: np.ndarray) -> None:
-        self.obs.append(np.asarray(obs, np.float32))
-        self.q.append(np.asarray(q, np.float32))
 
 
 def as_batch(t: Folded) -> Batch:

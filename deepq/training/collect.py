@@ -16,7 +16,7 @@ import numpy as np
 from torch import nn
 
 from deepq.config import Config
-from deepq.core.agent import Agent
+from deepq.core.policy import Policy
 from deepq.envs.base import Step, VecEnv
 from deepq.errors import EnvError
 
@@ -24,9 +24,7 @@ from deepq.errors import EnvError
 class Players(Protocol):
     """Who moves in the training envs, and what of their steps is logged and checkpointed."""
 
-    two_player: bool  # games: the replay stores s' legal moves and discounts by −γ; the board gets the MLP
-
-    def act(self, agent: Agent, obs: np.ndarray, eps: float, rng: np.random.Generator) -> np.ndarray:
+    def act(self, policy: Policy, obs: np.ndarray, eps: float, rng: np.random.Generator) -> np.ndarray:
         """(N,) actions for obs (N, *obs_shape), exploring with probability eps."""
 
     def logged(self, rewards: np.ndarray) -> np.ndarray:
@@ -46,13 +44,11 @@ class Players(Protocol):
 class SingleAgent:
     """Players of a single-agent env: the agent acts ε-greedily; returns are logged as they are."""
 
-    two_player = False
-
     def __init__(self, n_actions: int) -> None:
         self.n_actions = n_actions
 
-    def act(self, agent: Agent, obs: np.ndarray, eps: float, rng: np.random.Generator) -> np.ndarray:
-        return agent.policy.explore(obs, eps, rng)  # (N,)
+    def act(self, policy: Policy, obs: np.ndarray, eps: float, rng: np.random.Generator) -> np.ndarray:
+        return policy.explore(obs, eps, rng)  # (N,)
 
     def logged(self, rewards: np.ndarray) -> np.ndarray:
         return rewards
@@ -70,13 +66,6 @@ class SingleAgent:
         pass
 
 
-def discount(cfg: Config, two_player: bool) -> float:
-    """The discount of s' in a target: γ, or −γ in a two-player game, where s' is the opponent's turn and its value
-    (and every return after it) is the opponent's, ours negated. The one place the sign is set (the replay, PQN's
-    λ-returns and an actor's n-step sums all take it from here)."""
-    return -cfg.gamma if two_player else cfg.gamma
-
-
 class VectorStep(NamedTuple):
     """One step of every env, as values."""
 
@@ -88,10 +77,10 @@ class VectorStep(NamedTuple):
 
 
 class Collector:
-    """Steps `envs` with `players` acting from `agent`; keeps the observations to act on next (`obs`)."""
+    """Steps `envs` with `players` acting from `policy`; keeps the observations to act on next (`obs`)."""
 
-    def __init__(self, cfg: Config, envs: VecEnv, players: Players, agent: Agent, rng: np.random.Generator) -> None:
-        self.cfg, self.envs, self.players, self.agent, self.rng = cfg, envs, players, agent, rng
+    def __init__(self, cfg: Config, envs: VecEnv, players: Players, policy: Policy, rng: np.random.Generator) -> None:
+        self.cfg, self.envs, self.players, self.policy, self.rng = cfg, envs, players, policy, rng
         self.obs = np.empty(0)  # (N, *obs_shape) set by start() or a resume
 
     def start(self) -> None:
@@ -101,7 +90,7 @@ class Collector:
     def step(self, eps: float, at_step: int) -> VectorStep:
         """One ε-greedy action per env, every env stepped. `at_step`: the run's env step before it (for messages)."""
         s = self.obs
-        actions = self.players.act(self.agent, s, eps, self.rng)  # (N,)
+        actions = self.players.act(self.policy, s, eps, self.rng)  # (N,)
         try:
             out = self.envs.step(actions)
         except EnvError as e:

@@ -28,24 +28,23 @@ from typing import Any
 import numpy as np
 import torch
 
+from deepq.agent import Agent
 from deepq.config import Config
-from deepq.core.agent import Agent
 from deepq.core.frame_streams import FrameStreams
 from deepq.core.per import PrioritizedSampler
 from deepq.core.replay import ReplayMemory
 from deepq.envs.kinds import EnvKind
-from deepq.games.kind import GameKind
 from deepq.training.actor import Actor, SearchActor, Shipment, weights_of
 from deepq.training.actor_pool import ActorPool
-from deepq.training.collect import SingleAgent
-from deepq.training.control import NO_EPISODES, LoopState, crossings
-from deepq.training.dqn import Transitions, make_replay
+from deepq.training.control import NO_EPISODES, LoopState
+from deepq.training.dqn import ReplayLearning, make_replay
 from deepq.training.experience import Collected
 from deepq.training.mcts import SearchedEpisodes
 
 
-class Distributed(Transitions):
-    """The learner's side: DQN's replay, PER and updates (inherited from Transitions), fed by Ray actors."""
+class Distributed:
+    """The learner's side: DQN's replay, PER and updates (ReplayLearning, as one process learns), fed by Ray actors
+    instead of its own envs (it has none: acting happens in the actors)."""
 
     def __init__(self, cfg: Config, rng: np.random.Generator, kind: EnvKind,
                  stop: Callable[[], bool] = lambda: False) -> None:
@@ -53,15 +52,15 @@ class Distributed(Transitions):
         self.obs_shape, self.n_actions, obs_dtype = probe.obs_shape, probe.n_actions, probe.obs_dtype
         self.env_label = probe.env_label
         probe.close()
-        two_player = isinstance(kind, GameKind)
         self.cfg, self.rng, self.kind = cfg, rng, kind
-        self.players = SingleAgent(self.n_actions)  # acting happens in the actors; the learner has no envs
-        self.agent = Agent(self.obs_shape, self.n_actions, cfg, two_player=two_player)
-        memory = make_replay(cfg, self.obs_shape, obs_dtype, self.agent.device, self.n_actions,
-                             two_player=two_player, folded=True)  # refused here if it cannot fit, before Ray starts
+        self.agent = Agent(self.obs_shape, self.n_actions, cfg, arch=kind.arch(cfg, self.obs_shape))
+        memory = make_replay(cfg, self.obs_shape, obs_dtype, self.agent.device, self.n_actions, kind, self.agent.arch,
+                             folded=True)  # refused here if it cannot fit, before Ray starts
         assert isinstance(memory, ReplayMemory | FrameStreams)  # folded rows, or each actor's frames once
         self.memory: ReplayMemory | FrameStreams = memory
-        self.per = PrioritizedSampler(self.memory.num_slots, cfg.per_alpha) if cfg.prioritized else None
+        # the actors' opponent pools (games) refresh at the syncs they hear of through the published weights
+        self.learning = ReplayLearning(cfg, rng, self.agent, memory, on_sync=lambda online: None)
+        self.per: PrioritizedSampler | None = self.learning.per
         # frame stacks: per actor, the slots of its steps whose n-step windows are not complete yet (priority 0
         # until the actor's priorities for them arrive, with a later batch)
         self.unscored: list[deque[np.ndarray]] = [deque() for _ in range(cfg.num_actors)]
@@ -97,14 +96,19 @@ class Distributed(Transitions):
         self.bytes_received += shipment.nbytes()
         return counted(self.pool, shipment, state)
 
+    def can_learn(self) -> bool:
+        return self.learning.can_learn()
+
+    def updates(self, prev: int, step: int) -> int:
+        return self.learning.updates(prev, step)
+
     def learn(self, step: int) -> torch.Tensor:
         self.learned += 1
-        return super().learn(step)
+        return self.learning.learn(step)
 
     def after_updates(self, prev: int, step: int) -> None:
-        if self.cfg.target == "hard" and crossings(prev, step, self.cfg.target_update_interval):
+        if self.learning.after_updates(prev, step):
             self.syncs += 1  # actors refresh their opponent pools (games) when they see a new count
-        super().after_updates(prev, step)
         updates, syncs = self.published
         if self.learned - updates >= self.cfg.broadcast_interval or self.syncs != syncs:
             self._publish()
@@ -118,11 +122,9 @@ class Distributed(Transitions):
         if data.get("distributed") is None:
             raise ValueError("it was written by a single-process run (num_actors=0), whose replay keeps each "
                              "env's steps in order; resume it with --num_actors 0")
-        self.memory.load_state_dict(data["memory"])
+        self.learning.load_state_dict(data)
         if isinstance(self.memory, FrameStreams):
             self.memory.mark_reset()  # the actors restart on new seeds: every stream's next step starts an episode
-        if self.per is not None:
-            self.per.load_state_dict(data["per"])
         self.learned, self.syncs = data["distributed"]["updates"], data["distributed"]["syncs"]
 
     def close(self) -> None:

@@ -10,9 +10,9 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 
+from deepq.agent import Agent
 from deepq.config import Config, EnvSpec
 from deepq.config_checks import IN_0_1, POSITIVE_INT, SEED
-from deepq.core.agent import Agent
 from deepq.core.results import EvalResult
 from deepq.envs.base import check_spaces, episode_seed, obs_converter
 from deepq.envs.gym import make_env
@@ -67,10 +67,11 @@ def _check_arguments(episodes: int, eps: float | None, seed: int | None, opponen
 def evaluate_kind(agent: Agent, kind: EnvKind, episodes: int, eps: float | None = None, seed: int | None = None,
                   video_dir: str | os.PathLike[str] | None = None, opponent: str | None = None) -> EvalResult:
     """evaluate() on the env `kind` resolved already (the training loop's, once per run)."""
-    from deepq.core.memory import Need, available_bytes, evaluation_bytes, refuse
+    from deepq.memory import Need, available_bytes, evaluation_bytes, refuse
 
     refuse([Need("evaluation (each episode's return and length)", f"episodes={episodes:,}", "evaluate fewer episodes",
-                 evaluation_bytes(agent.cfg, episodes, two_player=kind.two_player))], available_bytes(), "this machine")
+                 evaluation_bytes(agent.cfg, episodes, seats=2 if kind.two_player else 1))], available_bytes(),
+           "this machine")
     spec = kind.spec
     eps = agent.cfg.eval_eps if eps is None else eps
     seed = agent.cfg.seed + EVAL_SEED_OFFSET if seed is None else seed

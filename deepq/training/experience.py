@@ -14,7 +14,7 @@ from typing import Any, NamedTuple, Protocol
 
 import torch
 
-from deepq.core.agent import Agent
+from deepq.agent import Agent
 from deepq.training.control import Episodes, LoopState
 
 

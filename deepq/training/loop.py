@@ -34,8 +34,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from deepq.agent import Agent
 from deepq.config import RESUME_FIXED, Config
-from deepq.core.agent import Agent, resolve_device, set_cpu_threads
+from deepq.core.device import resolve_device, set_cpu_threads
 from deepq.core.results import EvalResult
 from deepq.envs.kinds import EnvKind
 from deepq.errors import CheckpointError, ConfigError, DiskFullError, NonFiniteLossError, RunDirError, RunInterrupted
@@ -88,9 +89,9 @@ def make_experience(cfg: Config, rng: np.random.Generator, kind: EnvKind,
         mode = Rollouts  # type: ignore[assignment]
     if isinstance(kind, GameKind):  # legal moves only; the learner, or a past snapshot, moves
         games = kind.make_vec_env(cfg)
-        return mode(cfg, rng, games, kind.self_play(games, cfg))
+        return mode(cfg, rng, kind, games, kind.self_play(games, cfg))
     envs = kind.make_vec_env(cfg)
-    return mode(cfg, rng, envs, SingleAgent(envs.n_actions))
+    return mode(cfg, rng, kind, envs, SingleAgent(envs.n_actions))
 
 
 def train(cfg: Config, resume: str | Path | None = None, overwrite: bool = False,
@@ -267,8 +268,7 @@ def _train(cfg: Config, kind: EnvKind, mode: Experience, rng: np.random.Generato
     if cfg.progress:
         print(f"final evaluation: {final}")
         print(f"done: {state.step:,} env steps, {state.episodes:,} episodes; run directory {run_dir}", flush=True)
-    agent.run_dir = run_dir  # type: ignore[attr-defined]
-    agent.final_evaluation = final  # type: ignore[attr-defined]
+    agent.run_dir, agent.final_evaluation = run_dir, final  # what the run adds to the Agent (declared there)
     return agent
 
 

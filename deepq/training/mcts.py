@@ -21,12 +21,14 @@ from typing import Any
 import numpy as np
 import torch
 
+from deepq.agent import Agent
+from deepq.components import mcts_config
 from deepq.config import Config
-from deepq.core.agent import Agent
 from deepq.core.explore import random_legal
-from deepq.core.mcts import MCTS, MCTSConfig
-from deepq.core.memory import check_memory
+from deepq.core.mcts import MCTS
 from deepq.envs.kinds import EnvKind
+from deepq.envs.search import SearchEnv
+from deepq.memory import check_memory
 from deepq.training.control import NO_EPISODES, Episodes, LoopState, finished, replay_ratio_updates
 from deepq.training.experience import Collected
 
@@ -64,41 +66,31 @@ class TargetMemory:
         self.pos, self.size = state["pos"], n
 
 
-class SearchedEpisodes:
-    """target='mcts' as an Experience for deepq/training/loop.py's loop: each iteration plays cfg.mcts_episodes
-    episodes with search at every state; a gradient step regresses Q toward a minibatch of the search's values.
-    An iteration ends between episodes, so checkpoints need no env state. `kind`: cfg.env's (deepq/envs/kinds.py),
-    which makes the searchable env (a game adapter, or a clonable single-agent env) and says whether it is a game."""
+Record = Callable[[np.ndarray, np.ndarray], None]  # (s, Q_mcts(s, ·)): the learner's TargetMemory.add, an actor's list
 
-    def __init__(self, cfg: Config, rng: np.random.Generator, kind: EnvKind) -> None:
-        self.cfg, self.rng = cfg, rng  # rng: ε draws, random actions, minibatches
-        self.env = kind.make_search_env(cfg)
-        self.env_label = cfg.env if isinstance(cfg.env, str) else ""
-        game = kind.two_player
-        self.agent = Agent(tuple(self.env.obs_shape), self.env.n_actions, cfg, two_player=game)
-        self.search = MCTS(self.agent.q_values, MCTSConfig.from_config(cfg, cfg.seed), two_player=game)
-        # one line, before allocating, if the target memory (and the rest of the run) cannot fit
-        check_memory(cfg, tuple(self.env.obs_shape), np.float32, self.env.n_actions, self.agent.device, networks=False,
-                     two_player=game)
-        self.memory = TargetMemory(cfg.buffer_size, tuple(self.env.obs_shape), self.env.n_actions)
 
-    def start(self) -> None:
-        pass  # each episode resets the env with its own seed
+class SearchPlay:
+    """Episodes played with search at every state (the learner's, or a search actor's): each state's search values
+    go to a `record`, the move is the search's choice (or, with probability ε, a uniformly random legal one)."""
 
-    def collect(self, state: LoopState, eps_at: Callable[[int], float]) -> Collected:
+    def __init__(self, cfg: Config, rng: np.random.Generator, env: SearchEnv, search: MCTS) -> None:
+        self.cfg, self.rng, self.env, self.search = cfg, rng, env, search
+
+    def episodes(self, state: LoopState, eps_at: Callable[[int], float], record: Record) -> Collected:
+        """cfg.mcts_episodes episodes; advances state.step (and counts the episodes that ended)."""
         first_eps = eps_at(state.step)
         # each episode's reset seed counts the run's episodes (those of this collection are logged after it)
-        episodes = [self._play_episode(state, eps_at(state.step), state.episodes + k)
+        episodes = [self._play_episode(state, eps_at(state.step), state.episodes + k, record)
                     for k in range(self.cfg.mcts_episodes)]
         return Collected(Episodes.concat(episodes), first_eps)
 
-    def _play_episode(self, state: LoopState, eps: float, index: int) -> Episodes:
+    def _play_episode(self, state: LoopState, eps: float, index: int, record: Record) -> Episodes:
         env = self.env
         env.reset(int(np.random.SeedSequence([self.cfg.seed, 0x3C75, index]).generate_state(1)[0]))
         ended = NO_EPISODES
         while not env.is_terminal:
             result = self.search.search(env)
-            self.memory.add(env.observation(), result.q)  # (A,) NaN where unsearched: those actions get no target
+            record(env.observation(), result.q)  # (A,) NaN where unsearched: those actions get no target
             explore = self.rng.random() < eps
             a = int(random_legal(env.legal_mask()[None], self.rng)[0]) if explore else result.action()
             mover = env.to_move
@@ -107,6 +99,33 @@ class SearchedEpisodes:
             logged = r if mover == 0 else -r  # games: the first player's return, as the TD mode logs it
             ended = finished(state, np.array([logged]), np.array([env.is_terminal]))
         return ended
+
+
+class SearchedEpisodes:
+    """target='mcts' as an Experience for deepq/training/loop.py's loop: each iteration plays cfg.mcts_episodes
+    episodes with search at every state (SearchPlay); a gradient step regresses Q toward a minibatch of the
+    search's values. An iteration ends between episodes, so checkpoints need no env state. `kind`: cfg.env's
+    (deepq/envs/kinds.py), which makes the searchable env (a game adapter, or a clonable single-agent env), resolves
+    the network and says whether it is a game."""
+
+    def __init__(self, cfg: Config, rng: np.random.Generator, kind: EnvKind) -> None:
+        self.cfg, self.rng = cfg, rng  # rng: ε draws, random actions, minibatches
+        env = kind.make_search_env(cfg)
+        self.env_label = cfg.env if isinstance(cfg.env, str) else ""
+        shape = tuple(env.obs_shape)
+        self.agent = Agent(shape, env.n_actions, cfg, arch=kind.arch(cfg, shape))
+        self.search = MCTS(self.agent.q_values, mcts_config(cfg, cfg.seed), two_player=kind.two_player)
+        # one line, before allocating, if the target memory (and the rest of the run) cannot fit
+        check_memory(cfg, shape, np.float32, env.n_actions, self.agent.arch, self.agent.device, networks=False,
+                     game=kind.two_player)
+        self.memory = TargetMemory(cfg.buffer_size, shape, env.n_actions)
+        self.play = SearchPlay(cfg, rng, env, self.search)
+
+    def start(self) -> None:
+        pass  # each episode resets the env with its own seed
+
+    def collect(self, state: LoopState, eps_at: Callable[[int], float]) -> Collected:
+        return self.play.episodes(state, eps_at, self.memory.add)
 
     def can_learn(self) -> bool:
         return self.memory.size >= self.cfg.batch_size

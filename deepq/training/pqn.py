@@ -31,12 +31,13 @@ from typing import Any
 import numpy as np
 import torch
 
+from deepq.agent import Agent
 from deepq.config import Config
-from deepq.core.agent import Agent
 from deepq.core.losses import lambda_returns
-from deepq.core.memory import check_memory
 from deepq.envs.base import VecEnv
-from deepq.training.collect import Collector, Players, discount
+from deepq.envs.kinds import EnvKind
+from deepq.memory import check_memory
+from deepq.training.collect import Collector, Players
 from deepq.training.control import Episodes, LoopState, finished
 from deepq.training.experience import Collected
 
@@ -80,14 +81,14 @@ class Rollouts:
     `learn` one minibatch of the rollout regressed toward its returns. `players` say who moves (SingleAgent, or a
     game's SelfPlay with the learner in both seats)."""
 
-    def __init__(self, cfg: Config, rng: np.random.Generator, envs: VecEnv, players: Players) -> None:
+    def __init__(self, cfg: Config, rng: np.random.Generator, kind: EnvKind, envs: VecEnv, players: Players) -> None:
         self.cfg, self.rng, self.envs, self.players = cfg, rng, envs, players
-        self.agent = Agent(envs.obs_shape, envs.n_actions, cfg, two_player=players.two_player)
-        check_memory(cfg, envs.obs_shape, envs.obs_dtype, envs.n_actions, self.agent.device, networks=False,
-                     two_player=players.two_player)  # one line, before allocating, if the rollout cannot fit
-        self.rollout = Rollout(cfg.rollout_len, envs, players.two_player)
-        self.gamma = discount(cfg, players.two_player)  # games: s' is the opponent's, negated
-        self.collector = Collector(cfg, envs, players, self.agent, rng)
+        self.agent = Agent(envs.obs_shape, envs.n_actions, cfg, arch=kind.arch(cfg, envs.obs_shape))
+        check_memory(cfg, envs.obs_shape, envs.obs_dtype, envs.n_actions, self.agent.arch, self.agent.device,
+                     networks=False, game=kind.two_player)  # one line, before allocating, if the rollout cannot fit
+        self.rollout = Rollout(cfg.rollout_len, envs, kind.two_player)
+        self.gamma = kind.discount(cfg.gamma)  # games: −γ, s' is the opponent's, negated
+        self.collector = Collector(cfg, envs, players, self.agent.policy, rng)
         self.env_label = envs.env_label
         self.batches: deque[tuple[np.ndarray, int]] = deque()  # minibatches still to learn from: (epoch order, k)
         self.data: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None  # obs, actions, returns (T·N, ...)

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from deepq.config import Config
-from deepq.core.agent import usable_cpus
+from deepq.core.device import usable_cpus
 from deepq.errors import ConfigError, DistributedError
 from deepq.signals import SIGNALS, Noted, noted
 

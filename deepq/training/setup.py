@@ -1,8 +1,7 @@
 """What a run is set up with before anything is written: the Config checked (its own fields, then its env
-kind's: the two-player games' fields, deepq/games/kind.py) and the env kind resolved once; and deepq.load, which
-tells the agent file's env kind to the core (board games get the MLP).
-
-Importing this module imports deepq/games/kind.py, which registers the game kind with deepq/envs/kinds.py.
+kind's: the two-player games' fields, deepq/games/kind.py) and the env kind resolved once, the games' kinds passed
+to deepq/envs/kinds.py explicitly (GAME_KINDS); and deepq.load, which lets the agent file's env kind resolve its
+network (board games get the MLP).
 """
 
 from __future__ import annotations
@@ -10,19 +9,20 @@ from __future__ import annotations
 import os
 from typing import Any
 
-import deepq.games.kind  # noqa: F401  (registers the two-player game kind)
-from deepq.config import Config
-from deepq.core import agent as core_agent
-from deepq.core.agent import Agent
+from deepq import agent as agent_file
+from deepq.agent import Agent
+from deepq.config import Config, EnvSpec
+from deepq.core.device import check_threads
 from deepq.envs import kinds
 from deepq.envs.kinds import EnvKind
+from deepq.games.kind import GAME_KINDS
 
 
 def check(cfg: Config) -> Config:
     """Config.validate, then the checks of cfg.env's kind: one ConfigError naming the first field that cannot work."""
     cfg.validate()
-    core_agent.check_threads(cfg.threads)
-    kinds.check(cfg)
+    check_threads(cfg.threads)
+    kinds.check(cfg, GAME_KINDS)
     if cfg.num_actors > 0:  # a distributed run: Ray must be importable (one line naming the extra if not)
         from deepq.training.ray_cluster import check_actors_fit, check_address, require_ray
 
@@ -33,17 +33,24 @@ def check(cfg: Config) -> Config:
 
 
 def env_kind(cfg: Config) -> EnvKind:
-    """cfg.env's kind (deepq/envs/kinds.py), with the game kind registered."""
-    return kinds.resolve(cfg)
+    """cfg.env's kind (deepq/envs/kinds.py), the games' among them."""
+    return kinds.resolve(cfg, GAME_KINDS)
 
 
-def two_player(cfg: Config) -> bool:
-    """cfg.env names a two-player game (a registered kind; resolving nothing else, importing nothing)."""
-    kind = kinds.registered(cfg.env)
-    return kind is not None and kind.two_player
+def game_kind(spec: EnvSpec) -> EnvKind | None:
+    """The game kind of an id with a game prefix ('openspiel:', 'pettingzoo:'), else None; resolves nothing else,
+    imports nothing."""
+    return kinds.by_prefix(spec, GAME_KINDS)
+
+
+def arch_of(cfg: Config, obs_shape: tuple[int, ...]) -> str:
+    """The network cfg.arch resolves to for cfg.env's kind, from an id's prefix only (an agent file's env need
+    not be installed to load it): board games get the MLP for 'auto'."""
+    kind = game_kind(cfg.env)
+    return kind.arch(cfg, obs_shape) if kind is not None else agent_file.plain_arch(cfg, obs_shape)
 
 
 def load(path: str | os.PathLike[str], network: Any = None, device: str = "cpu") -> Agent:
     """Load an agent saved by Agent.save (or a run directory's agent.pt); never executes code from the file.
-    See deepq.core.agent.load: this passes it the file's env kind."""
-    return core_agent.load(path, network, device, two_player=two_player)
+    See deepq.agent.load: this passes it the file's env kind's network resolution."""
+    return agent_file.load(path, network, device, arch_of=arch_of)

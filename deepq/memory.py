@@ -19,8 +19,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from deepq.components import network_config
 from deepq.config import Config
-from deepq.core.networks import build_network, resolve_arch
+from deepq.core.networks import NetworkConfig, build_network
 from deepq.errors import ConfigError
 
 # evaluate() fills two arrays of `episodes` (float64 returns, int64 lengths), then lists of Python numbers
@@ -49,14 +50,14 @@ def _numel(shape: tuple[int, ...]) -> int:
 
 
 def replay_bytes(cfg: Config, obs_shape: tuple[int, ...], obs_dtype: Any, n_actions: int, *,
-                 two_player: bool = False) -> int:
+                 legal: bool = False) -> int:
     """Bytes of the arrays the run's experience memory allocates (deepq.training.dqn.make_replay's,
-    target='mcts''s TargetMemory, or target='pqn''s rollout), with prioritized replay's sum tree. `two_player`
+    target='mcts''s TargetMemory, or target='pqn''s rollout), with prioritized replay's sum tree. `legal`
     (games): s' legal moves too."""
     obs = _numel(obs_shape) * np.dtype(obs_dtype).itemsize  # one observation
     n = cfg.num_envs
     if cfg.target == "pqn":  # Rollout: s and the true s', int64 actions, float32 rewards and returns, two bools
-        return n * cfg.rollout_len * (2 * obs + 8 + 4 + 4 + 2 + (n_actions if two_player else 0))
+        return n * cfg.rollout_len * (2 * obs + 8 + 4 + 4 + 2 + (n_actions if legal else 0))
     if cfg.target == "mcts":  # TargetMemory: float32 obs, (A,) float32 targets, (A,) bool searched
         return cfg.buffer_size * (_numel(obs_shape) * 4 + n_actions * 5)
     if cfg.frame_stack > 1:  # FrameReplay: each frame once, in per-env rings with headroom
@@ -67,79 +68,79 @@ def replay_bytes(cfg: Config, obs_shape: tuple[int, ...], obs_dtype: Any, n_acti
         total, num_slots = frames + n * slots * FRAME_TRANSITION_BYTES + per_env, n * slots
     else:  # ReplayMemory: obs and next_obs, int64 actions, float32 rewards and terminated, bool ended
         capacity = cfg.buffer_size - cfg.buffer_size % n
-        legal = n_actions if two_player else 0  # games: the (A,) legal moves of s'
-        total, num_slots = capacity * (2 * obs + 8 + 4 + 4 + 1 + legal), capacity
+        moves = n_actions if legal else 0  # games: the (A,) legal moves of s'
+        total, num_slots = capacity * (2 * obs + 8 + 4 + 4 + 1 + moves), capacity
     if cfg.prioritized:  # SumTree: float64 nodes, twice the leaves rounded up to a power of two
         total += 2 * (1 << (num_slots - 1).bit_length()) * 8
     return total
 
 
 def actor_batches_need(cfg: Config, obs_shape: tuple[int, ...], obs_dtype: Any, n_actions: int, *,
-                       two_player: bool = False) -> Need:
+                       legal: bool = False) -> Need:
     """A distributed run's batches: each actor builds actor_batch × num_envs n-step transitions (s, s', int64
     action, float32 return, discount and priority, bool terminated; games: s' legal moves) and up to max_in_flight
     of them wait in Ray's object store, all on this machine for a local Ray. Counted twice: the actor's copy."""
     obs = _numel(obs_shape) * np.dtype(obs_dtype).itemsize
     n = cfg.num_actors * cfg.max_in_flight * cfg.actor_batch * cfg.num_envs
-    per = 2 * obs + 8 + 4 + 4 + 4 + 1 + (n_actions if two_player else 0)
+    per = 2 * obs + 8 + 4 + 4 + 4 + 1 + (n_actions if legal else 0)
     return Need("the actors' batches in flight (Ray's object store, and each actor's copy)",
                 f"num_actors × max_in_flight × actor_batch × num_envs = {n:,} transitions",
                 "lower actor_batch or max_in_flight", 2 * n * per)
 
 
-def evaluation_bytes(cfg: Config, episodes: int | None = None, *, two_player: bool = False) -> int:
+def evaluation_bytes(cfg: Config, episodes: int | None = None, *, seats: int = 1) -> int:
     """Bytes one evaluation of `episodes` (default cfg.eval_episodes) builds; games play that many per seat."""
     n = cfg.eval_episodes if episodes is None else episodes
-    return n * EVAL_BYTES_PER_EPISODE * (2 if two_player else 1)
+    return n * EVAL_BYTES_PER_EPISODE * seats
 
 
-def network_size(obs_shape: tuple[int, ...], n_actions: int, cfg: Config, *,
-                 two_player: bool = False) -> tuple[int, int, int] | None:
+def network_size(obs_shape: tuple[int, ...], n_actions: int, net: NetworkConfig) -> tuple[int, int, int] | None:
     """(bytes of one copy of the Q-network's state dict, bytes of its parameters, their number) of the built-in network
     this config builds, from a copy on torch's meta device (nothing allocated, no random numbers drawn).
     None for a custom network (its factory is the user's code: it is not called twice)."""
-    if cfg.network is not None:
+    if net.factory is not None:
         return None
     with torch.device("meta"):
-        net = build_network(obs_shape, n_actions, cfg, two_player=two_player)
-    state = sum(t.numel() * t.element_size() for t in net.state_dict().values())
-    params = sum(p.numel() * p.element_size() for p in net.parameters())
-    return state, params, sum(p.numel() for p in net.parameters())
+        module = build_network(obs_shape, n_actions, net)
+    state = sum(t.numel() * t.element_size() for t in module.state_dict().values())
+    params = sum(p.numel() * p.element_size() for p in module.parameters())
+    return state, params, sum(p.numel() for p in module.parameters())
 
 
-def network_setting(obs_shape: tuple[int, ...], cfg: Config, *, two_player: bool = False) -> tuple[str, str]:
+def network_setting(obs_shape: tuple[int, ...], net: NetworkConfig) -> tuple[str, str]:
     """(what sets the network's size, how to lower it), for messages."""
-    arch = resolve_arch(obs_shape, cfg, two_player=two_player)
-    if arch == "mlp":
-        setting, fix = f"hidden_sizes={list(cfg.hidden_sizes)}", "lower hidden_sizes"
+    if net.arch == "mlp":
+        setting, fix = f"hidden_sizes={list(net.hidden_sizes)}", "lower hidden_sizes"
     else:
-        setting, fix = f"the {arch} on observations {list(obs_shape)}", "use smaller observations"
-    if cfg.atoms > 1:
-        setting, fix = f"{setting} with atoms={cfg.atoms}", f"{fix} or atoms"
+        setting, fix = f"the {net.arch} on observations {list(obs_shape)}", "use smaller observations"
+    if net.atoms > 1:
+        setting, fix = f"{setting} with atoms={net.atoms}", f"{fix} or atoms"
     return setting, fix
 
 
-def network_needs(obs_shape: tuple[int, ...], n_actions: int, cfg: Config, *,
-                  two_player: bool = False) -> tuple[Need, Need] | None:
+def network_needs(obs_shape: tuple[int, ...], n_actions: int, cfg: Config, arch: str) -> tuple[Need, Need] | None:
     """What the Agent allocates (the online network and its target copy), and what training adds
-    (gradients and optimizer state: Adam's two moments, centered RMSProp's three buffers)."""
-    size = network_size(obs_shape, n_actions, cfg, two_player=two_player)
+    (gradients and optimizer state: Adam's two moments, centered RMSProp's three buffers). `arch`: the network
+    the env kind resolved (EnvKind.arch)."""
+    net = network_config(cfg, arch)
+    size = network_size(obs_shape, n_actions, net)
     if size is None:
         return None
     state, params, count = size
     copies = 1 if cfg.target in ("none", "mcts", "pqn") else 2  # "none", "mcts" and "pqn" keep no target copy
-    setting, fix = network_setting(obs_shape, cfg, two_player=two_player)
+    setting, fix = network_setting(obs_shape, net)
     moments = 3 if cfg.optimizer == "rmsprop" else 2
     nets = "the Q-network" + (" and its target copy" if copies == 2 else "") + f" ({count:,} parameters)"
     return (Need(nets, setting, fix, copies * state, on_device=True),
             Need("gradients and optimizer state", setting, fix, (1 + moments) * params, on_device=True))
 
 
-def estimate(cfg: Config, obs_shape: tuple[int, ...], obs_dtype: Any, n_actions: int,
-             networks: bool = True, *, two_player: bool = False) -> list[Need]:
+def estimate(cfg: Config, obs_shape: tuple[int, ...], obs_dtype: Any, n_actions: int, arch: str,
+             networks: bool = True, *, game: bool = False) -> list[Need]:
     """Everything a training run allocates that grows with its settings; `networks=False` leaves out the
-    online and target networks (where an Agent already holds them). `two_player`: the env kind's (games)."""
-    replay = replay_bytes(cfg, obs_shape, obs_dtype, n_actions, two_player=two_player)
+    online and target networks (where an Agent already holds them). `arch`: the network the env kind resolved;
+    `game`: a two-player game's run (legal moves stored, evaluations from each seat)."""
+    replay = replay_bytes(cfg, obs_shape, obs_dtype, n_actions, legal=game)
     if cfg.target == "pqn":  # no replay: one rollout, consumed before any checkpoint
         needs = [Need("the rollout", f"num_envs × rollout_len = {cfg.num_envs * cfg.rollout_len:,}",
                       "lower num_envs or rollout_len", replay)]
@@ -152,10 +153,10 @@ def estimate(cfg: Config, obs_shape: tuple[int, ...], obs_dtype: Any, n_actions:
         needs.append(Need("one search tree (a node per simulation)", f"mcts_simulations={cfg.mcts_simulations:,}",
                           "lower mcts_simulations", cfg.mcts_simulations * (SEARCH_NODE_BYTES + obs)))
     if cfg.num_actors > 0 and cfg.target != "mcts":  # (search actors ship mcts_episodes episodes, not actor_batch)
-        needs.append(actor_batches_need(cfg, obs_shape, obs_dtype, n_actions, two_player=two_player))
+        needs.append(actor_batches_need(cfg, obs_shape, obs_dtype, n_actions, legal=game))
     needs += [Need("evaluation (each episode's return and length)", f"eval_episodes={cfg.eval_episodes:,}",
-                  "lower eval_episodes", evaluation_bytes(cfg, two_player=two_player))]
-    nets = network_needs(obs_shape, n_actions, cfg, two_player=two_player)
+                  "lower eval_episodes", evaluation_bytes(cfg, seats=2 if game else 1))]
+    nets = network_needs(obs_shape, n_actions, cfg, arch)
     if nets is not None:
         needs += list(nets) if networks else [nets[1]]
     return needs
@@ -226,9 +227,9 @@ def _where(device: torch.device) -> str:
     return "this machine" if device.type != "cuda" else f"{device}"
 
 
-def check_memory(cfg: Config, obs_shape: tuple[int, ...], obs_dtype: Any, n_actions: int,
+def check_memory(cfg: Config, obs_shape: tuple[int, ...], obs_dtype: Any, n_actions: int, arch: str,
                  device: torch.device | str = "cpu", networks: bool = True, available: int | None = None, *,
-                 two_player: bool = False) -> None:
+                 game: bool = False) -> None:
     """Raise ConfigError, in one line naming the biggest item and the setting to lower, when a training run of
     `cfg` needs more memory than the machine has available. Cheap: nothing is allocated.
 
@@ -236,7 +237,7 @@ def check_memory(cfg: Config, obs_shape: tuple[int, ...], obs_dtype: Any, n_acti
     (gradients, optimizer moments) is still counted. On a CUDA device the networks' part is checked against the
     device's free memory, the rest against the host's. `available`: the host's bytes (default: measured)."""
     device = torch.device(device)
-    needs = estimate(cfg, obs_shape, obs_dtype, n_actions, networks, two_player=two_player)
+    needs = estimate(cfg, obs_shape, obs_dtype, n_actions, arch, networks, game=game)
     host = needs
     if device.type == "cuda":
         host = [n for n in needs if not n.on_device]
@@ -244,11 +245,10 @@ def check_memory(cfg: Config, obs_shape: tuple[int, ...], obs_dtype: Any, n_acti
     refuse(host, available_bytes() if available is None else available, "this machine")
 
 
-def check_network_memory(obs_shape: tuple[int, ...], n_actions: int, cfg: Config,
-                         device: torch.device | str = "cpu", available: int | None = None, *,
-                         two_player: bool = False) -> None:
+def check_network_memory(obs_shape: tuple[int, ...], n_actions: int, cfg: Config, arch: str,
+                         device: torch.device | str = "cpu", available: int | None = None) -> None:
     """ConfigError when the online network and its target copy alone do not fit where they would live."""
     device = torch.device(device)
-    nets = network_needs(obs_shape, n_actions, cfg, two_player=two_player)
+    nets = network_needs(obs_shape, n_actions, cfg, arch)
     if nets is not None:
         refuse([nets[0]], available_bytes(device) if available is None else available, _where(device))

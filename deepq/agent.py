@@ -1,5 +1,10 @@
-"""Agent: the public object that acts, learns and saves (a Policy and a Learner around one online network), and
-`load`, which reads an agent file back without executing anything from it."""
+"""Agent: the public object that acts, learns and saves (a Policy and a Learner around one online network), built
+here from the run's Config and nowhere else; `actor_policy`, the policy an actor in another process acts with; and
+`load`, which reads an agent file back without executing anything from it.
+
+The Config is the user's single surface; the core's pieces get their own small configs from it
+(deepq/components.py). The env kind resolves the network's architecture once (EnvKind.arch) and passes it in.
+"""
 
 from __future__ import annotations
 
@@ -11,61 +16,27 @@ from typing import Any
 
 import numpy as np
 import torch
-from threadpoolctl import threadpool_limits
 from torch import nn
 
+from deepq.components import learner_config, network_config
 from deepq.config import Config
-from deepq.core.learner import Learner
-from deepq.core.memory import available_bytes, check_network_memory, network_needs, size_text
-from deepq.core.networks import build_network
+from deepq.core.device import resolve_device
+from deepq.core.learner import Learner, acts_in_numpy
+from deepq.core.networks import build_network, resolve_arch
 from deepq.core.policy import Policy
+from deepq.core.results import EvalResult
 from deepq.errors import CheckpointError, ConfigError
-from deepq.files import FORMAT_VERSION, atomic_save, first_sentence, remove_stale_temp_files, safe_load, short_repr
+from deepq.files import FORMAT_VERSION, atomic_save, first_sentence, safe_load, short_repr
+from deepq.memory import available_bytes, check_network_memory, network_needs, size_text
 
 AGENT_FORMAT = "deepq-agent"
 MAX_OBS_VALUES = 2 ** 40  # numbers in one observation: far above any env's, far below int64 overflow in a layer
-# atomic_save, safe_load and remove_stale_temp_files live in deepq/files.py; importable from here as before
-__all__ = ["AGENT_FORMAT", "FORMAT_VERSION", "Agent", "atomic_save", "load", "remove_stale_temp_files",
-           "resolve_device", "safe_load", "set_cpu_threads"]
+ArchOf = Callable[[Config, tuple[int, ...]], str]  # (the file's config, obs_shape) -> the resolved architecture
 
 
-def resolve_device(name: str) -> torch.device:
-    """'auto' (CUDA when torch sees a GPU), 'cpu', 'cuda' or 'cuda:N'; a CUDA device torch cannot use is a
-    ConfigError here, in one line, rather than a traceback from the first tensor moved there."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            build = "a CPU-only build" if torch.version.cuda is None else f"built for CUDA {torch.version.cuda}"
-            raise ConfigError(f"device={name!r} but torch sees no CUDA device (torch {torch.__version__}, {build}); "
-                              "use --device cpu or auto")
-        count = torch.cuda.device_count()
-        if device.index is not None and device.index >= count:
-            raise ConfigError(f"device={name!r} but torch sees {count} CUDA device(s), cuda:0 to cuda:{count - 1}; "
-                              "use one of those, --device cpu or auto")
-    return device
-
-
-def usable_cpus() -> int:
-    """The CPUs this process may run on (its affinity mask: a container's or taskset's share, not the host's)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
-
-
-def check_threads(n: int) -> None:
-    """More threads than CPUs only makes each update wait on the others (and 10^6 of them crashed torch at exit)."""
-    if n > (cpus := usable_cpus()):
-        raise ConfigError(f"threads={n:,} is more than the {cpus} CPU(s) this process may use; use --threads {cpus} "
-                          "or fewer (1 is fastest for small networks)")
-
-
-def set_cpu_threads(n: int) -> None:
-    """CPU threads for torch and for NumPy's BLAS (the NumPy update and acting use it), process-wide."""
-    torch.set_num_threads(n)
-    threadpool_limits(n, user_api="blas")
+def plain_arch(cfg: Config, obs_shape: tuple[int, ...]) -> str:
+    """cfg.arch resolved for an env that is not a board game (EnvKind.arch is the general rule)."""
+    return resolve_arch(obs_shape, cfg.arch)
 
 
 class Agent:
@@ -76,18 +47,25 @@ class Agent:
     """
 
     def __init__(self, obs_shape: tuple[int, ...], n_actions: int, cfg: Config,
-                 device: torch.device | str | None = None, two_player: bool = False) -> None:
-        self.cfg = cfg  # two_player: the env kind's (board games get the MLP, networks.resolve_arch)
+                 device: torch.device | str | None = None, arch: str | None = None) -> None:
+        """`arch`: the network the env kind resolved from cfg.arch (EnvKind.arch: board games get the MLP);
+        None resolves it as for any env that is not a board game."""
+        self.cfg = cfg
         self.obs_shape = tuple(obs_shape)
         self.n_actions = n_actions
         self.device = resolve_device(cfg.device if device is None else str(device))
+        self.arch = resolve_arch(self.obs_shape, cfg.arch) if arch is None else arch
         # before allocating: one line, not an OOM
-        check_network_memory(self.obs_shape, n_actions, cfg, self.device, two_player=two_player)
-        online = build_network(self.obs_shape, n_actions, cfg, two_player=two_player).to(self.device)
-        self.learner = Learner(online, self.obs_shape, cfg, self.device, two_player)
+        check_network_memory(self.obs_shape, n_actions, cfg, self.arch, self.device)
+        net = network_config(cfg, self.arch)
+        online = build_network(self.obs_shape, n_actions, net).to(self.device)
+        self.learner = Learner(online, learner_config(cfg), net, self.device)
         # After the learner: its fast path moves the weights into flat buffers, which the policy's views then see.
-        self.policy = Policy(online, self.obs_shape, n_actions, self.device,
-                             numpy_q=self.learner.fast is not None or self.learner.numpy_q)
+        self.policy = Policy(online, self.obs_shape, n_actions, self.device, numpy_q=self.learner.numpy_q)
+        # What a training run adds (deepq.train sets them when it returns the agent): its run directory, and the
+        # final evaluation of agent.pt. None for an agent that was built or loaded, not trained.
+        self.run_dir: Path | None = None
+        self.final_evaluation: EvalResult | None = None
 
     @property
     def online(self) -> nn.Module:
@@ -96,7 +74,7 @@ class Agent:
 
     @property
     def target(self) -> nn.Module | None:
-        """The target network θ⁻ (None for target='none' or 'mcts')."""
+        """The target network θ⁻ (None for target='none', 'mcts' or 'pqn')."""
         return self.learner.target
 
     @property
@@ -127,15 +105,24 @@ class Agent:
                      "online": {k: v.cpu() for k, v in self.online.state_dict().items()}}, path)
 
 
+def actor_policy(cfg: Config, arch: str, obs_shape: tuple[int, ...], n_actions: int, weights: dict[str, np.ndarray],
+                 device: str | torch.device = "cpu") -> Policy:
+    """The policy an actor in another process acts with: the network cfg builds (`arch` the env kind's), loaded
+    with the learner's snapshot (Policy.weights), computing Q values as the learner's policy does."""
+    net, dev = network_config(cfg, arch), torch.device(device)
+    return Policy.from_weights(net, obs_shape, n_actions, weights, dev,
+                               numpy_q=acts_in_numpy(learner_config(cfg), net, dev))
+
+
 def load(path: str | os.PathLike[str], network: Any = None, device: str = "cpu",
-         two_player: Callable[[Config], bool] = lambda cfg: False) -> Agent:
+         arch_of: ArchOf = plain_arch) -> Agent:
     """Load an agent saved by Agent.save (or a run directory's agent.pt); never executes code from the file.
 
     A custom network is code, so it is not in the file: pass the same factory as `network`. The file is
     checked before anything is allocated from it: its entries' types and ranges, its config, the size of
     the network that config builds against the memory available, then each tensor's name, shape, dtype and
     values (NaN and inf are refused). Each problem is one CheckpointError naming the file.
-    `two_player(cfg)`: whether the file's env is a two-player game (its kind's; deepq.load passes it).
+    `arch_of(cfg, obs_shape)`: the network the file's env kind resolves (deepq.load passes the kind's).
     """
     p = Path(path)
     if p.is_dir():
@@ -143,11 +130,11 @@ def load(path: str | os.PathLike[str], network: Any = None, device: str = "cpu",
     data = safe_load(p, AGENT_FORMAT)
     obs_shape, n_actions, weights = _agent_entries(p, data)
     cfg = _agent_config(p, data, network).replace(device=device)
-    game = two_player(cfg)
-    expected = _network_state(p, obs_shape, n_actions, cfg, game)  # None for a custom network (its factory is code)
+    arch = arch_of(cfg, obs_shape)
+    expected = _network_state(p, obs_shape, n_actions, cfg, arch)  # None for a custom network (its factory is code)
     if expected is not None:
         check_weights(p, weights, expected)
-    agent = Agent(obs_shape, n_actions, cfg, two_player=game)
+    agent = Agent(obs_shape, n_actions, cfg, arch=arch)
     if expected is None:
         check_weights(p, weights, agent.online.state_dict())
     try:
@@ -208,15 +195,15 @@ def _agent_config(p: Path, data: dict[str, Any], network: Any) -> Config:
 
 
 def _network_state(p: Path, obs_shape: tuple[int, ...], n_actions: int,
-                   cfg: Config, two_player: bool) -> dict[str, torch.Tensor] | None:
+                   cfg: Config, arch: str) -> dict[str, torch.Tensor] | None:
     """The state dict (meta tensors: shapes and dtypes, no storage) of the built-in network the file's config
     builds, once its size is known to fit in memory; None for a custom network."""
     if cfg.network is not None:
         return None
     try:
         with torch.device("meta"):
-            state = build_network(obs_shape, n_actions, cfg, two_player=two_player).state_dict()
-        needs = network_needs(obs_shape, n_actions, cfg, two_player=two_player)
+            state = build_network(obs_shape, n_actions, network_config(cfg, arch)).state_dict()
+        needs = network_needs(obs_shape, n_actions, cfg, arch)
     except (ConfigError, RuntimeError, ValueError, OverflowError, TypeError) as e:
         why = first_sentence(str(e)) or type(e).__name__
         raise CheckpointError(f"{p}: its config and spaces (observations {list(obs_shape)}, {n_actions:,} actions) "
