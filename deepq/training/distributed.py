@@ -33,7 +33,9 @@ from deepq.config import Config
 from deepq.core.frame_streams import FrameStreams
 from deepq.core.per import PrioritizedSampler
 from deepq.core.replay import ReplayMemory
+from deepq.envs.base import VecEnv
 from deepq.envs.kinds import EnvKind
+from deepq.envs.search import SearchEnv
 from deepq.training.actor import Actor, SearchActor, Shipment, weights_of
 from deepq.training.actor_pool import ActorPool
 from deepq.training.control import NO_EPISODES, LoopState
@@ -46,14 +48,12 @@ class Distributed:
     """The learner's side: DQN's replay, PER and updates (ReplayLearning, as one process learns), fed by Ray actors
     instead of its own envs (it has none: acting happens in the actors)."""
 
-    def __init__(self, cfg: Config, rng: np.random.Generator, kind: EnvKind,
+    def __init__(self, cfg: Config, rng: np.random.Generator, kind: EnvKind, probe: VecEnv, agent: Agent,
                  stop: Callable[[], bool] = lambda: False) -> None:
-        probe = kind.make_vec_env(cfg.replace(num_envs=1))  # shapes and names only
+        # probe: one env of the actors' kind, for shapes and names only (loop.make_experience closes it)
         self.obs_shape, self.n_actions, obs_dtype = probe.obs_shape, probe.n_actions, probe.obs_dtype
         self.env_label = probe.env_label
-        probe.close()
-        self.cfg, self.rng, self.kind = cfg, rng, kind
-        self.agent = Agent(self.obs_shape, self.n_actions, cfg, arch=kind.arch(cfg, self.obs_shape))
+        self.cfg, self.rng, self.kind, self.agent = cfg, rng, kind, agent
         memory = make_replay(cfg, self.obs_shape, obs_dtype, self.agent.device, self.n_actions, kind, self.agent.arch,
                              folded=True)  # refused here if it cannot fit, before Ray starts
         assert isinstance(memory, ReplayMemory | FrameStreams)  # folded rows, or each actor's frames once
@@ -147,9 +147,9 @@ class DistributedSearch(SearchedEpisodes):
     (s, Q_mcts(s, ·)) pairs and regresses Q toward them (inherited from SearchedEpisodes), publishing its weights
     every broadcast_interval updates (the search's guide is the learner's latest Q)."""
 
-    def __init__(self, cfg: Config, rng: np.random.Generator, kind: EnvKind,
+    def __init__(self, cfg: Config, rng: np.random.Generator, kind: EnvKind, env: SearchEnv, agent: Agent,
                  stop: Callable[[], bool] = lambda: False) -> None:
-        super().__init__(cfg, rng, kind)  # the learner's own search env only gives shapes; the actors search
+        super().__init__(cfg, rng, kind, env, agent)  # the learner's own search env only gives shapes; actors search
         self.learned, self.published = 0, -1
         self.bytes_received = self.transitions_received = 0
         self.pool = ActorPool(cfg, SearchActor, stop)  # last: nothing after it can fail and leave Ray running

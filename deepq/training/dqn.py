@@ -113,11 +113,12 @@ class ReplayLearning:
 class Transitions:
     """DQN's experience: each iteration steps every env once and stores the transitions; learning is
     ReplayLearning's (a TD update on a minibatch, θ⁻ ← θ every C env steps).
-    `players` say who moves in `envs` (SingleAgent, or a game's SelfPlay); `kind` is cfg.env's."""
+    `players` say who moves in `envs` (SingleAgent, or a game's SelfPlay); `kind` is cfg.env's; `agent` (learner
+    and policy) is built for `envs` by loop.make_experience."""
 
-    def __init__(self, cfg: Config, rng: np.random.Generator, kind: EnvKind, envs: VecEnv, players: Players) -> None:
-        self.cfg, self.rng, self.envs, self.players = cfg, rng, envs, players
-        self.agent = Agent(envs.obs_shape, envs.n_actions, cfg, arch=kind.arch(cfg, envs.obs_shape))
+    def __init__(self, cfg: Config, rng: np.random.Generator, kind: EnvKind, envs: VecEnv, players: Players,
+                 agent: Agent) -> None:
+        self.cfg, self.rng, self.envs, self.players, self.agent = cfg, rng, envs, players, agent
         memory = make_replay(cfg, envs.obs_shape, envs.obs_dtype, self.agent.device, envs.n_actions, kind,
                              self.agent.arch)
         self.learning = ReplayLearning(cfg, rng, self.agent, memory, players.target_synced)

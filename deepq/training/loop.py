@@ -38,6 +38,7 @@ from deepq.agent import Agent
 from deepq.config import RESUME_FIXED, Config
 from deepq.core.device import resolve_device, set_cpu_threads
 from deepq.core.results import EvalResult
+from deepq.envs.base import VecEnv
 from deepq.envs.kinds import EnvKind
 from deepq.errors import CheckpointError, ConfigError, DiskFullError, NonFiniteLossError, RunDirError, RunInterrupted
 from deepq.files import atomic_save, first_sentence, safe_load
@@ -47,7 +48,7 @@ from deepq.run.plot import plot_learning_curve
 from deepq.run.progress import Progress
 from deepq.signals import Interrupts
 from deepq.signals import name as signal_name
-from deepq.training.collect import SingleAgent
+from deepq.training.collect import Players, SingleAgent
 from deepq.training.control import (
     CHECKPOINT_FORMAT,
     LoopState,
@@ -72,26 +73,49 @@ __all__ = ["CHECKPOINT_FORMAT", "Experience", "Transitions", "checkpoint_path", 
 
 def make_experience(cfg: Config, rng: np.random.Generator, kind: EnvKind,
                     stop: Callable[[], bool] = lambda: False) -> Experience:
-    """The training mode, from cfg.target and the env kind: searched episodes, PQN rollouts or DQN transitions,
-    self-play or single-agent. `stop`: a signal asked the loop to stop (distributed runs' waits poll it)."""
-    if cfg.num_actors > 0:  # Ape-X: Ray actors collect (or search), this process learns
-        from deepq.training.distributed import Distributed, DistributedSearch
-
-        return DistributedSearch(cfg, rng, kind, stop) if cfg.target == "mcts" else Distributed(cfg, rng, kind, stop)
+    """The run's builder: the envs, who moves in them, the Agent (learner and acting policy) for their shapes, and the
+    training mode that collects and learns with them, picked by cfg.target and the env kind: searched episodes,
+    PQN rollouts or DQN transitions, self-play or single-agent, in this process or with Ray actors. Each object is
+    built once, here, and handed to what uses it. `stop`: a signal asked the loop to stop (distributed runs' waits
+    poll it)."""
     if cfg.target == "mcts":  # Q regressed toward tree-search values after each round of episodes
         from deepq.training.mcts import SearchedEpisodes
 
-        return SearchedEpisodes(cfg, rng, kind)
+        env = kind.make_search_env(cfg)  # the actors' search envs, where there are actors: this one gives shapes
+        agent = build_agent(cfg, kind, tuple(env.obs_shape), env.n_actions)
+        if cfg.num_actors > 0:
+            from deepq.training.distributed import DistributedSearch
+
+            return DistributedSearch(cfg, rng, kind, env, agent, stop)
+        return SearchedEpisodes(cfg, rng, kind, env, agent)
+    if cfg.num_actors > 0:  # Ape-X: Ray actors collect, this process learns
+        from deepq.training.distributed import Distributed
+
+        probe = kind.make_vec_env(cfg.replace(num_envs=1))  # one env of the actors' kind: shapes and names
+        probe.close()
+        agent = build_agent(cfg, kind, probe.obs_shape, probe.n_actions)
+        return Distributed(cfg, rng, kind, probe, agent, stop)
     mode = Transitions
     if cfg.target == "pqn":  # Q regressed toward each rollout's λ-returns: no replay, no target network
         from deepq.training.pqn import Rollouts
 
         mode = Rollouts  # type: ignore[assignment]
+    envs: VecEnv
+    players: Players
     if isinstance(kind, GameKind):  # legal moves only; the learner, or a past snapshot, moves
-        games = kind.make_vec_env(cfg)
-        return mode(cfg, rng, kind, games, kind.self_play(games, cfg))
-    envs = kind.make_vec_env(cfg)
-    return mode(cfg, rng, kind, envs, SingleAgent(envs.n_actions))
+        envs = games = kind.make_vec_env(cfg)
+        players = kind.self_play(games, cfg)
+    else:
+        envs = kind.make_vec_env(cfg)
+        players = SingleAgent(envs.n_actions)
+    agent = build_agent(cfg, kind, envs.obs_shape, envs.n_actions)
+    return mode(cfg, rng, kind, envs, players, agent)
+
+
+def build_agent(cfg: Config, kind: EnvKind, obs_shape: tuple[int, ...], n_actions: int) -> Agent:
+    """The run's Agent: its network's architecture as the env kind resolves it (arch='auto': MLP for vectors and
+    boards, CNN for images), its learner and policy."""
+    return Agent(obs_shape, n_actions, cfg, arch=kind.arch(cfg, obs_shape))
 
 
 def train(cfg: Config, resume: str | Path | None = None, overwrite: bool = False,

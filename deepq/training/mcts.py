@@ -104,16 +104,14 @@ class SearchPlay:
 class SearchedEpisodes:
     """target='mcts' as an Experience for deepq/training/loop.py's loop: each iteration plays cfg.mcts_episodes
     episodes with search at every state (SearchPlay); a gradient step regresses Q toward a minibatch of the
-    search's values. An iteration ends between episodes, so checkpoints need no env state. `kind`: cfg.env's
-    (deepq/envs/kinds.py), which makes the searchable env (a game adapter, or a clonable single-agent env), resolves
-    the network and says whether it is a game."""
+    search's values. An iteration ends between episodes, so checkpoints need no env state. `env`: the searchable
+    env cfg.env's kind made (a game adapter, or a clonable single-agent env); `agent`: built for it by
+    loop.make_experience."""
 
-    def __init__(self, cfg: Config, rng: np.random.Generator, kind: EnvKind) -> None:
-        self.cfg, self.rng = cfg, rng  # rng: ε draws, random actions, minibatches
-        env = kind.make_search_env(cfg)
+    def __init__(self, cfg: Config, rng: np.random.Generator, kind: EnvKind, env: SearchEnv, agent: Agent) -> None:
+        self.cfg, self.rng, self.agent = cfg, rng, agent  # rng: ε draws, random actions, minibatches
         self.env_label = cfg.env if isinstance(cfg.env, str) else ""
         shape = tuple(env.obs_shape)
-        self.agent = Agent(shape, env.n_actions, cfg, arch=kind.arch(cfg, shape))
         self.search = MCTS(self.agent.q_values, mcts_config(cfg, cfg.seed), two_player=kind.two_player)
         # one line, before allocating, if the target memory (and the rest of the run) cannot fit
         check_memory(cfg, shape, np.float32, env.n_actions, self.agent.arch, self.agent.device, networks=False,

@@ -79,11 +79,11 @@ class Rollouts:
     """PQN as an Experience for deepq/training/loop.py's loop: `collect` steps every env rollout_len times and
     computes the rollout's λ-returns; the loop then takes epochs × minibatches gradient steps (`updates`), each
     `learn` one minibatch of the rollout regressed toward its returns. `players` say who moves (SingleAgent, or a
-    game's SelfPlay with the learner in both seats)."""
+    game's SelfPlay with the learner in both seats); `agent` is built for `envs` by loop.make_experience."""
 
-    def __init__(self, cfg: Config, rng: np.random.Generator, kind: EnvKind, envs: VecEnv, players: Players) -> None:
-        self.cfg, self.rng, self.envs, self.players = cfg, rng, envs, players
-        self.agent = Agent(envs.obs_shape, envs.n_actions, cfg, arch=kind.arch(cfg, envs.obs_shape))
+    def __init__(self, cfg: Config, rng: np.random.Generator, kind: EnvKind, envs: VecEnv, players: Players,
+                 agent: Agent) -> None:
+        self.cfg, self.rng, self.envs, self.players, self.agent = cfg, rng, envs, players, agent
         check_memory(cfg, envs.obs_shape, envs.obs_dtype, envs.n_actions, self.agent.arch, self.agent.device,
                      networks=False, game=kind.two_player)  # one line, before allocating, if the rollout cannot fit
         self.rollout = Rollout(cfg.rollout_len, envs, kind.two_player)
