@@ -31,7 +31,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from deepq.core.fast_path import flat_adam_step, flat_optimizer_state, flatten_params, is_flat_state, split_like
+from deepq.core.fast_path import (
+    FlatState,
+    flat_adam_step,
+    flat_optimizer_state,
+    flatten_params,
+    is_flat_state,
+    split_like,
+)
 from deepq.core.learner_config import LearnerConfig
 from deepq.core.losses import LossOutput
 from deepq.core.networks import ChannelNorm, NetworkConfig, SmallCNN
@@ -164,7 +171,7 @@ class LambdaUpdate:
         self.grad_layers = [(next(grads), next(grads), *((next(grads), next(grads)) if norm is not None
                                                        else (None, None))) for norm in norms]
         self.grad_conv = self.grad_layers.pop(0) if self.conv is not None else None
-        self._state: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
+        self._state: FlatState | None = None
 
     def __call__(self, obs: torch.Tensor, actions: torch.Tensor, returns: torch.Tensor) -> LossOutput:
         """One gradient step on the λ-return regression of a minibatch: obs (B, *obs_shape), actions (B,),
@@ -237,19 +244,19 @@ class LambdaUpdate:
             g = _hidden_backward(g, saved[i], w, norm, self.grad_layers[i], need_input=i > 0 or self.conv is not None)
         return g
 
-    def _optimizer_state(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """The optimizer's state flattened like the weights (fast_path.flat_optimizer_state): (exp_avg (P,),
-        exp_avg_sq (P,), the step counts (n_params,))."""
+    def _optimizer_state(self) -> FlatState:
+        """The optimizer's state flattened like the weights (fast_path.flat_optimizer_state)."""
         if self._state is None or not is_flat_state(self.optimizer, self.params, self._state[0]):
             self._state = flat_optimizer_state(self.optimizer, self.params)
         return self._state
 
     def _step(self) -> None:
         """One step of the optimizer's own algorithm (RAdam, or torch's fused Adam) over the flat buffers."""
-        exp_avg, exp_avg_sq, steps = self._optimizer_state()
+        state = self._optimizer_state()
         if not isinstance(self.optimizer, torch.optim.RAdam):
-            flat_adam_step(self.optimizer, self.flat_t, self.grad_t, exp_avg, exp_avg_sq, steps)
+            flat_adam_step(self.optimizer, self.flat_t, self.grad_t, state)
             return
+        exp_avg, exp_avg_sq, steps = state.exp_avg, state.exp_avg_sq, state.steps
         group = self.optimizer.param_groups[0]  # deepq's optimizers have no weight decay
         beta1, beta2 = group["betas"]
         steps += 1  # every parameter's step count

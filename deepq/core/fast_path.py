@@ -23,7 +23,7 @@ deepq/core/fast_mlp.py's NumpyMLP on the same views of the weights (the optimize
 from __future__ import annotations
 
 import math
-from typing import TypeVar
+from typing import NamedTuple, TypeVar
 
 import numpy as np
 import torch
@@ -71,13 +71,22 @@ def split_like(flat: ArrayT, params: list[torch.Tensor]) -> list[ArrayT]:
     return views
 
 
-def flat_optimizer_state(optimizer: torch.optim.Optimizer,
-                         params: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+class FlatState(NamedTuple):
+    """An optimizer's state over flat buffers (flat_optimizer_state)."""
+
+    exp_avg: torch.Tensor  # (P,) every parameter's first moment, in flatten_params' layout
+    exp_avg_sq: torch.Tensor  # (P,) the second moments
+    steps: torch.Tensor  # (n_params,) each parameter's step count (its state["step"] is a 0-d view of one entry)
+    counter: torch.Tensor  # 0-d, not a view: the count the fused Adam kernel advances (torch's add on a view of
+    # `steps` costs 5x as much), copied into `steps` after each step
+
+
+def flat_optimizer_state(optimizer: torch.optim.Optimizer, params: list[torch.Tensor]) -> FlatState:
     """The optimizer's own state (step, exp_avg, exp_avg_sq per parameter, as torch's Adam and RAdam create it),
     each kind flattened like the weights (flatten_params' layout), the parameters' entries made views of it, so
     checkpoints keep torch's format: each parameter its own 0-d step count, a view of one (n_params,) tensor (a
     checkpoint resumes on the reference update too). What was there is carried over (a loaded checkpoint, or
-    reference steps taken before). Returns (exp_avg (P,), exp_avg_sq (P,), the step counts (n_params,))."""
+    reference steps taken before)."""
     state, numel = optimizer.state, sum(p.numel() for p in params)
     exp_avg, exp_avg_sq = torch.zeros(numel, dtype=params[0].dtype), torch.zeros(numel, dtype=params[0].dtype)
     steps = torch.zeros(len(params))
@@ -89,7 +98,7 @@ def flat_optimizer_state(optimizer: torch.optim.Optimizer,
             v.copy_(s["exp_avg_sq"])
             steps[i] = float(s["step"])
         s.update(step=steps[i], exp_avg=m, exp_avg_sq=v)
-    return exp_avg, exp_avg_sq, steps
+    return FlatState(exp_avg, exp_avg_sq, steps, steps[0].clone())
 
 
 def is_flat_state(optimizer: torch.optim.Optimizer, params: list[torch.Tensor], exp_avg: torch.Tensor) -> bool:
@@ -123,7 +132,8 @@ class NumpyMLPUpdate:
         self.grad_layers = list(zip(grads[0::2], grads[1::2], strict=True))
         self._buffers: dict[tuple[str, int], list[np.ndarray]] = {}
         self._ones_buf = np.ones(0, dtype=self.flat.dtype)
-        self._adam: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
+        self._rows_buf = np.arange(0)
+        self._adam: FlatState | None = None
 
     def _buf(self, kind: str, rows: int) -> list[np.ndarray]:
         """Per-layer scratch arrays for `rows` rows, reused by every update (no allocation, warm in cache).
@@ -148,7 +158,7 @@ class NumpyMLPUpdate:
                 np.maximum(h, 0.0, out=h)
         return h  # (B, A)
 
-    def _adam_state(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def _adam_state(self) -> FlatState:
         """The optimizer's state flattened like the weights (flat_optimizer_state): (exp_avg (P,), exp_avg_sq (P,),
         the step counts (n_params,))."""
         if self._adam is None or not is_flat_state(self.optimizer, self.params, self._adam[0]):
@@ -161,7 +171,7 @@ class NumpyMLPUpdate:
             raise ValueError("the NumPy fast path does not weight transitions (prioritized replay): the learner "
                              "must run the reference update for this config (fast_path.supports says so)")
         cfg = self.cfg
-        n = len(batch.actions)
+        n = batch.actions.shape[0]  # (len() of a tensor costs 2 µs)
         obs, next_obs = batch.obs.numpy().reshape(n, -1), batch.next_obs.numpy().reshape(n, -1)  # (B, D)
         actions = batch.actions.numpy()  # (B,)
         hidden: list[np.ndarray] = []
@@ -175,7 +185,7 @@ class NumpyMLPUpdate:
         # the one TD target, on zero-copy torch views of the NumPy Q values (no autograd: nothing requires grad)
         y = td_target(batch.rewards, batch.discounts, torch.from_numpy(next_q),
                       None if next_q_online is None else torch.from_numpy(next_q_online), batch.next_legal).numpy()
-        rows = np.arange(n)
+        rows = self._rows(n)  # 0..n-1
         err = q_all[rows, actions] - y  # (B,) Q(s, a) − y
         if cfg.loss == "mse":
             loss = float(np.dot(err, err)) / n
@@ -207,6 +217,11 @@ class NumpyMLPUpdate:
         loss_t = torch.from_numpy(np.array(loss, dtype=np.float32))  # 0-d, as autograd's loss
         return LossOutput(loss_t, torch.from_numpy(np.abs(err)))  # (B,) |Q(s, a) − y|
 
+    def _rows(self, n: int) -> np.ndarray:
+        if len(self._rows_buf) != n:
+            self._rows_buf = np.arange(n)
+        return self._rows_buf
+
     def _ones(self, rows: int) -> np.ndarray:
         if len(self._ones_buf) != rows:
             self._ones_buf = np.ones(rows, dtype=self.flat.dtype)
@@ -214,18 +229,16 @@ class NumpyMLPUpdate:
 
     def _adam_step(self) -> None:
         """One Adam step over the flat buffers, as torch.optim.Adam(fused=True) takes it (flat_adam_step)."""
-        exp_avg, exp_avg_sq, steps = self._adam_state()
-        flat_adam_step(self.optimizer, self.flat_t, self.grad_t, exp_avg, exp_avg_sq, steps)
+        flat_adam_step(self.optimizer, self.flat_t, self.grad_t, self._adam_state())
 
 
-def flat_adam_step(optimizer: torch.optim.Optimizer, param: torch.Tensor, grad: torch.Tensor, exp_avg: torch.Tensor,
-                   exp_avg_sq: torch.Tensor, steps: torch.Tensor) -> None:
+def flat_adam_step(optimizer: torch.optim.Optimizer, param: torch.Tensor, grad: torch.Tensor, state: FlatState) -> None:
     """One Adam step of `optimizer`'s settings over flat buffers (flatten_params' layout): torch's functional
     `adam` with fused=True, the kernel torch.optim.Adam(fused=True) runs, over one tensor instead of one per
-    parameter (the same arithmetic per element). `steps` (n_params,): every parameter's step count, all equal."""
+    parameter (the same arithmetic per element)."""
     group = optimizer.param_groups[0]
     beta1, beta2 = group["betas"]
-    first = steps[0]  # a 0-d view: adam() adds 1 to it
-    adam([param], [grad], [exp_avg], [exp_avg_sq], [], [first], fused=True, amsgrad=False, beta1=beta1, beta2=beta2,
-         lr=group["lr"], weight_decay=group["weight_decay"], eps=group["eps"], maximize=False)
-    steps[1:] = first  # the other parameters' counts, as torch keeps one per parameter
+    adam([param], [grad], [state.exp_avg], [state.exp_avg_sq], [], [state.counter], fused=True, amsgrad=False,
+         beta1=beta1, beta2=beta2, lr=group["lr"], weight_decay=group["weight_decay"], eps=group["eps"],
+         maximize=False)  # adds 1 to state.counter
+    state.steps.fill_(state.counter)  # every parameter's count, as torch keeps one per parameter
