@@ -50,7 +50,7 @@ class Distributed:
 
     def __init__(self, cfg: Config, rng: np.random.Generator, kind: EnvKind, probe: VecEnv, agent: Agent,
                  stop: Callable[[], bool] = lambda: False) -> None:
-        # probe: one env of the actors' kind, for shapes and names only (loop.make_experience closes it)
+        # probe: one env of the actors' kind, already closed: only its shapes and names are read
         self.obs_shape, self.n_actions, obs_dtype = probe.obs_shape, probe.n_actions, probe.obs_dtype
         self.env_label = probe.env_label
         self.cfg, self.rng, self.kind, self.agent = cfg, rng, kind, agent
