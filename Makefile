@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
 	# CPU torch first: a bare torch requirement would pull several GB of CUDA packages.
 	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install --quiet "torch==2.13.0"
-	$(BIN)/pip install --quiet -e ".[dev,docs,video,atari,envpool,minatar,games,distributed,research]"
+	$(BIN)/pip install --quiet -e ".[dev,docs,video,atari,envpool,minatar,games,distributed,research,export]"
 	touch $(STAMP)
 
 demo: $(STAMP)

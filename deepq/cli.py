@@ -69,6 +69,14 @@ def build_parser() -> Parser:
     pl.add_argument("--mcts", type=integer, default=0, metavar="N",
                     help="the agent searches N simulations per move (Q-guided MCTS) instead of playing its Q directly")
 
+    ex = sub.add_parser("export", help="write a trained Q-network as an ONNX file (onnxruntime, no deepq needed)",
+                        description="Export a saved agent's Q-network: a float32 batch of observations in, Q values "
+                                    "out. Example: deepq export runs/cartpole-0-... --out cartpole.onnx",
+                        allow_abbrev=False)
+    ex.add_argument("path", metavar="RUN_OR_AGENT", help="a run directory or an agent.pt file")
+    ex.add_argument("--format", choices=("onnx",), default="onnx", help="the file format (default onnx)")
+    ex.add_argument("--out", metavar="PATH", help="the file to write (default: beside the agent, RUN/agent.onnx)")
+
     sub.add_parser("presets", help="list presets with their key settings", allow_abbrev=False)
     for module in RESEARCH.values():
         module.add_parser(sub)
@@ -247,6 +255,15 @@ def _cmd_play(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_export(args: argparse.Namespace) -> int:
+    from deepq.export import default_out, export_onnx
+    from deepq.training.setup import load
+
+    out = Path(args.out) if args.out else default_out(args.path, args.format)
+    print(export_onnx(load(Path(args.path)), out))
+    return 0
+
+
 def _cmd_presets() -> int:
     rows = describe_presets()
     cols = list(rows[0])
@@ -270,6 +287,8 @@ def main(argv: list[str] | None = None) -> int:
                 return _cmd_eval(args)
             if args.command == "play":
                 return _cmd_play(args)
+            if args.command == "export":
+                return _cmd_export(args)
             if args.command in RESEARCH:
                 return RESEARCH[args.command].run(args)
             return _cmd_presets()

@@ -25,7 +25,7 @@ from deepq.config import FIELD_ALIASES, TAGS, Config, groups
 from deepq.errors import DeepQError
 from deepq.presets import PRESETS
 
-COMMANDS = ("train", "eval", "play", "presets", "sweep", "compare", "tune")
+COMMANDS = ("train", "eval", "play", "export", "presets", "sweep", "compare", "tune")
 _NOT_ON_CLI = {"network"}  # Python-only fields (code)
 
 

@@ -15,8 +15,9 @@ import re
 import stat
 import tempfile
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from deepq.errors import CheckpointError, DiskFullError
 
@@ -73,13 +74,23 @@ def atomic_save(obj: Any, path: str | os.PathLike[str]) -> None:
     """
     import torch  # here, not at the top: the command line reads small files through this module before torch loads
 
+    atomic_write(path, lambda f: torch.save(obj, f))
+
+
+def atomic_write_bytes(data: bytes, path: str | os.PathLike[str]) -> None:
+    """`data` written as atomic_save writes (temp file, fsync, rename; a full disk is one DiskFullError line)."""
+    atomic_write(path, lambda f: f.write(data))
+
+
+def atomic_write(path: str | os.PathLike[str], write: Callable[[BinaryIO], object]) -> None:
+    """`write(f)` into a temp file beside `path`, then fsync and rename (atomic_save's contract)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
             _open_permissions(f.fileno())
-            torch.save(obj, f)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
