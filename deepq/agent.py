@@ -28,8 +28,10 @@ from deepq.core.results import EvalResult
 from deepq.errors import CheckpointError, ConfigError
 from deepq.files import FORMAT_VERSION, atomic_save, first_sentence, safe_load, short_repr
 from deepq.memory import available_bytes, check_network_memory, network_needs, size_text
+from deepq.observations import ObsSpec, encode, env_name, probe, spec_of
 
 AGENT_FORMAT = "deepq-agent"
+PREDICT_STREAM = 0x9E3779B9  # predict()'s ε-greedy draws: a stream of its own under cfg.seed
 MAX_OBS_VALUES = 2 ** 40  # numbers in one observation: far above any env's, far below int64 overflow in a layer
 ArchOf = Callable[[Config, tuple[int, ...]], str]  # (the file's config, obs_shape) -> the resolved architecture
 
@@ -42,14 +44,17 @@ def plain_arch(cfg: Config, obs_shape: tuple[int, ...]) -> str:
 class Agent:
     """A trained or training Q-network: a Policy that acts and a Learner that updates, sharing the online net.
 
-    `act` and `q_values` are the policy's; `agent.learner.update(batch)` is one gradient step; `save` writes the
+    `act`, `q_values` and `predict` take the observations the env gives (deepq/observations.py encodes them as
+    training does) and act with the policy; `agent.learner.update(batch)` is one gradient step; `save` writes the
     one agent file that `deepq.load` reads.
     """
 
     def __init__(self, obs_shape: tuple[int, ...], n_actions: int, cfg: Config,
-                 device: torch.device | str | None = None, arch: str | None = None) -> None:
+                 device: torch.device | str | None = None, arch: str | None = None,
+                 observation_space: Any = None) -> None:
         """`arch`: the network the env kind resolved from cfg.arch (EnvKind.arch: board games get the MLP);
-        None resolves it as for any env that is not a board game."""
+        None resolves it as for any env that is not a board game. `observation_space`: the env's (a Gymnasium
+        space), which says whether an int is an observation; None: read from cfg.env when first needed."""
         self.cfg = cfg
         self.obs_shape = tuple(obs_shape)
         self.n_actions = n_actions
@@ -66,6 +71,9 @@ class Agent:
         # final evaluation of agent.pt. None for an agent that was built or loaded, not trained.
         self.run_dir: Path | None = None
         self.final_evaluation: EvalResult | None = None
+        self._obs_spec = (None if observation_space is None
+                          else spec_of(observation_space, env_name(cfg.env), self.obs_shape))
+        self.predict_rng = np.random.default_rng([cfg.seed, PREDICT_STREAM])  # predict(deterministic=False)
 
     @property
     def online(self) -> nn.Module:
@@ -81,14 +89,36 @@ class Agent:
     def optimizer(self) -> torch.optim.Optimizer:
         return self.learner.optimizer
 
+    def observation_spec(self) -> ObsSpec:
+        """The observations act, q_values and predict take: a Discrete space's ints, or arrays of obs_shape; read
+        from the env the first time an input needs it (an int, an int array), then kept."""
+        if self._obs_spec is None:
+            self._obs_spec = probe(self.cfg.env, self.obs_shape)
+        return self._obs_spec
+
     def q_values(self, obs: Any) -> np.ndarray:
         """Q values: [A] for one observation, [B, A] for a batch."""
-        return self.policy.q_values(obs)
+        return self.policy.q_values(encode(obs, self.obs_shape, self.observation_spec, "Agent.q_values"))
 
     def act(self, obs: Any, legal: np.ndarray | None = None) -> Any:
-        """Greedy action: an int for one observation, an int64 array for a batch.
+        """Greedy action: an int for one observation, an int64 array for a batch. The observation is the env's (a
+        Discrete space's int, a 1-D int array of them for a batch; a Box's array, with a leading batch dimension for
+        a batch), or its network input; anything else is one ConfigError line saying what the agent takes.
         `legal` ([A] or [B, A] bool, games): the greedy choice is among legal actions only."""
-        return self.policy.act(obs, legal)
+        return self.policy.act(encode(obs, self.obs_shape, self.observation_spec, "Agent.act"), legal)
+
+    def predict(self, obs: Any, state: Any = None, episode_start: Any = None,
+                deterministic: bool = True) -> tuple[Any, None]:
+        """Stable-Baselines3's `model.predict`: (action, None), the action as act() gives it (an int for one
+        observation, an int64 array for a batch). deterministic=False acts ε-greedily with cfg.eval_eps (greedy
+        when it is 0, the default), drawing from `predict_rng`. `state` and `episode_start` (recurrent policies')
+        are ignored: a Q-network keeps no state between steps."""
+        x = encode(obs, self.obs_shape, self.observation_spec, "Agent.predict")
+        if deterministic:
+            return self.policy.act(x), None
+        single = x.ndim == len(self.obs_shape)
+        actions = self.policy.explore(x[None] if single else x, self.cfg.eval_eps, self.predict_rng)  # (B,)
+        return (int(actions[0]) if single else actions), None
 
     def state_dict(self) -> dict[str, Any]:
         """Everything a checkpoint needs to continue training bit-for-bit."""

@@ -29,8 +29,8 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     # the vocabulary every command parses with: train's and the research tools' (deepq/research)
     ("config", ("deepq.config", "deepq.presets", "deepq.cli_args")),
     # the core's pieces assembled from a Config: each one's small config, the Agent, what a run's memory needs,
-    # the Agent's network exported (ONNX)
-    ("agent", ("deepq.components", "deepq.agent", "deepq.memory", "deepq.export")),
+    # the Agent's network exported (ONNX), the observations the Agent takes and their encoding
+    ("agent", ("deepq.components", "deepq.agent", "deepq.memory", "deepq.export", "deepq.observations")),
     ("envs", ("deepq.envs.*",)),
     ("games", ("deepq.games.*",)),
     ("run side channels", ("deepq.run.*",)),  # run dir, log, progress, plot: they never import the loop

@@ -19,6 +19,7 @@ import gymnasium as gym
 import numpy as np
 
 from deepq.errors import ConfigError
+from deepq.observations import one_hot
 
 # backend 'auto' takes a NumPy vector env from this many envs up: below, one env's Python step is the cheaper one
 # (µs per vector step of 1 / 4 envs, reference against NumPy: CartPole 11.6 / 38.1 against 22.5 / 24.7, MinAtar
@@ -76,13 +77,7 @@ def obs_converter(space: gym.Space) -> Callable[[Any], np.ndarray]:
     becomes uint8, other Boxes float32, and Discrete observations become one-hot float32."""
     if isinstance(space, gym.spaces.Discrete):
         n, start = int(space.n), int(space.start)
-
-        def one_hot(obs: Any) -> np.ndarray:
-            out = np.zeros(n, dtype=np.float32)
-            out[int(obs) - start] = 1.0
-            return out
-
-        return one_hot
+        return lambda obs: one_hot(obs, n, start)  # the Agent encodes what it is given with the same function
     dtype = obs_dtype(space)
     return lambda obs: np.asarray(obs, dtype=dtype)
 
