@@ -115,8 +115,11 @@ def _as_array(obs: Any) -> np.ndarray | None:
 
 
 def _fits(have: tuple[int, ...], shape: tuple[int, ...]) -> bool:
-    """Whether an array of shape `have` is one observation of `shape` or a batch of them."""
-    return len(have) in (len(shape), len(shape) + 1) and tuple(have[len(have) - len(shape):]) == tuple(shape)
+    """Whether an array of shape `have` is one observation of `shape` or a batch of them, either as `shape` or
+    a batch flattened to (B, D), D the product of `shape` (an MLP on board planes has always taken that)."""
+    if len(have) in (len(shape), len(shape) + 1) and tuple(have[len(have) - len(shape):]) == tuple(shape):
+        return True
+    return len(shape) > 1 and len(have) == 2 and have[-1] == int(np.prod(shape))
 
 
 def _refusal(caller: str, s: ObsSpec, got: str) -> str:

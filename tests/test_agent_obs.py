@@ -207,3 +207,14 @@ def test_a_loaded_agent_and_one_given_its_space_take_ints(taxi: deepq.Agent, tmp
     built = deepq.Agent((500,), 6, deepq.Config(env=not_made, hidden_sizes=(16,), device="cpu"),
                         observation_space=space)
     assert built.act(3) == int(network_argmax(built, training_encoding("Taxi-v4", [3]))[0])
+
+
+def test_a_board_agent_takes_its_planes_flattened_as_it_always_has() -> None:
+    """Game agents (board planes into an MLP) were fed batches of flattened planes, (B, D), before observations
+    were checked (tests/test_gpu.py does); they still are, with the same actions as the planes give."""
+    cfg = deepq.Config(env="openspiel:tic_tac_toe", hidden_sizes=(16,), seed=0)
+    agent = deepq.Agent((3, 3, 3), 9, cfg, arch="mlp")
+    planes = np.random.default_rng(0).random((8, 3, 3, 3)).astype(np.float32)
+    np.testing.assert_array_equal(agent.act(planes.reshape(8, 27)), agent.act(planes))
+    with pytest.raises(ConfigError, match="expected an openspiel:tic_tac_toe observation"):
+        agent.act(planes.reshape(8, 3, 9))
