@@ -189,6 +189,8 @@ def test_joining_no_cluster_leaves_no_run_folder(tmp_path: Path, ray_tmp: Path) 
     proc = start(deepq_cli("train", "cartpole", "--num_actors", "1", "--ray_address", "auto", "--run_dir", str(run),
                            *SMALL), tmp_path, ray_tmp)
     out, err = proc.communicate(timeout=120)
+    if proc.returncode != 2 and ray_runs_here():  # the other pytest worker started a Ray meanwhile: 'auto' joined it
+        pytest.skip("a Ray started on this machine during the run (another test's): 'auto' joined it")
     line = one_line_error(subprocess.CompletedProcess(proc.args, proc.returncode, out, err))
     assert "Ray cluster at 'auto'" in line
     assert not run.exists()  # it had been left holding .lock
