@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ import numpy as np
 import pytest
 import torch
 from distributed_harness import MCTS, SMALL
+from ray_lock import one_ray_at_a_time
 
 import deepq
 from deepq.errors import CheckpointError
@@ -32,6 +34,13 @@ from deepq.training.setup import env_kind
 
 os.environ.setdefault(LOOPBACK_ONLY, "0")  # before Ray's first import: a local Ray on 127.0.0.1 only
 ray = pytest.importorskip("ray")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_ray() -> Iterator[None]:
+    """This module's tests start Rays: none of another test's may run meanwhile (tests/ray_lock.py says why)."""
+    with one_ray_at_a_time():
+        yield
 
 
 @pytest.fixture(scope="module")

@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 from process_harness import processes_with, wait_until_handled
+from ray_lock import one_ray_at_a_time
 
 import deepq
 from deepq.cli import main
@@ -54,13 +55,14 @@ def local_ray() -> Any:
     """A real local Ray on loopback (one for the module: it takes seconds to start), as `deepq sweep --ray_address
     auto` finds one started on this machine."""
     ray = pytest.importorskip("ray")
-    started = not ray.is_initialized()
-    if started:
-        ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False,
-                 logging_level="ERROR")
-    yield ray
-    if started:
-        ray.shutdown()
+    with one_ray_at_a_time():  # no other test's Ray meanwhile (tests/ray_lock.py says why)
+        started = not ray.is_initialized()
+        if started:
+            ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False,
+                     logging_level="ERROR")
+        yield ray
+        if started:
+            ray.shutdown()
 
 
 def ray_tasks(ray: Any) -> int:
