@@ -28,7 +28,7 @@ from deepq.core.results import EvalResult
 from deepq.errors import CheckpointError, ConfigError
 from deepq.files import FORMAT_VERSION, atomic_save, first_sentence, safe_load, short_repr
 from deepq.memory import available_bytes, check_network_memory, network_needs, size_text
-from deepq.observations import ObsSpec, encode, env_name, probe, spec_of
+from deepq.observations import ObsSpec, encode, env_name, legal_mask, probe, spec_of, split_mask
 
 AGENT_FORMAT = "deepq-agent"
 PREDICT_STREAM = 0x9E3779B9  # predict()'s ε-greedy draws: a stream of its own under cfg.seed
@@ -97,28 +97,44 @@ class Agent:
         return self._obs_spec
 
     def q_values(self, obs: Any) -> np.ndarray:
-        """Q values: [A] for one observation, [B, A] for a batch."""
-        return self.policy.q_values(encode(obs, self.obs_shape, self.observation_spec, "Agent.q_values"))
+        """Q values: [A] for one observation, [B, A] for a batch (of every action: a mask the observation carries
+        is not applied)."""
+        return self.policy.q_values(encode(split_mask(obs)[0], self.obs_shape, self.observation_spec, "Agent.q_values"))
 
-    def act(self, obs: Any, legal: np.ndarray | None = None) -> Any:
+    def act(self, obs: Any, legal: Any = None) -> Any:
         """Greedy action: an int for one observation, an int64 array for a batch. The observation is the env's (a
         Discrete space's int, a 1-D int array of them for a batch; a Box's array, with a leading batch dimension for
-        a batch), or its network input; anything else is one ConfigError line saying what the agent takes.
-        `legal` ([A] or [B, A] bool, games): the greedy choice is among legal actions only."""
-        return self.policy.act(encode(obs, self.obs_shape, self.observation_spec, "Agent.act"), legal)
+        a batch; a Dict with an "action_mask" entry), or its network input; anything else is one ConfigError line
+        saying what the agent takes. `legal` ([A] or [B, A], bools or 0/1: games' legal moves, an env's
+        info["action_mask"]; default the Dict observation's mask, if any): the choice is among legal actions only."""
+        x, legal = self._input(obs, legal, "Agent.act")
+        return self.policy.act(x, legal)
 
-    def predict(self, obs: Any, state: Any = None, episode_start: Any = None,
-                deterministic: bool = True) -> tuple[Any, None]:
+    def predict(self, obs: Any, state: Any = None, episode_start: Any = None, deterministic: bool = True,
+                action_masks: Any = None) -> tuple[Any, None]:
         """Stable-Baselines3's `model.predict`: (action, None), the action as act() gives it (an int for one
         observation, an int64 array for a batch). deterministic=False acts ε-greedily with cfg.eval_eps (greedy
-        when it is 0, the default), drawing from `predict_rng`. `state` and `episode_start` (recurrent policies')
-        are ignored: a Q-network keeps no state between steps."""
-        x = encode(obs, self.obs_shape, self.observation_spec, "Agent.predict")
+        when it is 0, the default), drawing from `predict_rng`. `action_masks` (sb3-contrib MaskablePPO's keyword):
+        the legal actions, as act()'s `legal`. `state` and `episode_start` (recurrent policies') are ignored: a
+        Q-network keeps no state between steps."""
+        x, legal = self._input(obs, action_masks, "Agent.predict")
         if deterministic:
-            return self.policy.act(x), None
+            return self.policy.act(x, legal), None
         single = x.ndim == len(self.obs_shape)
-        actions = self.policy.explore(x[None] if single else x, self.cfg.eval_eps, self.predict_rng)  # (B,)
+        rows = None if legal is None else (legal[None] if single else legal)
+        actions = self.policy.explore(x[None] if single else x, self.cfg.eval_eps, self.predict_rng, rows)  # (B,)
         return (int(actions[0]) if single else actions), None
+
+    def _input(self, obs: Any, legal: Any, caller: str) -> tuple[np.ndarray, np.ndarray | None]:
+        """(the network's input, the legal actions as bools or None): a Dict observation's mask is used where
+        `legal` is not given."""
+        obs, mask = split_mask(obs)
+        x = encode(obs, self.obs_shape, self.observation_spec, caller)
+        legal = mask if legal is None else legal
+        if legal is None:
+            return x, None
+        single = x.ndim == len(self.obs_shape)
+        return x, legal_mask(legal, self.n_actions, None if single else len(x), caller)
 
     def state_dict(self) -> dict[str, Any]:
         """Everything a checkpoint needs to continue training bit-for-bit."""

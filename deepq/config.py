@@ -77,6 +77,9 @@ class Config:
     """Environments stepped together; one batched forward pass acts for all of them."""
     name: str = tag("", RUN, RUN_NAME)
     """Run name used for the run directory (defaults to the preset or env id)."""
+    action_masks: bool = tag(True, RUN, resume_fixed=True)
+    """Use the legal-action masks an env gives (info['action_mask'], a Dict observation's 'action_mask' entry, or an
+    action_masks() method): explore, act and bootstrap among legal actions only. False: every action is legal."""
 
     hidden_sizes: tuple[int, ...] = tag((120, 84), NETWORK, WIDTHS, resume_fixed=True)
     """Widths of the default MLP's hidden layers."""
@@ -329,10 +332,7 @@ RESUME_FIXED: tuple[str, ...] = tuple(name for name, t in TAGS.items() if t.resu
 
 def groups() -> dict[str, list[str]]:
     """Each group's fields in field order; the groups in the order of their first fields."""
-    out: dict[str, list[str]] = {}
-    for name, t in TAGS.items():
-        out.setdefault(t.group, []).append(name)
-    return out
+    return {g: [n for n, t in TAGS.items() if t.group == g] for g in dict.fromkeys(t.group for t in TAGS.values())}
 
 
 # The checks across fields, one function per group; each runs after that group's own field checks.

@@ -53,7 +53,7 @@ def replay_bytes(cfg: Config, obs_shape: tuple[int, ...], obs_dtype: Any, n_acti
                  legal: bool = False) -> int:
     """Bytes of the arrays the run's experience memory allocates (deepq.training.dqn.make_replay's,
     target='mcts''s TargetMemory, or target='pqn''s rollout), with prioritized replay's sum tree. `legal`
-    (games): s' legal moves too."""
+    (games, envs that mask actions): s' legal moves too."""
     obs = _numel(obs_shape) * np.dtype(obs_dtype).itemsize  # one observation
     n = cfg.num_envs
     if cfg.target == "pqn":  # Rollout: s and the true s', int64 actions, float32 rewards and returns, two bools
@@ -65,7 +65,8 @@ def replay_bytes(cfg: Config, obs_shape: tuple[int, ...], obs_dtype: Any, n_acti
         frame_slots = slots + slots // 64 + k
         frames = n * frame_slots * _numel(obs_shape[1:]) * np.dtype(obs_dtype).itemsize
         per_env = n * (8 + 8 + 8 + 1 + 8 + obs)  # tail, written, episode_start, new_episode, _envs, last_next
-        total, num_slots = frames + n * slots * FRAME_TRANSITION_BYTES + per_env, n * slots
+        moves = n_actions if legal else 0  # an env that masks actions: the (A,) legal actions of s'
+        total, num_slots = frames + n * slots * (FRAME_TRANSITION_BYTES + moves) + per_env, n * slots
     else:  # ReplayMemory: obs and next_obs, int64 actions, float32 rewards and terminated, bool ended
         capacity = cfg.buffer_size - cfg.buffer_size % n
         moves = n_actions if legal else 0  # games: the (A,) legal moves of s'
@@ -136,11 +137,12 @@ def network_needs(obs_shape: tuple[int, ...], n_actions: int, cfg: Config, arch:
 
 
 def estimate(cfg: Config, obs_shape: tuple[int, ...], obs_dtype: Any, n_actions: int, arch: str,
-             networks: bool = True, *, game: bool = False) -> list[Need]:
+             networks: bool = True, *, game: bool = False, masked: bool = False) -> list[Need]:
     """Everything a training run allocates that grows with its settings; `networks=False` leaves out the
     online and target networks (where an Agent already holds them). `arch`: the network the env kind resolved;
-    `game`: a two-player game's run (legal moves stored, evaluations from each seat)."""
-    replay = replay_bytes(cfg, obs_shape, obs_dtype, n_actions, legal=game)
+    `game`: a two-player game's run (legal moves stored, evaluations from each seat); `masked`: an env that masks
+    actions (legal actions stored)."""
+    replay = replay_bytes(cfg, obs_shape, obs_dtype, n_actions, legal=game or masked)
     if cfg.target == "pqn":  # no replay: one rollout, consumed before any checkpoint
         needs = [Need("the rollout", f"num_envs × rollout_len = {cfg.num_envs * cfg.rollout_len:,}",
                       "lower num_envs or rollout_len", replay)]
@@ -153,7 +155,7 @@ def estimate(cfg: Config, obs_shape: tuple[int, ...], obs_dtype: Any, n_actions:
         needs.append(Need("one search tree (a node per simulation)", f"mcts_simulations={cfg.mcts_simulations:,}",
                           "lower mcts_simulations", cfg.mcts_simulations * (SEARCH_NODE_BYTES + obs)))
     if cfg.num_actors > 0 and cfg.target != "mcts":  # (search actors ship mcts_episodes episodes, not actor_batch)
-        needs.append(actor_batches_need(cfg, obs_shape, obs_dtype, n_actions, legal=game))
+        needs.append(actor_batches_need(cfg, obs_shape, obs_dtype, n_actions, legal=game or masked))
     needs += [Need("evaluation (each episode's return and length)", f"eval_episodes={cfg.eval_episodes:,}",
                   "lower eval_episodes", evaluation_bytes(cfg, seats=2 if game else 1))]
     nets = network_needs(obs_shape, n_actions, cfg, arch)
@@ -229,7 +231,7 @@ def _where(device: torch.device) -> str:
 
 def check_memory(cfg: Config, obs_shape: tuple[int, ...], obs_dtype: Any, n_actions: int, arch: str,
                  device: torch.device | str = "cpu", networks: bool = True, available: int | None = None, *,
-                 game: bool = False) -> None:
+                 game: bool = False, masked: bool = False) -> None:
     """Raise ConfigError, in one line naming the biggest item and the setting to lower, when a training run of
     `cfg` needs more memory than the machine has available. Cheap: nothing is allocated.
 
@@ -237,7 +239,7 @@ def check_memory(cfg: Config, obs_shape: tuple[int, ...], obs_dtype: Any, n_acti
     (gradients, optimizer moments) is still counted. On a CUDA device the networks' part is checked against the
     device's free memory, the rest against the host's. `available`: the host's bytes (default: measured)."""
     device = torch.device(device)
-    needs = estimate(cfg, obs_shape, obs_dtype, n_actions, arch, networks, game=game)
+    needs = estimate(cfg, obs_shape, obs_dtype, n_actions, arch, networks, game=game, masked=masked)
     host = needs
     if device.type == "cuda":
         host = [n for n in needs if not n.on_device]

@@ -8,12 +8,15 @@ to the network as they are.
 `encode` needs to know the env's observation space only where the input alone cannot say (an int, an int array):
 the Agent then asks for an `ObsSpec` once, from the space it was given or, failing that, from `probe(cfg.env)`, which
 makes the env once to read its space. Every input `encode` cannot take is one ConfigError line naming what it takes.
+
+An env that masks actions with a Dict observation ({"observation": o, "action_mask": m}) hands the Agent that Dict:
+`split_mask` takes the mask out for the greedy choice and leaves o to encode; `legal_mask` checks a mask given.
 """
 
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,6 +50,42 @@ def one_hot(obs: Any, n: int, start: int = 0) -> np.ndarray:
     return out
 
 
+MASK_KEY = "action_mask"  # the info key, and the Dict observation's entry, an action mask goes by (deepq/envs/masks.py)
+
+
+def split_mask(obs: Any) -> tuple[Any, Any]:
+    """(observation, mask) of a Dict observation {..., "action_mask": m} with one other entry; (obs, None) for any
+    other observation."""
+    if not isinstance(obs, Mapping) or MASK_KEY not in obs:
+        return obs, None
+    rest = [k for k in obs if k != MASK_KEY]
+    if len(rest) != 1:
+        raise ConfigError(f"a Dict observation with an {MASK_KEY!r} entry must hold one other entry, the "
+                          f"observation; this one holds {len(rest)} ({', '.join(map(repr, rest)) or 'none'})")
+    return obs[rest[0]], obs[MASK_KEY]
+
+
+def legal_mask(legal: Any, n_actions: int, batch: int | None, caller: str) -> np.ndarray:
+    """`legal` as bool (A,) for one observation (`batch` None) or (B, A) for a batch of B, with a legal action in
+    every row; anything else is one ConfigError line."""
+    x = _as_array(legal)
+    want = (n_actions,) if batch is None else (batch, n_actions)
+    if x is None or x.shape != want or not is_mask(x):
+        raise ConfigError(f"{caller}: expected an action mask of shape {want} (bools or 0/1 numbers, one per action"
+                          f"{'' if batch is None else ', per observation'}); got {_got(legal, x)}")
+    x = x.astype(bool)
+    if not x.any(axis=-1).all():
+        raise ConfigError(f"{caller}: the action mask allows no action"
+                          f"{'' if batch is None else f' in row {int(np.flatnonzero(~x.any(axis=-1))[0])}'}; "
+                          "at least one action must be legal")
+    return x
+
+
+def is_mask(x: np.ndarray) -> bool:
+    """Whether an array holds a mask's values: bools, or only 0 and 1 as ints or floats."""
+    return x.dtype.kind == "b" or (x.dtype.kind in "iuf" and bool(((x == 0) | (x == 1)).all()))
+
+
 def env_name(env: Any) -> str:
     """How messages call the env an agent was trained on: its id, or its factory's name."""
     if isinstance(env, str):
@@ -55,7 +94,10 @@ def env_name(env: Any) -> str:
 
 
 def spec_of(space: Any, label: str, shape: tuple[int, ...]) -> ObsSpec:
-    """The ObsSpec of a Gymnasium observation space, for a network taking `shape`."""
+    """The ObsSpec of a Gymnasium observation space, for a network taking `shape` (a Dict space with an action mask:
+    of its observation entry)."""
+    if isinstance(space, gym.spaces.Dict) and MASK_KEY in space.spaces and len(space.spaces) == 2:
+        space = next(v for k, v in space.spaces.items() if k != MASK_KEY)
     if isinstance(space, gym.spaces.Discrete) and (int(space.n),) == tuple(shape):
         return ObsSpec(label, tuple(shape), int(space.n), int(space.start))
     return ObsSpec(label, tuple(shape))

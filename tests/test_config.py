@@ -36,7 +36,7 @@ from deepq.config import (
 from deepq.config_checks import Check, Tag, tag_of
 from deepq.training import loop
 
-PRESET_NAMES = ["cartpole", "acrobot", "mountaincar", "lunarlander"]
+PRESET_NAMES = ["cartpole", "acrobot", "mountaincar", "lunarlander", "taxi"]
 
 
 @pytest.mark.parametrize("name", PRESET_NAMES)
@@ -192,14 +192,14 @@ def test_every_field_is_tagged_with_a_known_group() -> None:
 # The fields a resume may not change, as docs/guides/checkpoints.md lists them (they shape the networks, the
 # replay memory or the envs); a checkpoint written before the tags refuses and accepts the same resumes.
 DOCUMENTED_RESUME_FIXED = {
-    "env", "seed", "num_envs", "buffer_size", "hidden_sizes", "target", "network", "arch", "layer_norm", "dueling",
-    "noisy",
+    "env", "seed", "num_envs", "action_masks", "buffer_size", "hidden_sizes", "target", "network", "arch",
+    "layer_norm", "dueling", "noisy",
     "atoms", "prioritized", "per_alpha", "frame_stack", "backend", "noop_max", "frame_skip", "screen_size",
     "grayscale", "sticky_actions", "fire_reset", "max_episode_frames", "opponent_pool"}
 
 
 def test_resume_fixed_is_derived_from_the_tags_and_equals_the_documented_list() -> None:
-    assert set(RESUME_FIXED) == DOCUMENTED_RESUME_FIXED and len(RESUME_FIXED) == 24
+    assert set(RESUME_FIXED) == DOCUMENTED_RESUME_FIXED and len(RESUME_FIXED) == 25
     assert list(RESUME_FIXED) == [n for n in TAGS if n in DOCUMENTED_RESUME_FIXED]  # in field order
     assert loop.RESUME_FIXED is RESUME_FIXED
     guide = " ".join((Path(__file__).parents[1] / "docs" / "guides" / "checkpoints.md").read_text().split())

@@ -41,7 +41,9 @@ class FrameReplay:
 
     def __init__(self, capacity: int, obs_shape: tuple[int, ...], num_envs: int = 1,
                  obs_dtype: Any = np.uint8, device: torch.device | str = "cpu", n_step: int = 1,
-                 gamma: float = 0.99) -> None:
+                 gamma: float = 0.99, legal_actions: int = 0) -> None:
+        """`legal_actions`: with A > 0, each transition also stores the (A,) legal-action mask of s' (an env that
+        masks actions), as ReplayMemory does."""
         if capacity < num_envs or num_envs < 1:
             raise ValueError(f"capacity {capacity} must be at least num_envs {num_envs} (>= 1)")
         self.k = obs_shape[0]  # frames per observation
@@ -61,6 +63,7 @@ class FrameReplay:
         self.actions = np.zeros((num_envs, self.slots), dtype=np.int32)
         self.rewards = np.zeros((num_envs, self.slots), dtype=np.float32)
         self.terminated = np.zeros((num_envs, self.slots), dtype=bool)
+        self.next_legal = np.zeros((num_envs, self.slots, legal_actions), dtype=bool) if legal_actions else None
         self.head = 0  # transitions added per env (all envs add together); the next slot is head % slots
         self.tail = np.zeros(num_envs, dtype=np.int64)  # per env, the oldest sampleable transition
         self.written = np.zeros(num_envs, dtype=np.int64)  # per env, frames stored (= next frame position)
@@ -74,13 +77,15 @@ class FrameReplay:
 
     def nbytes(self) -> int:
         """Bytes of all preallocated arrays (what a full memory holds)."""
-        return sum(a.nbytes for a in (self.frames, self.next_pos, self.start_pos, self.actions,
-                                      self.rewards, self.terminated, self.tail, self.written,
-                                      self.episode_start, self.new_episode, self.last_next))
+        legal = 0 if self.next_legal is None else self.next_legal.nbytes
+        return legal + sum(a.nbytes for a in (self.frames, self.next_pos, self.start_pos, self.actions,
+                                              self.rewards, self.terminated, self.tail, self.written,
+                                              self.episode_start, self.new_episode, self.last_next))
 
     def add(self, obs: np.ndarray, actions: np.ndarray, rewards: np.ndarray, next_obs: np.ndarray,
-            terminated: np.ndarray, ended: np.ndarray, next_legal: None = None) -> np.ndarray:
-        """Add one transition per vector env: obs, next_obs (N, k, *frame); the rest (N,); returns their slots.
+            terminated: np.ndarray, ended: np.ndarray, next_legal: np.ndarray | None = None) -> np.ndarray:
+        """Add one transition per vector env: obs, next_obs (N, k, *frame); the rest (N,) (next_legal (N, A), required
+        when the memory stores masks); returns their slots.
 
         ended[i]: env i was reset after this step, so its next add starts a new episode.
         Raises ValueError, storing nothing, where the stacks break the assumptions stacks are
@@ -89,16 +94,19 @@ class FrameReplay:
         if len(actions) != self.num_envs:
             raise ValueError(f"add got {len(actions)} transitions for {self.num_envs} envs")
         self._check(obs, next_obs)
-        slots = self.add_frames(obs[self.new_episode, -1], next_obs[:, -1], actions, rewards, terminated, ended)
+        slots = self.add_frames(obs[self.new_episode, -1], next_obs[:, -1], actions, rewards, terminated, ended,
+                                next_legal)
         self.last_next[:] = next_obs
         return slots
 
     def add_frames(self, first: np.ndarray, new: np.ndarray, actions: np.ndarray, rewards: np.ndarray,
-                   terminated: np.ndarray, ended: np.ndarray) -> np.ndarray:
+                   terminated: np.ndarray, ended: np.ndarray, next_legal: np.ndarray | None = None) -> np.ndarray:
         """`add` from frames alone, for a sender that holds the stacks (a distributed actor ships each frame once):
         first (S, *frame): the reset frame f0 of each env starting an episode (the envs whose previous add had
         ended, or mark_reset), in env order; new (N, *frame): the newest frame of each s'. Returns the slots."""
         starts = np.flatnonzero(self.new_episode)
+        if (self.next_legal is None) != (next_legal is None):
+            raise ValueError("FrameReplay: pass next_legal exactly when the memory stores masks (legal_actions > 0)")
         if len(first) != len(starts) or len(new) != self.num_envs:
             raise ValueError(f"add_frames got {len(first)} reset frames for {len(starts)} new episodes and "
                              f"{len(new)} new frames for {self.num_envs} envs")
@@ -113,6 +121,8 @@ class FrameReplay:
         self.actions[:, slot] = actions
         self.rewards[:, slot] = rewards
         self.terminated[:, slot] = terminated
+        if self.next_legal is not None:
+            self.next_legal[:, slot] = next_legal
         self.written += 1
         self.head += 1
         self.new_episode[:] = ended
@@ -234,8 +244,9 @@ class FrameReplay:
 
         def t(x: np.ndarray) -> torch.Tensor:
             return torch.from_numpy(x).to(self.device, non_blocking=True)
+        legal = None if self.next_legal is None else t(self.next_legal[env, last])  # the legal actions of s'
         return Batch(t(obs), t(self.actions[env, s].astype(np.int64)), t(rewards), t(next_obs), t(terminated),
-                     t(discounts(self.gamma, m, terminated)))
+                     t(discounts(self.gamma, m, terminated)), legal)
 
     def state_dict(self) -> dict[str, Any]:
         """The filled part only, as tensors and ints (safe to load with weights_only=True).
@@ -249,7 +260,7 @@ class FrameReplay:
         state: dict[str, Any] = {"capacity": self.capacity, "num_envs": self.num_envs,
                                  "obs_shape": [self.k, *self.frame_shape], "head": self.head,
                                  "frames": _filled(self.frames, nf)}
-        for name in _PER_TRANSITION:
+        for name in self._per_transition():
             state[name] = _filled(getattr(self, name), nt)
         for name in _PER_ENV:
             state[name] = torch.from_numpy(getattr(self, name).copy())
@@ -260,12 +271,17 @@ class FrameReplay:
         theirs = (state["capacity"], state["num_envs"], list(state["obs_shape"]), str(state["frames"].numpy().dtype))
         if mine != theirs:
             raise ValueError(f"checkpoint replay (capacity, num_envs, obs_shape, dtype) {theirs} != {mine} here")
+        if ("next_legal" in state) != (self.next_legal is not None):
+            raise ValueError("checkpoint replay and this one differ in storing action masks")
         self.frames[:, :state["frames"].shape[1]] = state["frames"].numpy()
-        for name in _PER_TRANSITION:
+        for name in self._per_transition():
             getattr(self, name)[:, :state[name].shape[1]] = state[name].numpy()
         for name in _PER_ENV:
             getattr(self, name)[:] = state[name].numpy()
         self.head = state["head"]
+
+    def _per_transition(self) -> tuple[str, ...]:
+        return _PER_TRANSITION + (("next_legal",) if self.next_legal is not None else ())
 
 
 def _filled(a: np.ndarray, n: int) -> torch.Tensor:

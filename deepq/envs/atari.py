@@ -245,6 +245,7 @@ class EnvPoolVecEnv:
         self._all = np.arange(num_envs, dtype=np.int32)
 
     exact_resume = False  # load_state_dict restarts episodes instead of restoring them
+    legal = None  # every action is always legal
 
     def _make_pool(self) -> Any:
         cfg = self.cfg

@@ -34,7 +34,7 @@ class Step(NamedTuple):
     truncated: np.ndarray  # (N,) bool
     final_obs: np.ndarray  # (N, *obs_shape): the true s' of this step (the final obs where one ended)
     ended: np.ndarray  # (N,) bool: the env was reset after this step (game over or time limit)
-    next_legal: np.ndarray | None = None  # (N, A) bool, two-player games: the legal actions in s'
+    next_legal: np.ndarray | None = None  # (N, A) bool, games and envs that mask actions: the legal actions in s'
 
 
 @runtime_checkable
@@ -50,6 +50,11 @@ class VecEnv(Protocol):
     obs_dtype: Any  # np.uint8 (pixels) or np.float32
     exact_resume: bool
     env_label: str  # how messages and run names call the env
+
+    @property
+    def legal(self) -> np.ndarray | None:
+        """(N, A) bool: the legal actions in the observations to act on (games; single-agent envs that mask actions,
+        deepq/envs/masks.py), with each Step's next_legal; None: every action is always legal."""
 
     @property
     def num_envs(self) -> int: ...

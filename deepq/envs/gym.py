@@ -21,6 +21,7 @@ import numpy as np
 
 from deepq.config import Config, EnvSpec
 from deepq.envs.base import Step, check_spaces, env_label, episode_seed, obs_converter, obs_dtype
+from deepq.envs.masks import KEY, checked_mask, with_masks
 from deepq.errors import ConfigError, EnvError
 
 
@@ -28,14 +29,16 @@ def make_env(spec: EnvSpec, render_mode: str | None = None, cfg: Config | None =
     """A Gymnasium env from an id ('CartPole-v1', 'ALE/Pong-v5', 'MinAtar/Breakout-v1') or a factory.
 
     Atari ids get the standard DQN preprocessing (deepq/envs/atari.py) set by `cfg`; MinAtar grids become
-    channels-first uint8; with cfg.frame_stack > 1 other envs get their last k observations stacked.
+    channels-first uint8; with cfg.frame_stack > 1 other envs get their last k observations stacked. An env that
+    masks actions by a Dict observation or an action_masks() method gives its mask as info["action_mask"]
+    (deepq/envs/masks.py).
     """
     cfg = cfg if cfg is not None else Config()
     if callable(spec):
         env = spec()
         if not isinstance(env, gym.Env):
             raise ConfigError(f"env factory {spec!r} returned {type(env).__name__}, not a gymnasium.Env")
-        return _stack(env, cfg.frame_stack)
+        return _stack(with_masks(env), cfg.frame_stack)
     register_namespace(spec)
     if spec not in gym.registry:
         close = difflib.get_close_matches(spec, list(gym.registry), n=3)
@@ -55,7 +58,7 @@ def make_env(spec: EnvSpec, render_mode: str | None = None, cfg: Config | None =
     if spec.startswith("MinAtar/"):
         # MinAtar ids have no time limit: an agent that never loses would make an evaluation last forever.
         env = gym.wrappers.TimeLimit(ChannelsFirst(env), max_episode_steps=cfg.max_episode_frames)
-    return _stack(env, cfg.frame_stack)
+    return _stack(with_masks(env), cfg.frame_stack)
 
 
 def register_namespace(spec: str) -> None:
@@ -126,10 +129,13 @@ class GymVecEnv:
 
     With `episodic_life` (Atari training), a lost life is reported as terminated, so its value is not
     bootstrapped, but the game goes on: no reset, `ended` stays False, the frame history continues.
+    Envs that give info["action_mask"] (made so by make_env from any convention: deepq/envs/masks.py) are found by
+    one reset of the first env at set-up (unless `action_masks` is False: masks ignored); `legal` then holds the
+    masks of the observations to act on and each Step the masks of s' (`next_legal`), as a game's do.
     """
 
     def __init__(self, factories: Sequence[Callable[[], gym.Env]], seed: int, custom_network: bool = False,
-                 episodic_life: bool = False) -> None:
+                 episodic_life: bool = False, action_masks: bool = True) -> None:
         self.envs = [f() for f in factories]
         self.obs_shape, self.n_actions = check_spaces(self.envs[0], custom_network)
         self.obs_dtype = obs_dtype(self.envs[0].observation_space)
@@ -147,6 +153,10 @@ class GymVecEnv:
         self.carried: list[int | None] = [None] * len(self.envs)
         self.lives = [0] * len(self.envs)  # info["lives"] where the env reports it (Atari)
         self._obs: np.ndarray | None = None
+        # (N, A) bool: the legal actions in the observations to act on, for an env that masks them; else None. One
+        # reset of env 0, with the seed its first episode will have, says (reset() starts that episode afresh).
+        masked = action_masks and KEY in self.envs[0].reset(seed=episode_seed(seed, 0, 0))[1]
+        self.legal = np.ones((len(self.envs), self.n_actions), bool) if masked else None
 
     exact_resume = True  # load_state_dict rebuilds every env's exact state
 
@@ -161,6 +171,8 @@ class GymVecEnv:
         self.episodes[i] += 1
         self.actions_since_reset[i] = []
         self.lives[i] = int(info.get("lives", 0))
+        if self.legal is not None:
+            self.legal[i] = self._mask(i, info, "at the reset")
         x = self._checked(i, obs, "reset observation")
         if self._floats and not np.isfinite(x).all():
             self._refuse(i, "reset observation", x)
@@ -182,6 +194,12 @@ class GymVecEnv:
                            f"{len(self.actions_since_reset[i])}; fix the env so it returns what its space says")
         return x
 
+    def _mask(self, i: int, info: dict[str, Any], at: str, terminal: bool = False) -> np.ndarray:
+        """Env i's info["action_mask"] as (A,) bool; EnvError naming the env and the step where it is missing, of
+        another shape, or has no legal action in an observation that is not terminal."""
+        return checked_mask(info, self.n_actions, f"{at} of episode {self.episodes[i]}, at its step "
+                            f"{len(self.actions_since_reset[i])}", f"{self.env_label} (env {i})", may_be_empty=terminal)
+
     def _refuse(self, i: int, what: str, value: Any) -> None:
         bad = np.asarray(value).ravel()
         where = "" if bad.size == 1 else f" (element {int(np.flatnonzero(~np.isfinite(bad))[0])})"
@@ -200,6 +218,7 @@ class GymVecEnv:
         obs, final_obs = np.empty((n, *self.obs_shape), self.obs_dtype), np.empty((n, *self.obs_shape), self.obs_dtype)
         rewards = np.empty(n, np.float32)
         terminated, truncated, ended = np.empty(n, bool), np.empty(n, bool), np.empty(n, bool)
+        legal, next_legal = self.legal, (None if self.legal is None else np.empty((n, self.n_actions), bool))
         for i, env in enumerate(self.envs):
             a = int(actions[i])
             o, r, term, trunc, info = env.step(a + self._action_offset)
@@ -217,6 +236,8 @@ class GymVecEnv:
             lives = int(info.get("lives", 0))
             terminated[i] = term or (self.episodic_life and lives < self.lives[i])
             self.lives[i] = lives
+            if legal is not None and next_legal is not None:  # the legal actions in s' (a reset then sets legal[i])
+                next_legal[i] = legal[i] = self._mask(i, info, "in the step", terminal=bool(term))
             if ended[i]:
                 self._check_finite(i, final_obs[i : i + 1])  # while env i's counters are still this episode's
                 obs[i] = self._reset_one(i)
@@ -224,7 +245,7 @@ class GymVecEnv:
                 obs[i] = final_obs[i]
         self._check_finite(0, final_obs)
         self._obs = obs
-        return Step(obs, rewards, terminated, truncated, final_obs, ended)
+        return Step(obs, rewards, terminated, truncated, final_obs, ended, next_legal)
 
     def _check_finite(self, first: int, obs: np.ndarray) -> None:
         """EnvError if a (float) observation of envs first, first + 1, ... holds a NaN or inf: it must not reach
@@ -261,6 +282,8 @@ class GymVecEnv:
                 self.actions_since_reset[i].append(int(a))
                 self.lives[i] = int(info.get("lives", 0))
                 obs[i] = self._convert(o)
+                if self.legal is not None:
+                    self.legal[i] = self._mask(i, info, "in the step")
         if not np.isclose(float(obs.sum()), state["obs_sum"], rtol=1e-6, atol=1e-6):
             raise ValueError("replaying the recorded actions did not reproduce the checkpointed observation: "
                              "the environment is not deterministic under a fixed reset seed")

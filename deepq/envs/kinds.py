@@ -66,7 +66,8 @@ class EnvKind:
             return numpy_envs
         spec = cfg.env
         return GymVecEnv([lambda: make_env(spec, cfg=cfg) for _ in range(cfg.num_envs)], cfg.seed,
-                         custom_network=cfg.network is not None, episodic_life=cfg.episodic_life)
+                         custom_network=cfg.network is not None, episodic_life=cfg.episodic_life,
+                         action_masks=cfg.action_masks)
 
     def make_search_env(self, cfg: Config) -> SearchEnv:
         """A fresh env a tree search can clone (target='mcts'); a ConfigError for what cannot be cloned."""

@@ -41,6 +41,7 @@ class CartPoleVec:
     n_actions = 2
     obs_dtype: Any = np.float32
     exact_resume = True
+    legal = None  # every action is always legal
     env_label = ENV_ID
 
     def __init__(self, num_envs: int, seed: int) -> None:

@@ -106,7 +106,7 @@ class Actor:
             self.envs.close()
         self.envs = self.kind.make_vec_env(cfg)
         self.players: Players = (self.kind.self_play(self.envs, cfg) if isinstance(self.kind, GameKind)  # type: ignore[arg-type]
-                                 else SingleAgent(self.envs.n_actions))
+                                 else SingleAgent(self.envs))
         torch.manual_seed(seed)
         shape, n_actions = self.envs.obs_shape, self.envs.n_actions
         arch = self.kind.arch(cfg, shape)
@@ -117,7 +117,7 @@ class Actor:
         self.target = (copy.deepcopy(self.policy.net).requires_grad_(False) if self.learner_cfg.keeps_target
                        else None)
         self.rng = np.random.default_rng(seed)
-        legal = n_actions if self.kind.two_player else 0
+        legal = n_actions if self.envs.legal is not None else 0  # games, and envs that mask actions
         self.folder = NStepFolder(cfg.num_envs, cfg.n_step, self.kind.discount(cfg.gamma), cfg.actor_batch, shape,
                                   self.envs.obs_dtype, legal)  # the discount as the replay stores it
         self.syncs = 0

@@ -3,7 +3,8 @@ happened as values. DQN's replay (deepq/training/dqn.py), PQN's rollout (deepq/t
 n-step folder (deepq/training/actor.py) consume it; the episodes it finished are counted by
 deepq/training/control.py's `finished` and logged by the loop, never here.
 
-    a  = ε-greedy(Q(s; θ))                     (players.act: legal moves only in games, a snapshot's seat)
+    a  = ε-greedy(Q(s; θ))                     (players.act: legal actions only in games and masked envs; a
+                                               snapshot's seat in games)
     s', r, terminated, truncated = env.step(a) (every env at once; an env whose episode ended is reset)
     r  = sign(r) where rewards are clipped     (the rewards trained on; the raw ones are logged)
 """
@@ -42,13 +43,14 @@ class Players(Protocol):
 
 
 class SingleAgent:
-    """Players of a single-agent env: the agent acts ε-greedily; returns are logged as they are."""
+    """Players of a single-agent env: the agent acts ε-greedily (among the legal actions, in an env that masks
+    them: envs.legal); returns are logged as they are."""
 
-    def __init__(self, n_actions: int) -> None:
-        self.n_actions = n_actions
+    def __init__(self, envs: VecEnv) -> None:
+        self.envs = envs
 
     def act(self, policy: Policy, obs: np.ndarray, eps: float, rng: np.random.Generator) -> np.ndarray:
-        return policy.explore(obs, eps, rng)  # (N,)
+        return policy.explore(obs, eps, rng, self.envs.legal)  # (N,)
 
     def logged(self, rewards: np.ndarray) -> np.ndarray:
         return rewards

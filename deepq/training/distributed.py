@@ -54,8 +54,9 @@ class Distributed:
         self.obs_shape, self.n_actions, obs_dtype = probe.obs_shape, probe.n_actions, probe.obs_dtype
         self.env_label = probe.env_label
         self.cfg, self.rng, self.kind, self.agent = cfg, rng, kind, agent
+        # refused here if it cannot fit, before Ray starts
         memory = make_replay(cfg, self.obs_shape, obs_dtype, self.agent.device, self.n_actions, kind, self.agent.arch,
-                             folded=True)  # refused here if it cannot fit, before Ray starts
+                             folded=True, masked=probe.legal is not None)
         assert isinstance(memory, ReplayMemory | FrameStreams)  # folded rows, or each actor's frames once
         self.memory: ReplayMemory | FrameStreams = memory
         # the actors' opponent pools (games) refresh at the syncs they hear of through the published weights

@@ -26,6 +26,7 @@ from deepq.core.per import PrioritizedSampler, beta_schedule
 from deepq.core.replay import ReplayMemory
 from deepq.envs.base import VecEnv
 from deepq.envs.kinds import EnvKind
+from deepq.errors import ConfigError
 from deepq.training.collect import Collector, Players
 from deepq.training.control import LoopState, crossings, finished, replay_ratio_updates
 from deepq.training.experience import Collected
@@ -34,7 +35,7 @@ Replay = ReplayMemory | FrameReplay | FrameStreams
 
 
 def make_replay(cfg: Config, obs_shape: tuple[int, ...], obs_dtype: Any, device: torch.device,
-                n_actions: int, kind: EnvKind, arch: str, folded: bool = False) -> Replay:
+                n_actions: int, kind: EnvKind, arch: str, folded: bool = False, masked: bool = False) -> Replay:
     """Frame histories (frame_stack > 1) store each frame once; anything else is stored as is.
     The discount stored is the env kind's (kind.discount): games store −γ, since each ply hands the turn to the
     opponent, whose value is ours negated (see td_target), and the legal moves of s'. `arch`: the network the
@@ -42,19 +43,25 @@ def make_replay(cfg: Config, obs_shape: tuple[int, ...], obs_dtype: Any, device:
     First the memory the run needs is checked against the memory available: a run that cannot fit stops here,
     in one ConfigError line, before anything is allocated (the Agent checked and built its networks already).
     `folded`: a distributed learner's memory, whose n-step transitions arrive summed (deepq/core/nstep.py), or
-    for frame stacks whose frames arrive once each, in one stream per actor (deepq/core/frame_streams.py)."""
+    for frame stacks whose frames arrive once each, in one stream per actor (deepq/core/frame_streams.py).
+    `masked`: the envs mask actions (VecEnv.legal): the legal actions of s' are stored, as a game's are."""
     from deepq.memory import check_memory
 
-    check_memory(cfg, obs_shape, obs_dtype, n_actions, arch, device, networks=False, game=kind.two_player)
+    legal = n_actions if kind.two_player or masked else 0
+    check_memory(cfg, obs_shape, obs_dtype, n_actions, arch, device, networks=False, game=kind.two_player,
+                 masked=masked)
     if cfg.frame_stack > 1 and folded:
+        if legal:
+            raise ConfigError("distributed actors with frame_stack > 1 do not ship action masks yet: train this "
+                              "env that masks actions with num_actors=0, or frame_stack=1")
         return FrameStreams(cfg.num_actors, cfg.buffer_size, obs_shape, cfg.num_envs, obs_dtype=obs_dtype,
                             device=device, n_step=cfg.n_step, gamma=cfg.gamma)
     if cfg.frame_stack > 1:
         return FrameReplay(cfg.buffer_size, obs_shape, cfg.num_envs, obs_dtype=obs_dtype, device=device,
-                           n_step=cfg.n_step, gamma=cfg.gamma)
+                           n_step=cfg.n_step, gamma=cfg.gamma, legal_actions=legal)
     return ReplayMemory(cfg.buffer_size, obs_shape, obs_dtype=obs_dtype, device=device,
                         num_envs=1 if folded else cfg.num_envs, n_step=1 if folded else cfg.n_step,
-                        gamma=kind.discount(cfg.gamma), legal_actions=n_actions if kind.two_player else 0,
+                        gamma=kind.discount(cfg.gamma), legal_actions=legal,
                         folded=folded)
 
 
@@ -120,7 +127,7 @@ class Transitions:
                  agent: Agent) -> None:
         self.cfg, self.rng, self.envs, self.players, self.agent = cfg, rng, envs, players, agent
         memory = make_replay(cfg, envs.obs_shape, envs.obs_dtype, self.agent.device, envs.n_actions, kind,
-                             self.agent.arch)
+                             self.agent.arch, masked=envs.legal is not None)
         self.learning = ReplayLearning(cfg, rng, self.agent, memory, players.target_synced)
         self.memory, self.per = memory, self.learning.per  # the same objects, named for the collection below
         self.collector = Collector(cfg, envs, players, self.agent.policy, rng)
@@ -135,9 +142,9 @@ class Transitions:
         out = vs.out
         # s' is the true final observation where an episode ended (terminated or truncated);
         # only `terminated` stops the bootstrap. Clipped rewards train; raw rewards are logged.
-        # FrameReplay: never a game's (frame_stack 1); FrameStreams: a distributed learner's, never here
+        # FrameStreams: a distributed learner's, never here
         slots = self.memory.add(vs.obs, vs.actions, vs.rewards, out.final_obs, out.terminated,  # type: ignore[union-attr]
-                                 out.ended, out.next_legal)  # type: ignore[arg-type]
+                                 out.ended, out.next_legal)
         if self.per is not None:
             self.per.add(slots)  # new transitions get the highest priority so far
         state.step += self.envs.num_envs

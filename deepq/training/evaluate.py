@@ -6,6 +6,7 @@ import os
 import tempfile
 import warnings
 from pathlib import Path
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -13,10 +14,12 @@ import numpy as np
 from deepq.agent import Agent
 from deepq.config import Config, EnvSpec
 from deepq.config_checks import IN_0_1, POSITIVE_INT, SEED
+from deepq.core.explore import random_legal
 from deepq.core.results import EvalResult
-from deepq.envs.base import check_spaces, episode_seed, obs_converter
+from deepq.envs.base import check_spaces, env_label, episode_seed, obs_converter
 from deepq.envs.gym import make_env
 from deepq.envs.kinds import EnvKind
+from deepq.envs.masks import KEY, checked_mask
 from deepq.errors import ConfigError
 from deepq.games.kind import GameKind
 from deepq.games.limits import opponent_simulations
@@ -117,16 +120,21 @@ def _run_episodes(agent: Agent, envs: list[gym.Env], seeds: list[int], eps: floa
                           f"trained on {agent.obs_shape} and {agent.n_actions}")
     convert = obs_converter(envs[0].observation_space)
     offset = int(envs[0].action_space.start)  # type: ignore[attr-defined]
-    obs = np.stack([convert(e.reset(seed=s)[0]) for e, s in zip(envs, seeds, strict=True)])  # (E, *obs_shape)
+    started = [e.reset(seed=s) for e, s in zip(envs, seeds, strict=True)]
+    obs = np.stack([convert(o) for o, _ in started])  # (E, *obs_shape)
+    # an env that masks actions (info["action_mask"], deepq/envs/masks.py): greedy and random choices among legal ones
+    legal = (np.stack([_mask(envs[i], info, n_actions, "at the reset") for i, (_, info) in enumerate(started)])
+             if agent.cfg.action_masks and KEY in started[0][1] else None)  # (E, A)
     active = np.ones(len(envs), dtype=bool)
     while active.any():
         idx = np.flatnonzero(active)
-        actions = agent.act(obs[idx])  # (n_active,)
+        actions = agent.act(obs[idx], None if legal is None else legal[idx])  # (n_active,)
         if eps > 0:
             explore = rng.random(len(idx)) < eps
-            actions = np.where(explore, rng.integers(n_actions, size=len(idx)), actions)
+            random = rng.integers(n_actions, size=len(idx)) if legal is None else random_legal(legal[idx], rng)
+            actions = np.where(explore, random, actions)
         for i, a in zip(idx, actions, strict=True):
-            o, r, terminated, truncated, _ = envs[i].step(int(a) + offset)
+            o, r, terminated, truncated, info = envs[i].step(int(a) + offset)
             returns[i] += float(r)
             lengths[i] += 1
             if terminated or truncated:
@@ -134,6 +142,12 @@ def _run_episodes(agent: Agent, envs: list[gym.Env], seeds: list[int], eps: floa
                 envs[i].close()  # also finishes a video file
             else:
                 obs[i] = convert(o)
+                if legal is not None:
+                    legal[i] = _mask(envs[i], info, n_actions, f"at step {lengths[i]} of an evaluation episode")
+
+
+def _mask(env: gym.Env, info: dict[str, Any], n_actions: int, where: str) -> np.ndarray:
+    return checked_mask(info, n_actions, where, env_label(env))
 
 
 def _recorder(spec: EnvSpec, video_dir: str, cfg: Config) -> gym.Env:

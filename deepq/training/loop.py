@@ -107,7 +107,7 @@ def make_experience(cfg: Config, rng: np.random.Generator, kind: EnvKind,
         players = kind.self_play(games, cfg)
     else:
         envs = kind.make_vec_env(cfg)
-        players = SingleAgent(envs.n_actions)
+        players = SingleAgent(envs)
     agent = build_agent(cfg, kind, envs.obs_shape, envs.n_actions)
     return mode(cfg, rng, kind, envs, players, agent)
 

@@ -61,7 +61,7 @@ class Rollout:
         Agent.q_values, NumPy for deepq's MLPs on CPU)."""
         t, n = self.actions.shape
         q = q_values(self.final_obs.reshape(t * n, *self.obs.shape[2:]))  # (T·N, A)
-        if self.next_legal is not None:  # games: the max over the legal moves of s' (none where it is over)
+        if self.next_legal is not None:  # games, masked envs: the max over the legal actions of s' (none: over)
             legal = self.next_legal.reshape(t * n, -1)
             v = np.where(legal.any(1), np.where(legal, q, -np.inf).max(1), 0.0).astype(np.float32)
         else:
@@ -85,8 +85,8 @@ class Rollouts:
                  agent: Agent) -> None:
         self.cfg, self.rng, self.envs, self.players, self.agent = cfg, rng, envs, players, agent
         check_memory(cfg, envs.obs_shape, envs.obs_dtype, envs.n_actions, self.agent.arch, self.agent.device,
-                     networks=False, game=kind.two_player)  # one line, before allocating, if the rollout cannot fit
-        self.rollout = Rollout(cfg.rollout_len, envs, kind.two_player)
+                     networks=False, game=kind.two_player, masked=envs.legal is not None)  # one line if it cannot fit
+        self.rollout = Rollout(cfg.rollout_len, envs, envs.legal is not None)
         self.gamma = kind.discount(cfg.gamma)  # games: −γ, s' is the opponent's, negated
         self.collector = Collector(cfg, envs, players, self.agent.policy, rng)
         self.env_label = envs.env_label

@@ -39,6 +39,7 @@ class MinAtarVec:
 
     obs_dtype: Any = np.uint8
     exact_resume = True
+    legal = None  # every action is always legal
 
     def __init__(self, env_id: str, num_envs: int, seed: int, max_episode_frames: int) -> None:
         name, _, version = env_id.removeprefix("MinAtar/").rpartition("-")
