@@ -32,7 +32,7 @@ from deepq.training.loop import CHECKPOINT_FORMAT, make_experience
 from deepq.training.ray_cluster import LOOPBACK_ONLY
 from deepq.training.setup import env_kind
 
-os.environ.setdefault(LOOPBACK_ONLY, "0")  # before Ray's first import: a local Ray on 127.0.0.1 only
+assert os.environ.get(LOOPBACK_ONLY) == "0"  # tests/conftest.py, before Ray's first import: loopback only
 ray = pytest.importorskip("ray")
 
 

@@ -29,7 +29,7 @@ from deepq.cli import main
 from deepq.research.sweep import Job, ended
 from deepq.training.ray_cluster import LOOPBACK_ONLY
 
-os.environ.setdefault(LOOPBACK_ONLY, "0")  # before Ray's first import: a local Ray on 127.0.0.1 only
+assert os.environ.get(LOOPBACK_ONLY) == "0"  # tests/conftest.py, before Ray's first import: loopback only
 TINY = ["--total_steps", "1500", "--common", "eval_interval=500", "--common", "eval_episodes=2",
         "--common", "learning_starts=500"]
 LRS = {"lr=0.001": 0.001, "lr=0.0005": 0.0005}
