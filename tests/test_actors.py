@@ -90,8 +90,9 @@ def collected_in_one_process(cfg: deepq.Config, steps: int) -> Any:
 
 @pytest.mark.parametrize("overrides", [dict(env="CartPole-v1", n_step=3, num_envs=2),
                                        dict(env="openspiel:tic_tac_toe", n_step=1, num_envs=2, arch="mlp"),
-                                       dict(env="MinAtar/Breakout-v0", n_step=1, num_envs=1, arch="small_cnn")],
-                         ids=["cartpole-3step", "tictactoe", "minatar"])
+                                       dict(env="MinAtar/Breakout-v0", n_step=1, num_envs=1, arch="small_cnn"),
+                                       dict(env="Taxi-v4", n_step=2, num_envs=2)],
+                         ids=["cartpole-3step", "tictactoe", "minatar", "taxi-masked-2step"])
 
 
 
@@ -120,6 +121,9 @@ def test_an_actor_ships_what_the_single_process_collector_stores(overrides: dict
         assert shipped == kept
     if env_kind(cfg).two_player:
         assert t.next_legal is not None and (t.discounts <= 0).all()  # −γ: the opponent's value, negated
+    elif cfg.env == "Taxi-v4":  # an env that masks actions: the masks of s' travel with the transitions
+        assert t.next_legal is not None and not t.next_legal.all() and t.next_legal.any(axis=1).all()
+        assert (t.discounts >= 0).all()
     else:
         assert t.obs.dtype == memory.obs.dtype
     from deepq.training.actor import as_batch
