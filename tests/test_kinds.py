@@ -117,7 +117,10 @@ def test_every_vector_env_is_a_VecEnv(cfg: deepq.Config) -> None:
         obs = envs.reset()
         assert obs.shape == (cfg.num_envs, *envs.obs_shape) and envs.num_envs == cfg.num_envs
         assert envs.env_label == cfg.env
-        legal = getattr(envs, "legal", np.ones((cfg.num_envs, envs.n_actions), bool))
+        # games say which moves are legal; the others give no masks (every action legal)
+        assert (envs.legal is not None) == cfg.env.startswith(("openspiel:", "pettingzoo:"))
+        legal = envs.legal if envs.legal is not None else np.ones((cfg.num_envs, envs.n_actions), bool)
+        assert legal.shape == (cfg.num_envs, envs.n_actions)
         step = envs.step(legal.argmax(axis=1))
         assert step.obs.shape == obs.shape and step.rewards.shape == (cfg.num_envs,)
         assert envs.load_state_dict(envs.state_dict()).shape == obs.shape
