@@ -8,6 +8,7 @@ Real Gymnasium envs throughout: Taxi-v4, and small corridors defined here that r
 
 from __future__ import annotations
 
+import csv
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -674,3 +675,23 @@ def test_make_replay_allocates_the_masks_and_the_estimate_counts_their_bytes() -
     unmasked = make_replay(stacked, (2, 3), np.float32, cpu, 4, kind, kind.arch(stacked, (2, 3)))
     assert isinstance(unmasked, FrameReplay) and unmasked.next_legal is None
     assert replay_bytes(stacked, (2, 3), np.float32, 4) == unmasked.nbytes() + unmasked._envs.nbytes
+
+
+# ---- learning: the mask makes Taxi faster to learn (make test-slow) -----------------------------------------------
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", [0, 1])
+def test_taxi_learns_faster_with_its_mask(tmp_path: Path, seed: int) -> None:
+    """The taxi preset solves (a 20-episode greedy mean of 7) within 25,000 env steps with its mask; without it the
+    same seed has not by 30,000 (the 5-seed measurement, docs/guides/action-masks.md: 20,833 against 69,167)."""
+    solved: dict[bool, int | None] = {}
+    for masks in (True, False):
+        run = tmp_path / f"masks-{masks}"
+        deepq.train(deepq.preset("taxi", seed=seed, total_steps=30_000, progress=False, action_masks=masks,
+                                 run_dir=str(run)))
+        with open(run / "metrics.csv", newline="") as f:
+            reached = [int(r["step"]) for r in csv.DictReader(f)
+                       if r["eval_kind"] == "periodic" and float(r["eval_return"]) >= 7.0]
+        solved[masks] = reached[0] if reached else None
+    assert solved[True] is not None and solved[True] <= 25_000, solved
+    assert solved[False] is None, solved
