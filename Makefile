@@ -16,6 +16,8 @@ $(STAMP): pyproject.toml
 	# CPU torch first: a bare torch requirement would pull several GB of CUDA packages.
 	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install --quiet "torch==2.13.0"
 	$(BIN)/pip install --quiet -e ".[dev,docs,video,atari,envpool,minatar,games,distributed,research,export]"
+	# deepq's compiled update step (deepq/core/compiled.py): built once here, so no run waits for it.
+	$(BIN)/python -m deepq.core.compiled
 	touch $(STAMP)
 
 demo: $(STAMP)

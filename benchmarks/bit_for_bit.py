@@ -53,6 +53,14 @@ CASES: dict[str, Any] = {
                                            total_steps=600, learning_starts=100, eval_interval=300),
     "mcts-cartpole": lambda: deepq.preset("cartpole", target="mcts", mcts_simulations=4, mcts_episodes=2,
                                           total_steps=1_000, learning_starts=200, eval_interval=500),
+    # PQN's regression step (fast_mlp.LambdaUpdate, compiled where it can be): the LayerNorm MLP, RAdam
+    # (lr_decay off: its schedule spans total_steps, which the two-leg run changes)
+    "pqn-cartpole": lambda: deepq.preset("cartpole-pqn", total_steps=8_192, eval_interval=4_096, lr_decay=False),
+    # ... the small CNN on MinAtar grids, and self-play Connect Four (PQN; DQN's TD step on the same path)
+    "pqn-minatar": lambda: deepq.preset("minatar-breakout-pqn", total_steps=12_288, eval_interval=8_192,
+                                        lr_decay=False),
+    "pqn-connect4": lambda: deepq.preset("connect4-pqn", total_steps=12_288, eval_interval=8_192, lr_decay=False),
+    "dqn-connect4": lambda: deepq.preset("connect4", total_steps=1_500, learning_starts=300, eval_interval=750),
 }
 
 

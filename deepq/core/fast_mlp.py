@@ -15,7 +15,9 @@ with no graph: on parameters moved into one flat buffer (as deepq/core/fast_path
     fused adam, fast_path.flat_adam_step) on the flat buffers, with the optimizer's own state tensors (checkpoints
     are unchanged)
 
-It matches autograd to float rounding: tests/test_fast_mlp.py. `supports` is the one place that decides where it
+It matches autograd to float rounding: tests/test_fast_mlp.py. Where the machine can build it, LambdaUpdate runs the
+same body compiled (deepq/core/compiled.py, deepq/core/csrc/lambda_update.cpp: these kernels in this order, bit for
+bit the same numbers, without Python's overhead on each call). `supports` is the one place that decides where it
 runs (the learner asks it); the small CNN's convolution takes oneDNN's forward and weight-gradient kernels, its
 channels' LayerNorm the row kernels above. Anything else (the Nature CNN, custom networks, Rainbow heads, RMSProp,
 GPUs) stays on the reference update.
@@ -24,6 +26,7 @@ GPUs) stays on the reference update.
 from __future__ import annotations
 
 import math
+from types import ModuleType
 from typing import NamedTuple
 
 import numpy as np
@@ -31,6 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from deepq.core import compiled
 from deepq.core.fast_path import (
     FlatState,
     flat_adam_step,
@@ -172,10 +176,31 @@ class LambdaUpdate:
                                                        else (None, None))) for norm in norms]
         self.grad_conv = self.grad_layers.pop(0) if self.conv is not None else None
         self._state: FlatState | None = None
+        kernels = compiled.kernels()  # None where the machine cannot build it: the Python body runs
+        self.compiled = self._compiled_step(kernels) if kernels is not None else None  # __call__'s body, in C++
+        self._radam = kernels.radam_step if kernels is not None else radam_step
+
+    def _compiled_step(self, kernels: ModuleType) -> compiled.LambdaStep:
+        """csrc/lambda_update.cpp's LambdaStep over these weights, gradients and norms (a convolution's first)."""
+        conv = [(self.conv[0].weight, self.conv[0].bias, self.conv[1])] if self.conv is not None else []
+        layers = conv + self.layers
+        grads = ([self.grad_conv] if self.grad_conv is not None else []) + self.grad_layers
+        norms = [norm for _, _, norm in layers[:-1]]
+        return kernels.LambdaStep(
+            [w for w, _, _ in layers], [b for _, b, _ in layers], [g[0] for g in grads], [g[1] for g in grads],
+            [n.weight if n is not None else None for n in norms], [n.bias if n is not None else None for n in norms],
+            [g[2] for g in grads[:-1]], [g[3] for g in grads[:-1]], [n.eps if n is not None else 0.0 for n in norms],
+            self.grad_t, self.loss == "mse", float(self.max_grad_norm), self.conv is not None)
 
     def __call__(self, obs: torch.Tensor, actions: torch.Tensor, returns: torch.Tensor) -> LossOutput:
         """One gradient step on the λ-return regression of a minibatch: obs (B, *obs_shape), actions (B,),
         returns (B,); returns the loss and each sample's |G − Q(s, a)|."""
+        if self.compiled is not None:  # the body below, compiled
+            loss, abs_err = self.compiled.grad(obs, actions, returns)
+            if not math.isfinite(loss):
+                raise NonFiniteLossError(f"λ-return loss is {loss}")
+            self._step()
+            return LossOutput(torch.tensor(loss, dtype=torch.float32), abs_err)
         with torch.no_grad():
             n = len(actions)
             saved: list[tuple[torch.Tensor, ...]] = []  # per hidden layer: input, pre-norm z, mean, 1/σ, output
@@ -260,8 +285,8 @@ class LambdaUpdate:
         group = self.optimizer.param_groups[0]  # deepq's optimizers have no weight decay
         beta1, beta2 = group["betas"]
         steps += 1  # every parameter's step count
-        radam_step(self.flat_t, self.grad_t, exp_avg, exp_avg_sq, float(steps[0]), lr=group["lr"], beta1=beta1,
-                   beta2=beta2, eps=group["eps"])
+        self._radam(self.flat_t, self.grad_t, exp_avg, exp_avg_sq, float(steps[0]), lr=group["lr"], beta1=beta1,
+                    beta2=beta2, eps=group["eps"])
 
 
 def radam_step(param: torch.Tensor, grad: torch.Tensor, exp_avg: torch.Tensor, exp_avg_sq: torch.Tensor,

@@ -1,0 +1,81 @@
+"""deepq's one compiled swap-in: PQN's regression step (fast_mlp.LambdaUpdate) as a C++ function.
+
+deepq/core/csrc/lambda_update.cpp calls the same ATen kernels as LambdaUpdate, in the same order, so it computes the
+same numbers bit for bit (tests/test_compiled.py); what it saves is Python's overhead on each of an update's ~40
+kernel calls (benchmarks/updates.py, benchmarks/throughput.py). torch.utils.cpp_extension builds it with the
+machine's C++ compiler the first time it is asked for (about 25 s, once per machine and source version; `make`'s
+set-up does it, or `python -m deepq.core.compiled`) and caches it under torch's extensions folder.
+
+Where it cannot be built (no compiler, no ninja) or `DEEPQ_COMPILED=0` is set, `kernels()` returns None, the reason
+is in `unavailable()`, and LambdaUpdate runs its Python body: the same numbers, a little slower.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Protocol
+
+import torch
+
+SOURCE = Path(__file__).parent / "csrc" / "lambda_update.cpp"
+_module: ModuleType | None = None
+_why_not: str | None = None
+
+
+class LambdaStep(Protocol):
+    """csrc/lambda_update.cpp's LambdaStep: built over one network's weights, gradients and norms."""
+
+    def grad(self, obs: torch.Tensor, actions: torch.Tensor, returns: torch.Tensor) -> tuple[float, torch.Tensor]:
+        """The λ-return regression's gradient into the flat buffer, clipped: (loss, |G − Q(s, a)| per sample)."""
+        ...
+
+
+def unavailable() -> str | None:
+    """Why kernels() returned None (after it was called), or None."""
+    return _why_not
+
+
+def kernels() -> ModuleType | None:
+    """The compiled module (LambdaStep, radam_step), built on first use; None where it cannot be (see unavailable())."""
+    global _module, _why_not
+    if _module is not None or _why_not is not None:
+        return _module
+    if os.environ.get("DEEPQ_COMPILED", "1") == "0":
+        _why_not = "DEEPQ_COMPILED=0"
+        return None
+    try:
+        from torch.utils import cpp_extension
+
+        source = SOURCE.read_bytes()
+        name = "deepq_lambda_" + hashlib.sha256(source).hexdigest()[:12]  # a new source builds a new module
+        folder = Path(cpp_extension._get_build_directory(name, verbose=False))
+        failed = folder / "deepq-build-failed.txt"  # a build that failed once is not retried on every run
+        if failed.exists() and not (folder / f"{name}.so").exists():
+            _why_not = f"{failed.read_text().strip()} (delete {failed} to try again)"
+            return None
+        if not (folder / f"{name}.so").exists():
+            print("deepq: compiling its C++ update step (once per machine, about 25 s)", file=sys.stderr, flush=True)
+        try:
+            _module = cpp_extension.load(name, [str(SOURCE)], extra_cflags=["-O2"], verbose=False)
+        except Exception as error:
+            failed.write_text(_first_line(error))
+            raise
+    except Exception as error:  # no compiler or ninja, a failed build: the Python body runs instead
+        _why_not = _first_line(error)
+    return _module
+
+
+def _first_line(error: Exception) -> str:
+    lines = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {lines[0] if lines else ''}"
+
+
+if __name__ == "__main__":  # python -m deepq.core.compiled: build it now (the set-up step), say whether it worked
+    if kernels() is None:
+        print(f"deepq: the compiled update step is unavailable ({unavailable()}); the Python one runs", file=sys.stderr)
+    else:
+        print("deepq: the compiled update step is ready")

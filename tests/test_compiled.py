@@ -1,0 +1,126 @@
+"""The compiled swap-in (deepq/core/compiled.py, deepq/core/csrc/lambda_update.cpp) against LambdaUpdate's Python
+body: bit for bit the same losses, TD errors, weights and optimizer state, step after step, on every network and
+setting the fast path takes (MLP with and without LayerNorm, the small CNN on MinAtar grids and Connect Four boards,
+RAdam and Adam, MSE and Huber, the gradient norm clipped, DQN's TD step); and what happens where it cannot be built."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import deepq
+from deepq.agent import Agent
+from deepq.core import compiled, fast_mlp
+from deepq.core.replay import Batch
+
+pytestmark = pytest.mark.skipif(shutil.which("c++") is None or shutil.which("ninja") is None,
+                                reason="no C++ compiler or ninja: the Python body runs (tested everywhere else)")
+
+
+def _pair(cfg: deepq.Config, obs_shape: tuple[int, ...], n_actions: int) -> tuple[Agent, Agent]:
+    """Two agents from the same seed: one takes the compiled step, the other LambdaUpdate's Python body."""
+    torch.manual_seed(0)
+    fast = Agent(obs_shape, n_actions, cfg)
+    torch.manual_seed(0)
+    python = Agent(obs_shape, n_actions, cfg)
+    assert compiled.kernels() is not None, compiled.unavailable()  # this machine has a compiler: it must build
+    update = python.learner.fast_returns
+    assert update is not None and fast.learner.fast_returns is not None and fast.learner.fast_returns.compiled
+    update.compiled, update._radam = None, fast_mlp.radam_step  # the Python body, as on a machine without one
+    return fast, python
+
+
+def _same(fast: Agent, python: Agent) -> None:
+    for (name, p), q in zip(fast.online.named_parameters(), python.online.parameters(), strict=True):
+        assert torch.equal(p, q), name
+    state, other = fast.optimizer.state_dict()["state"], python.optimizer.state_dict()["state"]
+    for k in state:
+        for key in ("exp_avg", "exp_avg_sq", "step"):
+            assert torch.equal(state[k][key], other[k][key]), (k, key)
+
+
+@pytest.mark.parametrize(("preset", "obs_shape", "n_actions", "overrides", "scale"), [
+    ("cartpole-pqn", (4,), 2, dict(), 1.0),  # PQN's own: RAdam, MSE, LayerNorm
+    ("cartpole-pqn", (4,), 2, dict(), 300.0),  # large errors: the gradient norm clipped
+    ("cartpole-pqn", (4,), 2, dict(optimizer="adam", loss="huber"), 5.0),
+    ("cartpole-pqn", (4,), 2, dict(layer_norm=False, max_grad_norm=0.0), 5.0),
+    ("minatar-breakout-pqn", (4, 10, 10), 6, dict(), 1.0),  # the small CNN on MinAtar grids
+    ("minatar-breakout-pqn", (3, 6, 7), 7, dict(), 2.0),  # ... on Connect Four boards
+    ("minatar-breakout-pqn", (4, 10, 10), 6, dict(layer_norm=False, loss="huber"), 2.0),
+], ids=["pqn", "clipped", "adam-huber", "no-layer-norm", "cnn-minatar", "cnn-connect4", "cnn-no-norm-huber"])
+def test_the_compiled_step_is_the_python_step_bit_for_bit(preset: str, obs_shape: tuple[int, ...], n_actions: int,
+                                                          overrides: dict[str, object], scale: float) -> None:
+    cfg = deepq.preset(preset, lr=1e-2, lr_decay=False, **overrides)  # type: ignore[arg-type]
+    fast, python = _pair(cfg, obs_shape, n_actions)
+    rng = np.random.default_rng(3)
+    for _ in range(25):  # past RAdam's first steps (ρ_t ≤ 5) into its rectified ones
+        obs = torch.from_numpy((rng.random((64, *obs_shape)) < 0.3).astype(np.float32) if len(obs_shape) > 1
+                               else rng.normal(size=(64, *obs_shape)).astype(np.float32))
+        actions = torch.from_numpy(rng.integers(0, n_actions, 64))
+        returns = torch.from_numpy((rng.normal(size=64) * scale).astype(np.float32))
+        got, want = fast.learner.fit_returns(obs, actions, returns), python.learner.fit_returns(obs, actions, returns)
+        assert torch.equal(got.loss, want.loss) and torch.equal(got.td_errors, want.td_errors)
+    _same(fast, python)
+
+
+def test_dqns_td_step_compiled_is_the_python_step() -> None:
+    """The connect4 preset's update (masked, negated targets, Double DQN, Huber) through the compiled step."""
+    cfg = deepq.preset("connect4", lr=1e-2, max_grad_norm=10.0)
+    fast, python = _pair(cfg, (3, 6, 7), 7)
+    rng = np.random.default_rng(6)
+    for _ in range(15):
+        boards = [torch.from_numpy((rng.random((64, 3, 6, 7)) < 0.3).astype(np.float32)) for _ in range(2)]
+        batch = Batch(boards[0], torch.from_numpy(rng.integers(0, 7, 64)),
+                      torch.from_numpy(rng.choice([-1.0, 0.0, 1.0], 64).astype(np.float32)), boards[1],
+                      torch.zeros(64, dtype=torch.bool),
+                      torch.from_numpy(np.where(rng.random(64) < 0.2, 0.0, -0.99).astype(np.float32)),
+                      torch.from_numpy(rng.random((64, 7)) < 0.7))
+        got, want = fast.learner.update(batch), python.learner.update(batch)
+        assert torch.equal(got.loss, want.loss) and torch.equal(got.td_errors, want.td_errors)
+    _same(fast, python)
+
+
+def test_a_non_finite_loss_raises_and_leaves_the_weights() -> None:
+    cfg = deepq.preset("cartpole-pqn")
+    fast, _ = _pair(cfg, (4,), 2)
+    before = [p.detach().clone() for p in fast.online.parameters()]
+    obs, actions = torch.zeros(8, 4), torch.zeros(8, dtype=torch.long)
+    with pytest.raises(deepq.errors.NonFiniteLossError, match="λ-return loss is"):
+        fast.learner.fit_returns(obs, actions, torch.full((8,), float("nan")))
+    assert all(torch.equal(p, q) for p, q in zip(fast.online.parameters(), before, strict=True))
+
+
+def _run(code: str, env: dict[str, str]) -> str:
+    out = subprocess.run([sys.executable, "-c", code], env={**os.environ, **env}, capture_output=True, text=True,
+                         timeout=300, check=True)
+    return out.stdout.strip()
+
+
+def test_turned_off_the_python_body_runs() -> None:
+    code = ("import deepq; from deepq.agent import Agent; from deepq.core import compiled\n"
+            "a = Agent((4,), 2, deepq.preset('cartpole-pqn'))\n"
+            "print(a.learner.fast_returns.compiled is None, compiled.unavailable())")
+    assert _run(code, {"DEEPQ_COMPILED": "0"}) == "True DEEPQ_COMPILED=0"
+
+
+def test_a_failed_build_is_said_once_and_not_retried(tmp_path: Path) -> None:
+    """A source that does not compile (as on a machine whose compiler cannot build it): None with the reason, and
+    the next process does not try again until the marker is deleted."""
+    broken = tmp_path / "lambda_update.cpp"
+    broken.write_text("#include <torch/extension.h>\nthis is not C++;\n")
+    code = ("import pathlib, time; from deepq.core import compiled\n"
+            f"compiled.SOURCE = pathlib.Path({str(broken)!r})\n"
+            "t = time.perf_counter(); m = compiled.kernels()\n"
+            "print(m is None, round(time.perf_counter() - t, 1), compiled.unavailable())")
+    env = {"TORCH_EXTENSIONS_DIR": str(tmp_path / "ext")}
+    first = _run(code, env).split(" ", 2)
+    assert first[0] == "True" and "Error building extension" in first[2]
+    second = _run(code, env).split(" ", 2)
+    assert second[0] == "True" and float(second[1]) < 1.0 and "delete" in second[2] and "to try again" in second[2]
