@@ -4,6 +4,8 @@ and `supports` choosing it only where it applies."""
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -40,7 +42,8 @@ def _batch(rng: np.random.Generator, scale: float) -> tuple[torch.Tensor, torch.
     (dict(), 300.0),  # large errors: the gradient norm is clipped (max_grad_norm 10)
     (dict(optimizer="adam", loss="huber"), 5.0),
     (dict(layer_norm=False, max_grad_norm=0.0), 5.0),
-], ids=["pqn", "clipped", "adam-huber", "no-layer-norm"])
+    (dict(optimizer="rmsprop", lr=1e-3), 1.0),  # deepq's centered RMSProp with momentum, over the flat buffers
+], ids=["pqn", "clipped", "adam-huber", "no-layer-norm", "rmsprop"])
 def test_the_fast_update_takes_the_reference_steps(overrides: dict[str, object], scale: float) -> None:
     fast, reference = _pair(**overrides)
     assert isinstance(fast.learner.fast_returns, fast_mlp.LambdaUpdate) and reference.learner.fast_returns is None
@@ -84,18 +87,19 @@ def test_the_small_cnn_takes_the_reference_steps(obs_shape: tuple[int, ...], n_a
         torch.testing.assert_close(p.detach() - p0, q.detach() - p0, rtol=1e-3, atol=1e-5, msg=name)
 
 
-def test_a_checkpoint_of_the_fast_path_resumes_on_the_reference_and_back() -> None:
-    fast, reference = _pair(lr=1e-4)
+@pytest.mark.parametrize("optimizer", ["radam", "rmsprop"])
+def test_a_checkpoint_of_the_fast_path_resumes_on_the_reference_and_back(optimizer: str) -> None:
+    fast, reference = _pair(lr=1e-4, optimizer=optimizer)
     rng = np.random.default_rng(2)
     for _ in range(10):
         fast.learner.fit_returns(*_batch(rng, 1.0))
-    reference.load_state_dict(fast.state_dict())
+    reference.load_state_dict(copy.deepcopy(fast.state_dict()))  # as a checkpoint file would: no shared tensors
     for _ in range(10):
         batch = _batch(rng, 1.0)
         fast.learner.fit_returns(*batch)
         reference.learner.fit_returns(*batch)
     for p, q in zip(fast.online.parameters(), reference.online.parameters(), strict=True):  # rounding: ~1e-6
-        torch.testing.assert_close(p.detach(), q.detach(), rtol=1e-4, atol=1e-5)  # a shared step count: 4e-5
+        torch.testing.assert_close(p.detach(), q.detach(), rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.parametrize("layer_norm", [True, False])
@@ -136,7 +140,7 @@ def test_it_runs_only_where_it_applies() -> None:
     assert not supports(pqn.replace(fused=False), (4,), CPU)  # the reference, on request
     assert not supports(pqn, (4,), torch.device("meta"))  # CPU only
     assert not supports(pqn.replace(target="hard"), (4,), CPU)  # DQN: fast_path's TD update
-    assert not supports(pqn.replace(optimizer="rmsprop"), (4,), CPU)
+    assert not supports(pqn.replace(optimizer="sgd"), (4,), CPU)
     assert not supports(pqn.replace(dueling=True), (4,), CPU)
     assert supports(deepq.preset("minatar-breakout-pqn"), (4, 10, 10), CPU)  # the small CNN
     assert not supports(deepq.preset("atari-pqn"), (4, 84, 84), CPU)  # the Nature CNN: autograd
@@ -146,7 +150,9 @@ def test_it_runs_only_where_it_applies() -> None:
     ((3, 6, 7), 7, True, dict(arch="small_cnn")),  # the connect4 preset: masked, negated targets, Double DQN, Huber
     ((4, 10, 10), 6, False, dict(arch="small_cnn", target="polyak", double=False, loss="mse", optimizer="adam")),
     ((4,), 2, False, dict(arch="mlp", hidden_sizes=(32, 24), layer_norm=True, n_step=3)),
-], ids=["connect4", "minatar-polyak", "mlp-layer-norm"])
+    # the minatar-<game> presets' DQN: the paper's centered RMSProp, Huber, a hard target
+    ((4, 10, 10), 6, False, dict(arch="small_cnn", target="hard", double=False, optimizer="rmsprop")),
+], ids=["connect4", "minatar-polyak", "mlp-layer-norm", "minatar-rmsprop"])
 def test_dqns_td_step_on_the_fast_path_takes_the_reference_steps(obs_shape: tuple[int, ...], n_actions: int,
                                                                   two_player: bool,
                                                                   overrides: dict[str, object]) -> None:

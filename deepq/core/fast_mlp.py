@@ -11,23 +11,23 @@ with no graph: on parameters moved into one flat buffer (as deepq/core/fast_path
     dL/dQ(s, a) of mean((Q(s, a) − G)²) (or Huber), zero for the other actions
     backward: per layer dW = gᵀ·h_in, db = Σ g, back through the ReLU and LayerNorm with aten's own backward
     kernels (threshold_backward, native_layer_norm_backward), g ← g·W
-    the gradient norm clipped as nn.utils.clip_grad_norm_ does, then RAdam (radam_step) or Adam (torch's functional
-    fused adam, fast_path.flat_adam_step) on the flat buffers, with the optimizer's own state tensors (checkpoints
-    are unchanged)
+    the gradient norm clipped as nn.utils.clip_grad_norm_ does, then RAdam (radam_step), Adam (torch's functional
+    fused adam, fast_path.flat_adam_step) or the MinAtar presets' centered RMSProp (rmsprop_step) on the flat
+    buffers, with the optimizer's own state tensors (checkpoints are unchanged)
 
 It matches autograd to float rounding: tests/test_fast_mlp.py. Where the machine can build it, LambdaUpdate runs the
 same body compiled (deepq/core/compiled.py, deepq/core/csrc/lambda_update.cpp: these kernels in this order, bit for
 bit the same numbers, without Python's overhead on each call). `supports` is the one place that decides where it
 runs (the learner asks it); the small CNN's convolution takes oneDNN's forward and weight-gradient kernels, its
-channels' LayerNorm the row kernels above. Anything else (the Nature CNN, custom networks, Rainbow heads, RMSProp,
-GPUs) stays on the reference update.
+channels' LayerNorm the row kernels above. Anything else (the Nature CNN, custom networks, Rainbow heads, other
+optimizers, GPUs) stays on the reference update.
 """
 
 from __future__ import annotations
 
 import math
 from types import ModuleType
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -39,6 +39,7 @@ from deepq.core.fast_path import (
     FlatState,
     flat_adam_step,
     flat_optimizer_state,
+    flat_state_buffers,
     flatten_params,
     is_flat_state,
     split_like,
@@ -48,22 +49,25 @@ from deepq.core.losses import LossOutput
 from deepq.core.networks import ChannelNorm, NetworkConfig, SmallCNN
 from deepq.errors import NonFiniteLossError
 
+OPTIMIZERS = ("radam", "adam", "rmsprop")  # the optimizers whose step LambdaUpdate takes over flat buffers
+
 
 def supports(cfg: LearnerConfig, net: NetworkConfig, device: torch.device) -> bool:
     """Whether LambdaUpdate runs PQN's update (target='pqn'): deepq's own MLP or small CNN (LayerNorm or not),
-    RAdam or Adam, on CPU; cfg.fast=False forces the reference update."""
+    RAdam, Adam or deepq's centered RMSProp, on CPU; cfg.fast=False forces the reference update."""
     return (cfg.fast and cfg.target == "pqn" and net.own_plain and net.arch in ("mlp", "small_cnn")
-            and not cfg.weighted and cfg.optimizer in ("radam", "adam") and device.type == "cpu")
+            and not cfg.weighted and cfg.optimizer in OPTIMIZERS and device.type == "cpu")
 
 
 def supports_td(cfg: LearnerConfig, net: NetworkConfig, device: torch.device) -> bool:
     """Whether LambdaUpdate takes DQN's TD step (Learner.update): the targets y = losses.td_target(...) computed
     under no_grad by the networks themselves, then the same regression step as PQN's toward y. For deepq's small
     CNN, or an MLP with LayerNorm (a plain MLP has deepq/core/fast_path.py's NumPy update, faster at its sizes);
-    a hard, Polyak or no target network; no Rainbow component but n-step; RAdam or Adam; on CPU."""
+    a hard, Polyak or no target network; no Rainbow component but n-step; RAdam, Adam or deepq's centered RMSProp
+    (the MinAtar presets'); on CPU."""
     return (cfg.fast and cfg.target in ("hard", "polyak", "none") and net.own_plain and not cfg.weighted
             and (net.arch == "small_cnn" or (net.arch == "mlp" and net.layer_norm))
-            and cfg.optimizer in ("radam", "adam") and device.type == "cpu")
+            and cfg.optimizer in OPTIMIZERS and device.type == "cpu")
 
 
 def numpy_q_supported(net: NetworkConfig, device: torch.device) -> bool:
@@ -176,6 +180,7 @@ class LambdaUpdate:
                                                        else (None, None))) for norm in norms]
         self.grad_conv = self.grad_layers.pop(0) if self.conv is not None else None
         self._state: FlatState | None = None
+        self._rmsprop: tuple[list[torch.Tensor], torch.Tensor] | None = None  # RMSProp's flat buffers, step counts
         kernels = compiled.kernels()  # None where the machine cannot build it: the Python body runs
         self.compiled = self._compiled_step(kernels) if kernels is not None else None  # __call__'s body, in C++
         self._radam = kernels.radam_step if kernels is not None else radam_step
@@ -276,7 +281,16 @@ class LambdaUpdate:
         return self._state
 
     def _step(self) -> None:
-        """One step of the optimizer's own algorithm (RAdam, or torch's fused Adam) over the flat buffers."""
+        """One step of the optimizer's own algorithm (RAdam, torch's fused Adam, or RMSProp) over the flat buffers."""
+        if isinstance(self.optimizer, torch.optim.RMSprop):
+            keys = ("square_avg", "grad_avg", "momentum_buffer")
+            if self._rmsprop is None or not is_flat_state(self.optimizer, self.params, self._rmsprop[0][0], keys[0]):
+                self._rmsprop = flat_state_buffers(self.optimizer, self.params, keys)
+            (square_avg, grad_avg, momentum_buffer), steps = self._rmsprop
+            steps += 1  # every parameter's step count
+            group = self.optimizer.param_groups[0]
+            rmsprop_step(self.flat_t, self.grad_t, square_avg, grad_avg, momentum_buffer, group)
+            return
         state = self._optimizer_state()
         if not isinstance(self.optimizer, torch.optim.RAdam):
             flat_adam_step(self.optimizer, self.flat_t, self.grad_t, state)
@@ -309,6 +323,22 @@ def radam_step(param: torch.Tensor, grad: torch.Tensor, exp_avg: torch.Tensor, e
         param.addcdiv_(exp_avg, denom, value=-lr * rect * math.sqrt(correction2) / correction1)
     else:
         param.add_(exp_avg, alpha=-lr / correction1)
+
+
+def rmsprop_step(param: torch.Tensor, grad: torch.Tensor, square_avg: torch.Tensor, grad_avg: torch.Tensor,
+                 momentum_buffer: torch.Tensor, group: dict[str, Any]) -> None:
+    """One step of deepq's RMSProp (learner.make_optimizer: centered, with momentum, no weight decay) as
+    torch.optim.RMSprop takes it, the same kernels over the flat buffers instead of one call per parameter:
+
+        v ← α·v + (1 − α)·g²,  ḡ ← α·ḡ + (1 − α)·g,  b ← μ·b + g / (√(v − ḡ²) + ε),  θ ← θ − lr·b
+    """
+    assert group["centered"] and group["momentum"] > 0 and not group["weight_decay"], "deepq's RMSProp only"
+    alpha = group["alpha"]
+    square_avg.mul_(alpha).addcmul_(grad, grad, value=1 - alpha)
+    grad_avg.lerp_(grad, 1 - alpha)
+    avg = square_avg.addcmul(grad_avg, grad_avg, value=-1).sqrt_().add_(group["eps"])
+    momentum_buffer.mul_(group["momentum"]).addcdiv_(grad, avg)
+    param.add_(momentum_buffer, alpha=-group["lr"])
 
 
 def _norm_relu(z: torch.Tensor, norm: nn.LayerNorm | None) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:

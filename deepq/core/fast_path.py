@@ -82,30 +82,39 @@ class FlatState(NamedTuple):
 
 
 def flat_optimizer_state(optimizer: torch.optim.Optimizer, params: list[torch.Tensor]) -> FlatState:
-    """The optimizer's own state (step, exp_avg, exp_avg_sq per parameter, as torch's Adam and RAdam create it),
-    each kind flattened like the weights (flatten_params' layout), the parameters' entries made views of it, so
-    checkpoints keep torch's format: each parameter its own 0-d step count, a view of one (n_params,) tensor (a
-    checkpoint resumes on the reference update too). What was there is carried over (a loaded checkpoint, or
-    reference steps taken before)."""
-    state, numel = optimizer.state, sum(p.numel() for p in params)
-    exp_avg, exp_avg_sq = torch.zeros(numel, dtype=params[0].dtype), torch.zeros(numel, dtype=params[0].dtype)
-    steps = torch.zeros(len(params))
-    views = zip(split_like(exp_avg, params), split_like(exp_avg_sq, params), strict=True)
-    for i, (p, (m, v)) in enumerate(zip(params, views, strict=True)):
-        s = state[p]
-        if s:
-            m.copy_(s["exp_avg"])
-            v.copy_(s["exp_avg_sq"])
-            steps[i] = float(s["step"])
-        s.update(step=steps[i], exp_avg=m, exp_avg_sq=v)
+    """Adam's and RAdam's state (step, exp_avg, exp_avg_sq per parameter) flattened like the weights
+    (flat_state_buffers)."""
+    (exp_avg, exp_avg_sq), steps = flat_state_buffers(optimizer, params, ("exp_avg", "exp_avg_sq"))
     return FlatState(exp_avg, exp_avg_sq, steps, steps[0].clone())
 
 
-def is_flat_state(optimizer: torch.optim.Optimizer, params: list[torch.Tensor], exp_avg: torch.Tensor) -> bool:
-    """Whether the optimizer's state is still the flat buffers made by flat_optimizer_state (load_state_dict
-    replaces it)."""
+def flat_state_buffers(optimizer: torch.optim.Optimizer, params: list[torch.Tensor],
+                       keys: tuple[str, ...]) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """The optimizer's own per-parameter state buffers named `keys` (as torch's optimizer creates them), each kind
+    flattened like the weights (flatten_params' layout), the parameters' entries made views of it, so checkpoints
+    keep torch's format: each parameter also its own 0-d step count, a view of one (n_params,) tensor (a checkpoint
+    resumes on the reference update too). What was there is carried over (a loaded checkpoint, or reference steps
+    taken before). Returns the flat buffers, in the order of `keys`, and the step counts."""
+    state, numel = optimizer.state, sum(p.numel() for p in params)
+    flats = [torch.zeros(numel, dtype=params[0].dtype) for _ in keys]
+    steps = torch.zeros(len(params))
+    views = zip(*(split_like(flat, params) for flat in flats), strict=True)
+    for i, (p, bufs) in enumerate(zip(params, views, strict=True)):
+        s = state[p]
+        if s:
+            for key, buf in zip(keys, bufs, strict=True):
+                buf.copy_(s[key])
+            steps[i] = float(s["step"])
+        s.update(step=steps[i], **dict(zip(keys, bufs, strict=True)))
+    return flats, steps
+
+
+def is_flat_state(optimizer: torch.optim.Optimizer, params: list[torch.Tensor], flat: torch.Tensor,
+                  key: str = "exp_avg") -> bool:
+    """Whether the optimizer's state is still the flat buffers made by flat_state_buffers (load_state_dict
+    replaces it): `flat` is the buffer of `key`."""
     first = optimizer.state.get(params[0])
-    return first is not None and "exp_avg" in first and first["exp_avg"].data_ptr() == exp_avg.data_ptr()
+    return first is not None and key in first and first[key].data_ptr() == flat.data_ptr()
 
 
 def numpy_layers(net: nn.Module) -> list[tuple[np.ndarray, np.ndarray]]:
