@@ -149,14 +149,14 @@ for _game in ("Breakout", "SpaceInvaders", "Freeway", "Asterix", "Seaquest"):
         lr=5e-4, lr_decay=True, eps_end=0.05, eps_decay_steps=500_000, **_PQN)
 # Connect Four by PQN self-play (issue #33): the learner in both seats, λ-returns with the opponent's value
 # negated; an MLP 512-512-512 with LayerNorm (the small CNN at the same settings won 7 and 8 of 50 against
-# MCTS-1000 after 15M plies; this network 74 and 62 of 100, and 89 and 81 after 30M: docs/results/games.md), 128
-# games x 32 plies, λ 0.65, 2 epochs of 32 minibatches, RAdam, lr 5e-4 to 0, ε 1 -> 0.1 over the first 10%; 30M
-# plies, ~50 min on one core.
+# MCTS-1000 after 15M plies; this network 74 and 62 of 100, 89 and 81 after 30M, 90-95 and 84-90 after 60M on
+# three seeds: docs/results/games.md), 128 games x 32 plies, λ 0.65, 2 epochs of 32 minibatches, RAdam, lr 5e-4 to
+# 0, ε 1 -> 0.1 over the first 10%; 60M plies, 85-105 min on one core.
 # Evaluated during training against MCTS with 200 simulations (random stops measuring progress within 1M plies).
 PRESETS["connect4-pqn"] = PRESETS["connect4"].replace(
-    name="connect4-pqn", arch="mlp", hidden_sizes=(512, 512, 512), double=False, total_steps=30_000_000,
+    name="connect4-pqn", arch="mlp", hidden_sizes=(512, 512, 512), double=False, total_steps=60_000_000,
     num_envs=128, rollout_len=32, q_lambda=0.65, epochs=2, minibatches=32, lr=5e-4, lr_decay=True, eps_end=0.1,
-    eps_decay_steps=3_000_000, eval_interval=3_000_000, eval_opponent="mcts:200", checkpoint_interval=1_000_000,
+    eps_decay_steps=6_000_000, eval_interval=3_000_000, eval_opponent="mcts:200", checkpoint_interval=1_000_000,
     **_PQN)
 # Atari with EnvPool: 128 envs x 32 steps, λ 0.65, 2 epochs of 32 minibatches, lr 2.5e-4, ε 1 -> 0.001 over
 # 10% of 50M steps (200M frames), the Nature CNN with LayerNorm; life loss terminal, rewards clipped; greedy eval.
