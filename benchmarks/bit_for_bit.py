@@ -59,7 +59,8 @@ CASES: dict[str, Any] = {
     # ... the small CNN on MinAtar grids, and self-play Connect Four (PQN; DQN's TD step on the same path)
     "pqn-minatar": lambda: deepq.preset("minatar-breakout-pqn", total_steps=12_288, eval_interval=8_192,
                                         lr_decay=False),
-    "pqn-connect4": lambda: deepq.preset("connect4-pqn", total_steps=12_288, eval_interval=8_192, lr_decay=False),
+    "pqn-connect4": lambda: deepq.preset("connect4-pqn", total_steps=12_288, eval_interval=8_192, lr_decay=False,
+                                         eps_decay_steps=3_000_000),  # as recorded before the 60M preset
     "dqn-connect4": lambda: deepq.preset("connect4", total_steps=1_500, learning_starts=300, eval_interval=750),
 }
 

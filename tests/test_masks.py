@@ -114,8 +114,9 @@ def test_pqn_returns_take_v_of_s_prime_over_its_legal_actions() -> None:
     legal action (G = 2, not NaN), then s' = 4 with only action 0 legal: G = 1 + .5 · 4 = 3 (not 5)."""
     ro = Rollout(2, _Shape(2), legal=True)  # type: ignore[arg-type]
     assert ro.next_legal is not None and ro.next_legal.shape == (2, 2, 2)
-    ro.obs[:] = 0.0
+    ro.obs[:, :, 0] = [[0.0, 0.0], [3.0, 0.0]]  # s_1 of env 0 is s'_0; env 1 was reset after its terminal step
     ro.final_obs[:, :, 0] = [[3.0, 9.0], [5.0, 4.0]]  # (T, N)
+    ro.q[:] = _q_values(ro.obs.reshape(4, 1)).reshape(2, 2, 2)  # as acting computed them
     ro.actions[:] = 0
     ro.rewards[:] = [[1.0, 2.0], [1.0, 1.0]]
     ro.terminated[:] = [[False, True], [False, False]]

@@ -8,6 +8,7 @@ values come from NumPy on views of the weights (deepq/core/fast_mlp.py's NumpyML
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -73,12 +74,18 @@ class Policy:
         return int(a) if a.ndim == 0 else a
 
     def explore(self, obs: np.ndarray, eps: float, rng: np.random.Generator,
-                legal: np.ndarray | None = None) -> np.ndarray:
+                legal: np.ndarray | None = None, q: np.ndarray | None = None) -> np.ndarray:
         """ε-greedy actions (N,) for a batch of observations (N, *obs_shape): uniformly random with probability
-        ε (among the legal moves where `legal` (N, A) is given), else greedy."""
+        ε (among the legal moves where `legal` (N, A) is given), else greedy. `q` (N, A): obs's Q values when the
+        caller has them already (PQN keeps them), so the greedy choice costs no forward pass."""
+        def kept(_obs: np.ndarray, legal: np.ndarray | None = None) -> np.ndarray:  # the greedy choice on q
+            assert q is not None
+            return (q if legal is None else np.where(legal, q, -np.inf)).argmax(axis=-1)
+
+        greedy: Callable[..., Any] = self.act if q is None else kept
         if legal is None:
-            return epsilon_greedy(self.act, obs, eps, self.n_actions, rng)
-        return masked_epsilon_greedy(self.act, obs, legal, eps, rng)
+            return epsilon_greedy(greedy, obs, eps, self.n_actions, rng)
+        return masked_epsilon_greedy(greedy, obs, legal, eps, rng)
 
 
 def net_weights(net: nn.Module) -> dict[str, np.ndarray]:

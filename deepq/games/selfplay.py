@@ -100,8 +100,9 @@ class SelfPlay:
         self.envs = envs
         self.pool = OpponentPool(cfg.opponent_pool, cfg.num_envs) if cfg.opponent_pool else None
 
-    def act(self, policy: Policy, obs: np.ndarray, eps: float, rng: np.random.Generator) -> np.ndarray:
-        return act(policy, self.envs, obs, eps, rng, self.pool)  # (N,)
+    def act(self, policy: Policy, obs: np.ndarray, eps: float, rng: np.random.Generator,
+            q: np.ndarray | None = None) -> np.ndarray:
+        return act(policy, self.envs, obs, eps, rng, self.pool, q)  # (N,)
 
     def logged(self, rewards: np.ndarray) -> np.ndarray:
         """Each game's return for the first player: the mover's reward, signed by the mover's seat."""
@@ -125,9 +126,10 @@ class SelfPlay:
 
 
 def act(policy: Policy, envs: GameVecEnv, obs: np.ndarray, eps: float, rng: np.random.Generator,
-        pool: OpponentPool | None) -> np.ndarray:
-    """(N,) moves for the players to move: ε-greedy among legal moves (the learner, or a pool snapshot)."""
-    actions = policy.explore(obs, eps, rng, envs.legal)
+        pool: OpponentPool | None, q: np.ndarray | None = None) -> np.ndarray:
+    """(N,) moves for the players to move: ε-greedy among legal moves (the learner, or a pool snapshot); `q` the
+    learner's Q values of obs where the caller has them."""
+    actions = policy.explore(obs, eps, rng, envs.legal, q)
     if pool is not None:
         actions = pool.act(actions, obs, envs.legal, envs.to_move, eps, rng)
     return actions

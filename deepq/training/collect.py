@@ -25,8 +25,10 @@ from deepq.errors import EnvError
 class Players(Protocol):
     """Who moves in the training envs, and what of their steps is logged and checkpointed."""
 
-    def act(self, policy: Policy, obs: np.ndarray, eps: float, rng: np.random.Generator) -> np.ndarray:
-        """(N,) actions for obs (N, *obs_shape), exploring with probability eps."""
+    def act(self, policy: Policy, obs: np.ndarray, eps: float, rng: np.random.Generator,
+            q: np.ndarray | None = None) -> np.ndarray:
+        """(N,) actions for obs (N, *obs_shape), exploring with probability eps; `q` (N, A): the learner's Q values
+        of obs where the caller computed them (Policy.explore)."""
 
     def logged(self, rewards: np.ndarray) -> np.ndarray:
         """The step's rewards (N,) as metrics.csv counts episode returns."""
@@ -49,8 +51,9 @@ class SingleAgent:
     def __init__(self, envs: VecEnv) -> None:
         self.envs = envs
 
-    def act(self, policy: Policy, obs: np.ndarray, eps: float, rng: np.random.Generator) -> np.ndarray:
-        return policy.explore(obs, eps, rng, self.envs.legal)  # (N,)
+    def act(self, policy: Policy, obs: np.ndarray, eps: float, rng: np.random.Generator,
+            q: np.ndarray | None = None) -> np.ndarray:
+        return policy.explore(obs, eps, rng, self.envs.legal, q)  # (N,)
 
     def logged(self, rewards: np.ndarray) -> np.ndarray:
         return rewards
@@ -89,10 +92,11 @@ class Collector:
         """Reset every env (a fresh run)."""
         self.obs = self.envs.reset()
 
-    def step(self, eps: float, at_step: int) -> VectorStep:
-        """One ε-greedy action per env, every env stepped. `at_step`: the run's env step before it (for messages)."""
+    def step(self, eps: float, at_step: int, q: np.ndarray | None = None) -> VectorStep:
+        """One ε-greedy action per env, every env stepped. `at_step`: the run's env step before it (for messages);
+        `q` (N, A): the Q values of `obs` where the caller computed them."""
         s = self.obs
-        actions = self.players.act(self.policy, s, eps, self.rng)  # (N,)
+        actions = self.players.act(self.policy, s, eps, self.rng, q)  # (N,)
         try:
             out = self.envs.step(actions)
         except EnvError as e:

@@ -54,13 +54,22 @@ class Rollout:
         self.terminated = np.empty((t, n), bool)
         self.ended = np.empty((t, n), bool)  # terminated or truncated: the env was reset after this step
         self.next_legal = np.empty((t, n, envs.n_actions), bool) if legal else None
+        self.q = np.empty((t, n, envs.n_actions), np.float32)  # Q(s_t, ·; θ), computed to act
 
     def returns(self, q_values: Callable[[np.ndarray], np.ndarray], device: torch.device, gamma: float,
                 lam: float) -> torch.Tensor:
         """The (T·N,) λ-returns, step-major (index t·N + n), with V from `q_values` (the online net as it is now:
-        Agent.q_values, NumPy for deepq's MLPs on CPU)."""
+        Agent.q_values, NumPy for deepq's MLPs on CPU). θ does not change within a rollout, so Q(s'_t) is the
+        Q(s_{t+1}) computed to act at step t + 1, wherever the episode went on; only the ends (an episode's true final
+        observation) and the rollout's last step need a forward pass of their own."""
         t, n = self.actions.shape
-        q = q_values(self.final_obs.reshape(t * n, *self.obs.shape[2:]))  # (T·N, A)
+        following = np.empty_like(self.q)  # (T, N, A) Q(s'_t)
+        following[:-1] = self.q[1:]
+        fresh = self.ended.copy()  # (T, N) s'_t is not the next s_{t+1}: its own forward pass
+        fresh[-1] = True
+        q = following.reshape(t * n, -1)  # (T·N, A)
+        rows = np.flatnonzero(fresh.reshape(-1))
+        q[rows] = q_values(self.final_obs.reshape(t * n, *self.obs.shape[2:])[rows])  # (T·N, A)
         if self.next_legal is not None:  # games, masked envs: the max over the legal actions of s' (none: over)
             legal = self.next_legal.reshape(t * n, -1)
             v = np.where(legal.any(1), np.where(legal, q, -np.inf).max(1), 0.0).astype(np.float32)
@@ -101,7 +110,8 @@ class Rollouts:
         cfg, ro, first_eps = self.cfg, self.rollout, eps_at(state.step)
         episodes = []
         for t in range(cfg.rollout_len):
-            vs = self.collector.step(eps_at(state.step), state.step)  # ε-greedy per env
+            ro.q[t] = self.agent.q_values(self.collector.obs)  # (N, A): to act on, and V(s') of step t − 1
+            vs = self.collector.step(eps_at(state.step), state.step, ro.q[t])  # ε-greedy per env
             out = vs.out
             ro.obs[t], ro.final_obs[t], ro.actions[t] = vs.obs, out.final_obs, vs.actions
             ro.rewards[t], ro.terminated[t], ro.ended[t] = vs.rewards * cfg.reward_scale, out.terminated, out.ended
