@@ -194,8 +194,7 @@ class Config:
     rollout_len: int = tag(32, PQN, POSITIVE_INT)
     """Steps each env takes per rollout; a rollout is num_envs × rollout_len transitions."""
     q_lambda: float = tag(0.65, PQN, IN_0_1)
-    """λ of the Q(λ) returns: 0 is the one-step target r + γ max Q(s'), 1 the rollout's discounted return
-    (bootstrapped at its end)."""
+    """λ of the Q(λ) returns: 0 the one-step target r + γ max Q(s'), 1 the rollout's return, bootstrapped."""
     epochs: int = tag(2, PQN, POSITIVE_INT)
     """Passes over each rollout, each in a new random order."""
     minibatches: int = tag(32, PQN, POSITIVE_INT)
@@ -220,6 +219,8 @@ class Config:
     opponent_pool: int = tag(0, GAMES, INT_AT_LEAST_0, resume_fixed=True)
     """Games: past snapshots of the network kept as training opponents (one seat of each game is played by
     one drawn at random; snapshots taken at target syncs); 0 = the learner plays both seats."""
+    mirror: bool = tag(False, GAMES)
+    """Games, target='pqn': also learn from each position's left-right mirror image (Connect Four, tic-tac-toe)."""
 
     eval_interval: int = tag(10_000, EVAL, INT_AT_LEAST_0)
     """Env steps between greedy evaluations; 0 disables periodic evaluation."""
@@ -397,4 +398,3 @@ def _check_distributed(cfg: Config) -> None:
 GROUP_CHECKS: dict[str, Callable[[Config], None]] = {
     TD: _check_td, RAINBOW: _check_rainbow, TARGET: _check_target, PQN: _check_pqn, GAMES: _check_games,
     EVAL: _check_eval, DISTRIBUTED: _check_distributed}
-

@@ -20,6 +20,7 @@ kind by id prefix ('openspiel:', 'pettingzoo:') in a table (GAME_KINDS), which w
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING
 
 import gymnasium as gym
 
@@ -32,6 +33,9 @@ from deepq.envs.numpy_minatar import ENV_IDS as MINATAR_NUMPY_IDS
 from deepq.envs.numpy_minatar import MinAtarVec
 from deepq.envs.search import SearchEnv
 from deepq.errors import ConfigError
+
+if TYPE_CHECKING:
+    import torch
 
 
 class EnvKind:
@@ -57,6 +61,11 @@ class EnvKind:
     def discount(self, gamma: float) -> float:
         """The discount of s' in a target, for a step that did not end the episode: γ."""
         return gamma
+
+    def mirror(self, obs: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each observation's mirror image and its mirrored actions, for kinds whose envs have one (cfg.mirror:
+        the games'; `check` refuses mirror for every other kind, so this is never reached)."""
+        raise ConfigError(f"{self.spec!r} has no mirror image: leave mirror off")
 
     def make_vec_env(self, cfg: Config) -> VecEnv:
         """The training envs: deepq's NumPy vector env where cfg asks for one it can be (make_numpy_vec_env),
@@ -167,6 +176,9 @@ def check(cfg: Config, prefixed: PrefixKinds) -> None:
     kind = by_prefix(cfg.env, prefixed)
     if kind is not None:
         kind.check(cfg)
+    elif cfg.mirror:
+        raise ConfigError(f"mirror=True mirrors two-player board games (Connect Four, tic-tac-toe); {cfg.env!r} is "
+                          "not one: leave mirror off")
 
 
 def resolve(cfg: Config, prefixed: PrefixKinds | None = None) -> EnvKind:

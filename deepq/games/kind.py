@@ -25,12 +25,17 @@ from deepq.games.numpy_connect4 import Connect4Vec
 from deepq.games.vec import GameVecEnv
 
 if TYPE_CHECKING:
+    import torch
+
     from deepq.agent import Agent
     from deepq.core.results import EvalResult
     from deepq.games.selfplay import SelfPlay
 
 PREFIXES = ("openspiel:", "pettingzoo:")
 NUMPY_GAMES = (CONNECT4_ID,)  # the games with a NumPy vector env (cfg.backend 'auto' or 'numpy' trains on it)
+
+
+MIRRORED = ("openspiel:connect_four", "openspiel:tic_tac_toe")  # cfg.mirror's games: their moves are columns, cells
 
 
 class GameKind(EnvKind):
@@ -56,6 +61,10 @@ class GameKind(EnvKind):
                 raise ConfigError(f"{name}={getattr(cfg, name)!r} does not apply to the two-player game "
                                   f"{cfg.env!r}: use {why}")
         numpy_games_only(self.game_id, cfg.backend)
+        if cfg.mirror and (cfg.target != "pqn" or self.game_id not in MIRRORED):
+            raise ConfigError(f"mirror=True needs target='pqn' and one of {', '.join(MIRRORED)} (boards whose "
+                              f"left-right mirror image is the same game); this run has target={cfg.target!r} and "
+                              f"{cfg.env!r}")
         opponent_simulations(cfg.eval_opponent, "eval_opponent")  # bounded: 'mcts:1e12' would never finish a move
         if cfg.eval_opponent != "random" and self.name != "openspiel":
             raise ConfigError(f"eval_opponent={cfg.eval_opponent!r} needs an OpenSpiel game (its MCTS bot and "
@@ -86,6 +95,14 @@ class GameKind(EnvKind):
     def arch(self, cfg: Config, obs_shape: tuple[int, ...]) -> str:
         """'auto' gives boards the MLP (the small CNN's unpadded 3x3 filter leaves 1x1 of tic-tac-toe)."""
         return resolve_arch(obs_shape, cfg.arch, board=True)
+
+    def mirror(self, obs: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each position's left-right mirror image and its mirrored moves (cfg.mirror: the game is the same game
+        in the mirror, so is what a move there is worth): obs (B, C, H, W) flipped along W; a move into column c
+        (Connect Four) or onto cell r·W + c (tic-tac-toe) becomes W − 1 − c, r·W + W − 1 − c."""
+        width = obs.shape[-1]
+        col = actions % width  # (B,) the move's column (Connect Four's moves are columns: a − col = 0)
+        return obs.flip(-1), actions - col + (width - 1 - col)
 
     def discount(self, gamma: float) -> float:
         """−γ: s' is the opponent's turn, and what it is worth to the opponent is, in a zero-sum game, what it is

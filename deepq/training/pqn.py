@@ -97,6 +97,7 @@ class Rollouts:
                      networks=False, game=kind.two_player, masked=envs.legal is not None)  # one line if it cannot fit
         self.rollout = Rollout(cfg.rollout_len, envs, envs.legal is not None)
         self.gamma = kind.discount(cfg.gamma)  # games: −γ, s' is the opponent's, negated
+        self.mirror = kind.mirror if cfg.mirror else None  # games: each position's mirror image as a second sample
         self.collector = Collector(cfg, envs, players, self.agent.policy, rng)
         self.env_label = envs.env_label
         self.batches: deque[tuple[np.ndarray, int]] = deque()  # minibatches still to learn from: (epoch order, k)
@@ -128,7 +129,12 @@ class Rollouts:
         returns = ro.returns(self.agent.q_values, device, self.gamma, cfg.q_lambda)
         size = len(returns)
         obs = torch.as_tensor(ro.obs.reshape(size, *ro.obs.shape[2:]), device=device)
-        self.data = (obs, torch.as_tensor(ro.actions.reshape(size), device=device), returns)
+        actions = torch.as_tensor(ro.actions.reshape(size), device=device)
+        if self.mirror is not None:  # the mirrored position, the mirrored move, the same return: twice the samples
+            obs2, actions2 = self.mirror(obs, actions)
+            obs, actions, returns = torch.cat([obs, obs2]), torch.cat([actions, actions2]), returns.repeat(2)
+            size *= 2
+        self.data = (obs, actions, returns)
         self.batches = deque((order, k) for order in (self.rng.permutation(size) for _ in range(cfg.epochs))
                              for k in range(cfg.minibatches))
 
