@@ -227,7 +227,7 @@ def plot_curves(games: dict[str, list[Run]], path: Path) -> None:
                      + (f", {unfinished} unfinished)" if unfinished else ")"), fontsize="large")
         ax.set_xlabel("env steps (millions)")
         ax.set_ylabel("training return, last ~100 episodes")
-        ax.set_xlim(0, 5)
+        ax.set_xlim(0, round(max(float(r.steps[-1]) for r in runs) / 1e6))  # 5 (the 5M runs) or 10
         ax.grid(alpha=0.3)
     for ax in axes[len(games):]:
         ax.axis("off")
