@@ -87,6 +87,35 @@ def test_dqns_td_step_compiled_is_the_python_step() -> None:
     _same(fast, python)
 
 
+@pytest.mark.parametrize(("preset", "obs_shape", "n_actions", "overrides"), [
+    ("cartpole-pqn", (4,), 2, dict()),  # 256-256 with LayerNorm
+    ("cartpole-pqn", (4,), 2, dict(layer_norm=False)),
+    ("connect4-pqn", (3, 6, 7), 7, dict()),  # 512x3 with LayerNorm, on boards
+], ids=["layer-norm", "plain", "connect4-boards"])
+def test_acting_batches_take_the_compiled_forward_the_same_numbers(
+        preset: str, obs_shape: tuple[int, ...], n_actions: int, overrides: dict[str, object]) -> None:
+    """The policy's batches (NumpyMLP._batch) through csrc's Net.q: the Q values of the Python loop and of the
+    module itself, bit for bit, before and after updates move the weights (Net holds the parameters, not copies)."""
+    cfg = deepq.preset(preset, lr=1e-2, lr_decay=False, **overrides)  # type: ignore[arg-type]
+    fast, _ = _pair(cfg, obs_shape, n_actions)
+    numpy_q = fast.policy._numpy
+    assert numpy_q is not None and numpy_q.compiled is not None
+    rng = np.random.default_rng(5)
+    for _ in range(3):
+        x = torch.from_numpy(rng.normal(size=(128, *obs_shape)).astype(np.float32))  # a batch (plain MLPs: 128+)
+        rows = x.reshape(len(x), -1)  # (B, D): as q_values hands them over
+        got = numpy_q._batch(rows)
+        numpy_q.compiled, kept = None, numpy_q.compiled
+        python = numpy_q._batch(rows)  # the loop in Python, as on a machine without a compiler
+        numpy_q.compiled = kept
+        with torch.inference_mode():
+            module = fast.online(x)
+        assert torch.equal(got, python) and torch.equal(got, module)
+        assert np.array_equal(fast.policy.q_values(x.numpy()), got.numpy())
+        fast.learner.fit_returns(x, torch.from_numpy(rng.integers(0, n_actions, 128)),
+                                 torch.from_numpy(rng.normal(size=128).astype(np.float32)))
+
+
 def test_a_non_finite_loss_raises_and_leaves_the_weights() -> None:
     cfg = deepq.preset("cartpole-pqn")
     fast, _ = _pair(cfg, (4,), 2)

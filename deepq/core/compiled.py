@@ -1,4 +1,5 @@
-"""deepq's one compiled swap-in: PQN's regression step (fast_mlp.LambdaUpdate) as a C++ function.
+"""deepq's one compiled swap-in: PQN's regression step (fast_mlp.LambdaUpdate) as a C++ function, and its forward
+pass for acting on batches (fast_mlp.NumpyMLP._batch).
 
 deepq/core/csrc/lambda_update.cpp calls the same ATen kernels as LambdaUpdate, in the same order, so it computes the
 same numbers bit for bit (tests/test_compiled.py); what it saves is Python's overhead on each of an update's ~40
@@ -26,8 +27,16 @@ _module: ModuleType | None = None
 _why_not: str | None = None
 
 
+class Net(Protocol):
+    """csrc/lambda_update.cpp's Net: deepq's MLP or small CNN over the network's own weight tensors."""
+
+    def q(self, obs: torch.Tensor) -> torch.Tensor:
+        """Q values (B, A) of obs (B, *obs_shape): the forward pass LambdaStep takes, without what it keeps."""
+        ...
+
+
 class LambdaStep(Protocol):
-    """csrc/lambda_update.cpp's LambdaStep: built over one network's weights, gradients and norms."""
+    """csrc/lambda_update.cpp's LambdaStep: built over one Net and the flat gradient's views like its weights."""
 
     def grad(self, obs: torch.Tensor, actions: torch.Tensor, returns: torch.Tensor) -> tuple[float, torch.Tensor]:
         """The λ-return regression's gradient into the flat buffer, clipped: (loss, |G − Q(s, a)| per sample)."""
@@ -40,7 +49,8 @@ def unavailable() -> str | None:
 
 
 def kernels() -> ModuleType | None:
-    """The compiled module (LambdaStep, radam_step), built on first use; None where it cannot be (see unavailable())."""
+    """The compiled module (Net, LambdaStep, radam_step), built on first use; None where it cannot be (see
+    unavailable())."""
     global _module, _why_not
     if _module is not None or _why_not is not None:
         return _module

@@ -118,17 +118,35 @@ def _conv_of(net: nn.Module) -> tuple[nn.Conv2d, nn.LayerNorm | None] | None:
     return conv, norm
 
 
+def compiled_net(kernels: ModuleType, conv: tuple[nn.Conv2d, nn.LayerNorm | None] | None,
+                 layers: list[tuple[torch.Tensor, torch.Tensor, nn.LayerNorm | None]]) -> compiled.Net:
+    """csrc/lambda_update.cpp's Net over the network's own parameter tensors (so it always sees the current
+    weights): the convolution (if any) and its channels' norm, then each Linear's (weight, bias, the norm after it)."""
+    conv_layer = [(conv[0].weight, conv[0].bias, conv[1])] if conv is not None else []
+    all_layers = conv_layer + layers
+    norms = [norm for _, _, norm in all_layers[:-1]]
+    return kernels.Net([w for w, _, _ in all_layers], [b for _, b, _ in all_layers],
+                       [n.weight if n is not None else None for n in norms],
+                       [n.bias if n is not None else None for n in norms],
+                       [n.eps if n is not None else 0.0 for n in norms], conv is not None)
+
+
 class NumpyMLP:
     """Q values of deepq's MLP without autograd, on the network's own (CPU) weights: always current, nothing copied.
     Each size takes the path measured fastest (µs per call, 120-84 ReLU MLP / 256-256 LayerNorm MLP): one
     observation (single-env acting) NumPy matrix-vector products; a small batch of a plain MLP NumPy matrix
     products (8 rows: 10.0 against torch's 21.7); LayerNorm MLPs and batches from 128 rows torch's fused kernels
-    (addmm, layer_norm, relu_: 32 rows of the LayerNorm MLP 66 against NumPy's 113; 2,048 rows 2.2 against 4.7 ms)."""
+    (addmm, layer_norm, relu_: 32 rows of the LayerNorm MLP 66 against NumPy's 113; 2,048 rows 2.2 against 4.7 ms),
+    called from C++ where compiled.kernels() builds (csrc's Net.q, the same kernels: 128 rows of PQN's 256-256
+    LayerNorm MLP 164 against 203 µs)."""
 
     def __init__(self, net: nn.Module) -> None:
         self.layers = mlp_layers(net)  # NumPy views, for one observation
         self.modules = _linear_and_norm(net)  # the modules themselves, for batches
         self.norm = any(layer.gamma is not None for layer in self.layers)
+        kernels = compiled.kernels()  # batches through the compiled forward where the machine can build it
+        self.compiled = compiled_net(kernels, None, [(m.weight, m.bias, norm) for m, norm in self.modules]) \
+            if kernels is not None else None
 
     def q_values(self, obs: np.ndarray) -> np.ndarray:
         """(B, A) for obs (B, *obs_shape)."""
@@ -152,6 +170,8 @@ class NumpyMLP:
         return h[None] if single else h  # (B, A)
 
     def _batch(self, x: torch.Tensor) -> torch.Tensor:
+        if self.compiled is not None:  # the loop below in C++: the same kernels, the same numbers
+            return self.compiled.q(x)
         with torch.no_grad():
             last = len(self.modules) - 1
             for i, (linear, norm) in enumerate(self.modules):
@@ -187,15 +207,11 @@ class LambdaUpdate:
 
     def _compiled_step(self, kernels: ModuleType) -> compiled.LambdaStep:
         """csrc/lambda_update.cpp's LambdaStep over these weights, gradients and norms (a convolution's first)."""
-        conv = [(self.conv[0].weight, self.conv[0].bias, self.conv[1])] if self.conv is not None else []
-        layers = conv + self.layers
         grads = ([self.grad_conv] if self.grad_conv is not None else []) + self.grad_layers
-        norms = [norm for _, _, norm in layers[:-1]]
         return kernels.LambdaStep(
-            [w for w, _, _ in layers], [b for _, b, _ in layers], [g[0] for g in grads], [g[1] for g in grads],
-            [n.weight if n is not None else None for n in norms], [n.bias if n is not None else None for n in norms],
-            [g[2] for g in grads[:-1]], [g[3] for g in grads[:-1]], [n.eps if n is not None else 0.0 for n in norms],
-            self.grad_t, self.loss == "mse", float(self.max_grad_norm), self.conv is not None)
+            compiled_net(kernels, self.conv, [(w, b, norm) for w, b, norm in self.layers]),
+            [g[0] for g in grads], [g[1] for g in grads], [g[2] for g in grads[:-1]], [g[3] for g in grads[:-1]],
+            self.grad_t, self.loss == "mse", float(self.max_grad_norm))
 
     def __call__(self, obs: torch.Tensor, actions: torch.Tensor, returns: torch.Tensor) -> LossOutput:
         """One gradient step on the λ-return regression of a minibatch: obs (B, *obs_shape), actions (B,),

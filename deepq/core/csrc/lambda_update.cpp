@@ -4,6 +4,7 @@
 // calls of one update do not each pay Python's call overhead (~5 µs each; the update of PQN's 256-256 LayerNorm MLP
 // on 128 samples: ~0.58 against ~0.72 ms). It computes bit for bit what the Python does
 // (tests/test_compiled.py); deepq/core/compiled.py builds it (torch.utils.cpp_extension) and says when it cannot.
+// Net's forward pass is also what acting takes for batches (fast_mlp.NumpyMLP._batch): the same kernels.
 //
 //   forward: z = h·Wᵀ + b, LayerNorm (keeping its mean and 1/σ), ReLU per hidden layer; Q = h·Wᵀ + b
 //   dL/dQ(s, a) of mean((Q(s, a) − G)²) (or Huber, δ = 1), zero for the other actions
@@ -12,6 +13,7 @@
 #include <torch/extension.h>
 
 #include <cmath>
+#include <memory>
 #include <optional>
 #include <tuple>
 #include <vector>
@@ -21,77 +23,116 @@ namespace {
 struct Norm {  // a LayerNorm over the last dimension (or none: a ReLU alone)
   std::optional<at::Tensor> gamma, beta;  // (out,)
   double eps = 0.0;
-  std::optional<at::Tensor> grad_gamma, grad_beta;  // views into the flat gradient
 };
 
 struct Kept {  // what a LayerNorm + ReLU backward needs
   at::Tensor z, mean, rstd, out;
 };
 
-// LayerNorm (if any) and ReLU of z (R, out): fast_mlp._norm_relu.
-at::Tensor norm_relu(const at::Tensor& z, const Norm& norm, Kept& kept) {
+struct Trace {  // what a forward pass keeps for the backward: each layer's input, its norm's, the convolution's
+  std::vector<at::Tensor> inputs;
+  std::vector<Kept> kept;
+  at::Tensor x, z4;  // the convolution's input (B, C, H, W) and output
+};
+
+// LayerNorm (if any) and ReLU of z (R, out): fast_mlp._norm_relu; `kept` (if any) gets what the backward needs.
+at::Tensor norm_relu(const at::Tensor& z, const Norm& norm, Kept* kept) {
   at::Tensor y = z, mean = z, rstd = z;
   if (norm.gamma) {
     std::tie(y, mean, rstd) = at::native_layer_norm(z, {z.size(1)}, norm.gamma, norm.beta, norm.eps);
   }
   at::Tensor out = at::relu_(y);
-  kept = {z, mean, rstd, out};
+  if (kept) *kept = {z, mean, rstd, out};
   return out;
 }
 
 // Back through the ReLU and LayerNorm from g = dL/d(their output); dγ, dβ into the gradient: fast_mlp._norm_relu_backward.
-at::Tensor norm_relu_backward(at::Tensor g, const Kept& kept, Norm& norm) {
+at::Tensor norm_relu_backward(at::Tensor g, const Kept& kept, const Norm& norm, std::optional<at::Tensor>& grad_gamma,
+                              std::optional<at::Tensor>& grad_beta) {
   g = at::threshold_backward(g, kept.out, 0.0);  // 0 where the ReLU's output was 0
   if (norm.gamma) {
     auto [dz, dgamma, dbeta] = at::native_layer_norm_backward(g, kept.z, {kept.z.size(1)}, kept.mean, kept.rstd,
                                                               norm.gamma, norm.beta, {true, true, true});
-    norm.grad_gamma->copy_(dgamma);
-    norm.grad_beta->copy_(dbeta);
+    grad_gamma->copy_(dgamma);
+    grad_beta->copy_(dbeta);
     g = dz;
   }
   return g;
 }
 
+// deepq's MLP or small CNN, on the network's own weight tensors (the optimizer updates them in place): its forward
+// pass as LambdaUpdate's body and NumpyMLP's batches take it.
+class Net {
+ public:
+  // per Linear (weight (out, in), bias (out,)), per hidden layer its norm; with a convolution, entry 0 of every list
+  // is the convolution's and its channels' norm.
+  Net(std::vector<at::Tensor> weights, std::vector<at::Tensor> biases, std::vector<std::optional<at::Tensor>> gammas,
+      std::vector<std::optional<at::Tensor>> betas, std::vector<double> eps, bool has_conv)
+      : w_(std::move(weights)), b_(std::move(biases)), has_conv_(has_conv) {
+    for (size_t i = 0; i < gammas.size(); ++i) norms_.push_back({gammas[i], betas[i], eps[i]});
+  }
+
+  // Q values (B, A) of obs (B, *obs_shape); with a trace, what the backward needs.
+  at::Tensor forward(const at::Tensor& obs, Trace* trace) const {
+    const int64_t n = obs.size(0);
+    const size_t first = has_conv_ ? 1 : 0, last = w_.size() - 1;
+    if (trace) {
+      trace->inputs.assign(w_.size(), at::Tensor());
+      trace->kept.assign(w_.size(), Kept());
+    }
+    at::Tensor h;
+    if (has_conv_) {  // the convolution, then each output pixel's channels as a row
+      at::Tensor x = obs.reshape({n, -1, obs.size(-2), obs.size(-1)}).to(at::kFloat);  // (B, C, H, W)
+      at::Tensor z4 = at::conv2d(x, w_[0], b_[0]);  // (B, 16, H − 2, W − 2)
+      at::Tensor out = norm_relu(z4.permute({0, 2, 3, 1}).reshape({-1, z4.size(1)}), norms_[0],
+                                 trace ? &trace->kept[0] : nullptr);
+      h = out.view({n, -1, out.size(1)}).transpose(1, 2).reshape({n, -1});  // (B, 16·L), torch's Flatten order
+      if (trace) {
+        trace->x = x;
+        trace->z4 = z4;
+      }
+    } else {
+      h = obs.reshape({n, -1}).to(at::kFloat);  // (B, D)
+    }
+    for (size_t i = first; i <= last; ++i) {
+      if (trace) trace->inputs[i] = h;
+      if (i == last) return at::addmm(b_[i], h, w_[i].t());  // (B, A)
+      h = norm_relu(at::addmm(b_[i], h, w_[i].t()), norms_[i], trace ? &trace->kept[i] : nullptr);
+    }
+    return h;
+  }
+
+  // Q values for acting: NumpyMLP._batch.
+  at::Tensor q(const at::Tensor& obs) const {
+    at::NoGradGuard no_grad;
+    return forward(obs, nullptr);
+  }
+
+  std::vector<at::Tensor> w_, b_;
+  std::vector<Norm> norms_;
+  bool has_conv_;
+};
+
 class LambdaStep {
  public:
-  // layers: per Linear (weight (out, in), bias (out,)); norms: per hidden layer; grads: views of the flat gradient
-  // shaped like the weights; conv: the small CNN's 3x3 convolution (weight, bias, its grads) and its channels' norm.
-  LambdaStep(std::vector<at::Tensor> weights, std::vector<at::Tensor> biases, std::vector<at::Tensor> grad_weights,
-             std::vector<at::Tensor> grad_biases, std::vector<std::optional<at::Tensor>> gammas,
-             std::vector<std::optional<at::Tensor>> betas, std::vector<std::optional<at::Tensor>> grad_gammas,
-             std::vector<std::optional<at::Tensor>> grad_betas, std::vector<double> eps, at::Tensor flat_grad,
-             bool mse, double max_grad_norm, bool has_conv)
-      : w_(std::move(weights)), b_(std::move(biases)), gw_(std::move(grad_weights)), gb_(std::move(grad_biases)),
-        flat_grad_(std::move(flat_grad)), mse_(mse), max_grad_norm_(max_grad_norm), has_conv_(has_conv) {
-    for (size_t i = 0; i < gammas.size(); ++i) norms_.push_back({gammas[i], betas[i], eps[i], grad_gammas[i], grad_betas[i]});
-    // with a convolution, entry 0 of every list is the convolution's and its channels' norm
-  }
+  // net: the network (fast_mlp's LambdaUpdate builds it over its weights); grads: views of the flat gradient shaped
+  // like the weights and norms, in the net's order.
+  LambdaStep(std::shared_ptr<Net> net, std::vector<at::Tensor> grad_weights, std::vector<at::Tensor> grad_biases,
+             std::vector<std::optional<at::Tensor>> grad_gammas, std::vector<std::optional<at::Tensor>> grad_betas,
+             at::Tensor flat_grad, bool mse, double max_grad_norm)
+      : net_(std::move(net)), gw_(std::move(grad_weights)), gb_(std::move(grad_biases)),
+        ggamma_(std::move(grad_gammas)), gbeta_(std::move(grad_betas)), flat_grad_(std::move(flat_grad)), mse_(mse),
+        max_grad_norm_(max_grad_norm) {}
 
   // One λ-return regression's gradient into the flat buffer, clipped: (the loss, each sample's |G − Q(s, a)|).
   // A non-finite loss returns before the backward (the caller raises).
   std::tuple<double, at::Tensor> grad(const at::Tensor& obs, const at::Tensor& actions, const at::Tensor& returns) {
     at::NoGradGuard no_grad;
+    const Net& net = *net_;
     const int64_t n = actions.size(0);
-    const size_t first = has_conv_ ? 1 : 0, last = w_.size() - 1;
-    std::vector<at::Tensor> inputs(w_.size());
-    std::vector<Kept> kept(w_.size());
-    at::Tensor x, z4, h;
-    if (has_conv_) {  // the convolution, then each output pixel's channels as a row
-      x = obs.reshape({n, -1, obs.size(-2), obs.size(-1)}).to(at::kFloat);  // (B, C, H, W)
-      z4 = at::conv2d(x, w_[0], b_[0]);  // (B, 16, H − 2, W − 2)
-      at::Tensor out = norm_relu(z4.permute({0, 2, 3, 1}).reshape({-1, z4.size(1)}), norms_[0], kept[0]);
-      h = out.view({n, -1, out.size(1)}).transpose(1, 2).reshape({n, -1});  // (B, 16·L), torch's Flatten order
-    } else {
-      h = obs.reshape({n, -1}).to(at::kFloat);  // (B, D)
-    }
-    for (size_t i = first; i <= last; ++i) {
-      inputs[i] = h;
-      if (i == last) {
-        h = at::addmm(b_[i], h, w_[i].t());  // (B, A)
-        break;
-      }
-      h = norm_relu(at::addmm(b_[i], h, w_[i].t()), norms_[i], kept[i]);
-    }
+    const size_t first = net.has_conv_ ? 1 : 0, last = net.w_.size() - 1;
+    Trace trace;
+    at::Tensor h = net.forward(obs, &trace);
     at::Tensor taken = actions.view({n, 1});
     at::Tensor err = h.gather(1, taken).view({n}) - returns;  // (B,) Q(s, a) − G
     double loss;
@@ -106,23 +147,24 @@ class LambdaStep {
     }
     if (!std::isfinite(loss)) return {loss, err};
     at::Tensor g = at::zeros_like(h).scatter_(1, taken, dq.view({n, 1}));  // (B, A)
-    at::mm_out(gw_[last], g.t(), inputs[last]);
+    at::mm_out(gw_[last], g.t(), trace.inputs[last]);
     at::sum_out(gb_[last], g, 0);
-    g = at::mm(g, w_[last]);
+    g = at::mm(g, net.w_[last]);
     for (size_t i = last; i-- > first;) {
-      g = norm_relu_backward(g, kept[i], norms_[i]);
-      at::mm_out(gw_[i], g.t(), inputs[i]);
+      g = norm_relu_backward(g, trace.kept[i], net.norms_[i], ggamma_[i], gbeta_[i]);
+      at::mm_out(gw_[i], g.t(), trace.inputs[i]);
       at::sum_out(gb_[i], g, 0);
-      if (i > first || has_conv_) g = at::mm(g, w_[i]);
+      if (i > first || net.has_conv_) g = at::mm(g, net.w_[i]);
     }
-    if (has_conv_) {  // back to each pixel's channels, (B·L, 16), then the convolution's dW, db
+    if (net.has_conv_) {  // back to each pixel's channels, (B·L, 16), then the convolution's dW, db
+      const at::Tensor& z4 = trace.z4;
       const int64_t c = z4.size(1);
       g = g.view({n, c, -1}).transpose(1, 2).reshape({-1, c});
-      g = norm_relu_backward(g, kept[0], norms_[0]);
+      g = norm_relu_backward(g, trace.kept[0], net.norms_[0], ggamma_[0], gbeta_[0]);
       at::Tensor g4 = g.view({n, z4.size(2), z4.size(3), c}).permute({0, 3, 1, 2});
       std::vector<int64_t> bias_sizes{c};
-      auto [dx, dw, db] = at::convolution_backward(g4, x, w_[0], at::OptionalIntArrayRef(bias_sizes), {1, 1},
-                                                   {0, 0}, {1, 1}, false, {0, 0}, 1, {false, true, true});
+      auto [dx, dw, db] = at::convolution_backward(g4, trace.x, net.w_[0], at::OptionalIntArrayRef(bias_sizes),
+                                                   {1, 1}, {0, 0}, {1, 1}, false, {0, 0}, 1, {false, true, true});
       gw_[0].copy_(dw);
       gb_[0].copy_(db);
     }
@@ -134,12 +176,12 @@ class LambdaStep {
   }
 
  private:
-  std::vector<at::Tensor> w_, b_, gw_, gb_;
-  std::vector<Norm> norms_;
+  std::shared_ptr<Net> net_;
+  std::vector<at::Tensor> gw_, gb_;
+  std::vector<std::optional<at::Tensor>> ggamma_, gbeta_;
   at::Tensor flat_grad_;
   bool mse_;
   double max_grad_norm_;
-  bool has_conv_;
 };
 
 // fast_mlp.radam_step: one RAdam step over the flat buffers, the same six kernels.
@@ -163,14 +205,19 @@ void radam_step(at::Tensor param, const at::Tensor& grad, at::Tensor exp_avg, at
 }  // namespace
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
-  pybind11::class_<LambdaStep>(m, "LambdaStep")
-      .def(pybind11::init<std::vector<at::Tensor>, std::vector<at::Tensor>, std::vector<at::Tensor>,
-                          std::vector<at::Tensor>, std::vector<std::optional<at::Tensor>>,
-                          std::vector<std::optional<at::Tensor>>, std::vector<std::optional<at::Tensor>>,
-                          std::vector<std::optional<at::Tensor>>, std::vector<double>, at::Tensor, bool, double,
-                          bool>())
-      .def("grad", &LambdaStep::grad);
   using pybind11::arg;
+  pybind11::class_<Net, std::shared_ptr<Net>>(m, "Net")
+      .def(pybind11::init<std::vector<at::Tensor>, std::vector<at::Tensor>, std::vector<std::optional<at::Tensor>>,
+                          std::vector<std::optional<at::Tensor>>, std::vector<double>, bool>(),
+           arg("weights"), arg("biases"), arg("gammas"), arg("betas"), arg("eps"), arg("has_conv"))
+      .def("q", &Net::q, arg("obs"));
+  pybind11::class_<LambdaStep>(m, "LambdaStep")
+      .def(pybind11::init<std::shared_ptr<Net>, std::vector<at::Tensor>, std::vector<at::Tensor>,
+                          std::vector<std::optional<at::Tensor>>, std::vector<std::optional<at::Tensor>>, at::Tensor,
+                          bool, double>(),
+           arg("net"), arg("grad_weights"), arg("grad_biases"), arg("grad_gammas"), arg("grad_betas"),
+           arg("flat_grad"), arg("mse"), arg("max_grad_norm"))
+      .def("grad", &LambdaStep::grad);
   m.def("radam_step", &radam_step, arg("param"), arg("grad"), arg("exp_avg"), arg("exp_avg_sq"), arg("t"), arg("lr"),
         arg("beta1"), arg("beta2"), arg("eps"));
 }
