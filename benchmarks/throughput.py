@@ -18,6 +18,8 @@ Workloads (deepq's settings; rejax_peer.py maps them onto rejax's and says what 
                     2.5e-4, ε 1 → 0.05 over 5000 steps; 30k steps. Peer: rejax.DQN on gymnax CartPole-v1.
   c4-dqn            deepq.preset('connect4'), self-play, one update per ply; deepq only; 20k plies (its window
                     starts at learning_starts, 5k).
+  c4-pqn-preset     deepq.preset('connect4-pqn') as #33's runs train it: MLP 512x3 with LayerNorm, 128 envs x 32
+                    plies, 2 epochs x 32 minibatches, RAdam; deepq only; 160k plies.
   c4-pqn            'connect4' with target='pqn' and the PQN fields of 'minatar-breakout-pqn' (128 envs x 32
                     plies, 2 epochs x 32 minibatches, λ 0.65, LayerNorm, RAdam, lr 5e-4 decayed, grad norm 10);
                     deepq only; 160k plies.
@@ -54,7 +56,10 @@ learning: the runs are short and several settings differ (rejax_peer.py).
 
 FLOPs per env step, from the config (multiply-adds x 2 of the network's Linear and Conv2d layers; biases,
 LayerNorm, activations and the optimizer left out): F = one forward pass for one observation, backward ≈ 2F, so
-    PQN:  F (act) + F (the λ-return pass over s') + epochs x 3F (each transition trains `epochs` times)
+    PQN:  F (act) + epochs x 3F (each transition trains `epochs` times; twice with mirror=true); V(s') of the
+          λ-returns is the next step's acting pass (deepq since 26845aa, purejaxql and rejax alike). Tables
+          before 2026-12-07's last (2026-12-07-c4preset.json) counted a second F for it: % peak 1/(2 + 3 x
+          epochs) higher than this count gives.
     DQN:  F (act) + gradient_steps / train_freq x batch_size x (F target pass [+ F online pass if double] + 3F)
     acting: F.
 Every step counts its acting pass, though ε-greedy may skip it (deepq skips the pass when every env explores).
@@ -113,6 +118,8 @@ WORKLOADS = {
     "dqn-cartpole": Workload("DQN CartPole (speed.py b)", 30_000, (4,), 2, {"algo": "dqn", "env": "CartPole-v1"}),
     "c4-dqn": Workload("Connect Four self-play, DQN (plies)", 20_000, (3, 6, 7), 7),
     "c4-pqn": Workload("Connect Four self-play, PQN 128 envs (plies)", 160_000, (3, 6, 7), 7),
+    "c4-pqn-preset": Workload("Connect Four self-play, connect4-pqn preset, MLP 512x3 (plies)", 160_000,
+                              (3, 6, 7), 7),
     "c4-acting": Workload("Connect Four acting only, 128 envs (plies)", 0, (3, 6, 7), 7, kind="acting"),
 }
 ACTING_SECONDS = 20.0  # at --steps-scale 1

@@ -44,6 +44,8 @@ def deepq_config(key: str, steps: int, seed: int, run_dir: str) -> Any:
                             max_grad_norm=0.0, target="hard", eps_schedule="linear", **SETTINGS, **run)
     if key in ("c4-dqn", "c4-acting"):  # acting: only the network (its FLOPs) is read
         return deepq.preset("connect4", **run)
+    if key == "c4-pqn-preset":
+        return deepq.preset("connect4-pqn", **run)
     if key == "c4-pqn":
         pqn = deepq.preset("minatar-breakout-pqn")
         fields = ("target", "layer_norm", "optimizer", "max_grad_norm", "loss", "learning_starts", "num_envs",
@@ -67,7 +69,7 @@ def flops_per_step(cfg: Any, fwd: int, kind: str) -> float:
     if kind == "acting":
         return fwd
     if cfg.target == "pqn":
-        return fwd * (2 + 3 * cfg.epochs)
+        return fwd * (1 + 3 * cfg.epochs * (2 if cfg.mirror else 1))
     per_sample = fwd * (1 + int(cfg.double) + 3)
     return fwd + cfg.gradient_steps / cfg.train_freq * cfg.batch_size * per_sample
 
