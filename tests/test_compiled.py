@@ -34,6 +34,7 @@ def _pair(cfg: deepq.Config, obs_shape: tuple[int, ...], n_actions: int) -> tupl
     update = python.learner.fast_returns
     assert update is not None and fast.learner.fast_returns is not None and fast.learner.fast_returns.compiled
     update.compiled, update._radam = None, fast_mlp.radam_step  # the Python body, as on a machine without one
+    update._rmsprop_step = fast_mlp.rmsprop_step
     return fast, python
 
 
@@ -42,7 +43,8 @@ def _same(fast: Agent, python: Agent) -> None:
         assert torch.equal(p, q), name
     state, other = fast.optimizer.state_dict()["state"], python.optimizer.state_dict()["state"]
     for k in state:
-        for key in ("exp_avg", "exp_avg_sq", "step"):
+        assert state[k].keys() == other[k].keys()
+        for key in state[k]:  # exp_avg, exp_avg_sq, step; RMSProp's square_avg, grad_avg, momentum_buffer, step
             assert torch.equal(state[k][key], other[k][key]), (k, key)
 
 
@@ -51,10 +53,12 @@ def _same(fast: Agent, python: Agent) -> None:
     ("cartpole-pqn", (4,), 2, dict(), 300.0),  # large errors: the gradient norm clipped
     ("cartpole-pqn", (4,), 2, dict(optimizer="adam", loss="huber"), 5.0),
     ("cartpole-pqn", (4,), 2, dict(layer_norm=False, max_grad_norm=0.0), 5.0),
+    ("cartpole-pqn", (4,), 2, dict(optimizer="rmsprop"), 5.0),  # the MinAtar presets' centered RMSProp
     ("minatar-breakout-pqn", (4, 10, 10), 6, dict(), 1.0),  # the small CNN on MinAtar grids
     ("minatar-breakout-pqn", (3, 6, 7), 7, dict(), 2.0),  # ... on Connect Four boards
     ("minatar-breakout-pqn", (4, 10, 10), 6, dict(layer_norm=False, loss="huber"), 2.0),
-], ids=["pqn", "clipped", "adam-huber", "no-layer-norm", "cnn-minatar", "cnn-connect4", "cnn-no-norm-huber"])
+], ids=["pqn", "clipped", "adam-huber", "no-layer-norm", "rmsprop", "cnn-minatar", "cnn-connect4",
+        "cnn-no-norm-huber"])
 def test_the_compiled_step_is_the_python_step_bit_for_bit(preset: str, obs_shape: tuple[int, ...], n_actions: int,
                                                           overrides: dict[str, object], scale: float) -> None:
     cfg = deepq.preset(preset, lr=1e-2, lr_decay=False, **overrides)  # type: ignore[arg-type]

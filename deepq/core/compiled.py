@@ -3,7 +3,9 @@ pass for acting on batches (fast_mlp.NumpyMLP._batch).
 
 deepq/core/csrc/lambda_update.cpp calls the same ATen kernels as LambdaUpdate, in the same order, so it computes the
 same numbers bit for bit (tests/test_compiled.py); what it saves is Python's overhead on each of an update's ~40
-kernel calls (benchmarks/updates.py, benchmarks/throughput.py). torch.utils.cpp_extension builds it with the
+kernel calls (benchmarks/updates.py, benchmarks/throughput.py). The optimizers' steps (fast_mlp.radam_step,
+rmsprop_step) it writes out as loops, one pass over the flat buffers where torch's kernels take several, each
+operation rounded as the kernel it replaces rounds (build_flags: -ffp-contract=off; the square roots stay torch's). torch.utils.cpp_extension builds it with the
 machine's C++ compiler the first time it is asked for (about 25 s, once per machine and source version; `make`'s
 set-up does it, or `python -m deepq.core.compiled`) and caches it under torch's extensions folder.
 
@@ -61,7 +63,9 @@ def kernels() -> ModuleType | None:
         from torch.utils import cpp_extension
 
         source = SOURCE.read_bytes()
-        name = "deepq_lambda_" + hashlib.sha256(source).hexdigest()[:12]  # a new source builds a new module
+        flags = build_flags()
+        # a new source, or another machine's instruction set, builds a new module
+        name = "deepq_lambda_" + hashlib.sha256(source + " ".join(flags).encode()).hexdigest()[:12]
         folder = Path(cpp_extension._get_build_directory(name, verbose=False))
         failed = folder / "deepq-build-failed.txt"  # a build that failed once is not retried on every run
         if failed.exists() and not (folder / f"{name}.so").exists():
@@ -70,13 +74,26 @@ def kernels() -> ModuleType | None:
         if not (folder / f"{name}.so").exists():
             print("deepq: compiling its C++ update step (once per machine, about 25 s)", file=sys.stderr, flush=True)
         try:
-            _module = cpp_extension.load(name, [str(SOURCE)], extra_cflags=["-O2"], verbose=False)
+            _module = cpp_extension.load(name, [str(SOURCE)], extra_cflags=flags, verbose=False)
         except Exception as error:
             failed.write_text(_first_line(error))
             raise
     except Exception as error:  # no compiler or ninja, a failed build: the Python body runs instead
         _why_not = _first_line(error)
     return _module
+
+
+def build_flags() -> list[str]:
+    """The compiler's flags: no fused multiply-adds but the source's own std::fma (-ffp-contract=off: the optimizer
+    loops round as torch's kernels do), and the vector instructions torch itself uses on this CPU, so those loops
+    are vectorized (without them std::fma is a library call: the same numbers, slower)."""
+    flags = ["-O3", "-ffp-contract=off", "-fno-math-errno"]
+    capability = torch.backends.cpu.get_cpu_capability()
+    if capability == "AVX512":
+        flags += ["-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512dq", "-mavx2", "-mfma"]
+    elif capability == "AVX2":
+        flags += ["-mavx2", "-mfma"]
+    return flags
 
 
 def _first_line(error: Exception) -> str:

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import math
 from types import ModuleType
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -204,6 +204,7 @@ class LambdaUpdate:
         kernels = compiled.kernels()  # None where the machine cannot build it: the Python body runs
         self.compiled = self._compiled_step(kernels) if kernels is not None else None  # __call__'s body, in C++
         self._radam = kernels.radam_step if kernels is not None else radam_step
+        self._rmsprop_step = kernels.rmsprop_step if kernels is not None else rmsprop_step
 
     def _compiled_step(self, kernels: ModuleType) -> compiled.LambdaStep:
         """csrc/lambda_update.cpp's LambdaStep over these weights, gradients and norms (a convolution's first)."""
@@ -305,7 +306,9 @@ class LambdaUpdate:
             (square_avg, grad_avg, momentum_buffer), steps = self._rmsprop
             steps += 1  # every parameter's step count
             group = self.optimizer.param_groups[0]
-            rmsprop_step(self.flat_t, self.grad_t, square_avg, grad_avg, momentum_buffer, group)
+            assert group["centered"] and group["momentum"] > 0 and not group["weight_decay"], "deepq's RMSProp only"
+            self._rmsprop_step(self.flat_t, self.grad_t, square_avg, grad_avg, momentum_buffer, alpha=group["alpha"],
+                               eps=group["eps"], momentum=group["momentum"], lr=group["lr"])
             return
         state = self._optimizer_state()
         if not isinstance(self.optimizer, torch.optim.RAdam):
@@ -342,19 +345,17 @@ def radam_step(param: torch.Tensor, grad: torch.Tensor, exp_avg: torch.Tensor, e
 
 
 def rmsprop_step(param: torch.Tensor, grad: torch.Tensor, square_avg: torch.Tensor, grad_avg: torch.Tensor,
-                 momentum_buffer: torch.Tensor, group: dict[str, Any]) -> None:
+                 momentum_buffer: torch.Tensor, alpha: float, eps: float, momentum: float, lr: float) -> None:
     """One step of deepq's RMSProp (learner.make_optimizer: centered, with momentum, no weight decay) as
     torch.optim.RMSprop takes it, the same kernels over the flat buffers instead of one call per parameter:
 
         v ← α·v + (1 − α)·g²,  ḡ ← α·ḡ + (1 − α)·g,  b ← μ·b + g / (√(v − ḡ²) + ε),  θ ← θ − lr·b
     """
-    assert group["centered"] and group["momentum"] > 0 and not group["weight_decay"], "deepq's RMSProp only"
-    alpha = group["alpha"]
     square_avg.mul_(alpha).addcmul_(grad, grad, value=1 - alpha)
     grad_avg.lerp_(grad, 1 - alpha)
-    avg = square_avg.addcmul(grad_avg, grad_avg, value=-1).sqrt_().add_(group["eps"])
-    momentum_buffer.mul_(group["momentum"]).addcdiv_(grad, avg)
-    param.add_(momentum_buffer, alpha=-group["lr"])
+    avg = square_avg.addcmul(grad_avg, grad_avg, value=-1).sqrt_().add_(eps)
+    momentum_buffer.mul_(momentum).addcdiv_(grad, avg)
+    param.add_(momentum_buffer, alpha=-lr)
 
 
 def _norm_relu(z: torch.Tensor, norm: nn.LayerNorm | None) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:

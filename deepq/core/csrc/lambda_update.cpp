@@ -184,21 +184,83 @@ class LambdaStep {
   double max_grad_norm_;
 };
 
-// fast_mlp.radam_step: one RAdam step over the flat buffers, the same six kernels.
+// The optimizers' element-wise arithmetic, written out so that one pass over the flat buffers does what several of
+// torch's kernels do one after another. Each line rounds as the kernel it replaces rounds on CPU (this file is
+// compiled with -ffp-contract=off, so a std::fma is exactly where torch's kernel has one): lerp_ with a weight
+// w < 0.5 is s + w·(e − s) as one fma; addcmul_ is s + (value·a)·b as one fma; addcdiv_ is s + (value·a)/b; add_ with
+// alpha is s + alpha·o as one fma. The square roots stay torch's own kernel (at::sqrt: on x86 MKL's vsSqrt, which is
+// not the correctly rounded root in ~0.6% of elements, so it cannot be written out). tests/test_compiled.py holds
+// both steps to fast_mlp's radam_step and rmsprop_step (torch's kernels) bit for bit.
+inline float lerp_small(float s, float e, float w) { return std::fma(w, e - s, s); }  // torch's lerp for |w| < 0.5
+inline float lerp_large(float s, float e, float w) { return std::fma(-(1.0f - w), e - s, e); }  // e − (e − s)(1 − w)
+inline float addcmul(float s, float value, float a, float b) { return std::fma(value * a, b, s); }
+inline float addcdiv(float s, float value, float a, float b) { return s + value * a / b; }
+
+// fast_mlp.radam_step in three passes over the buffers instead of six: m and v; √v (torch's kernel); θ.
 void radam_step(at::Tensor param, const at::Tensor& grad, at::Tensor exp_avg, at::Tensor exp_avg_sq, double t,
                 double lr, double beta1, double beta2, double eps) {
   at::NoGradGuard no_grad;
-  exp_avg.lerp_(grad, 1 - beta1);
-  exp_avg_sq.mul_(beta2).addcmul_(grad, grad, 1 - beta2);
+  const int64_t n = param.numel();
+  float* __restrict__ theta = param.data_ptr<float>();
+  const float* __restrict__ g = grad.data_ptr<float>();
+  float* __restrict__ m = exp_avg.data_ptr<float>();
+  float* __restrict__ v = exp_avg_sq.data_ptr<float>();
+  const float w = static_cast<float>(1 - beta1), b2 = static_cast<float>(beta2), c2 = static_cast<float>(1 - beta2);
+  if (std::abs(w) < 0.5f) {  // exp_avg.lerp_(grad, 1 − β1); exp_avg_sq.mul_(β2).addcmul_(grad, grad, 1 − β2)
+    for (int64_t i = 0; i < n; ++i) {
+      m[i] = lerp_small(m[i], g[i], w);
+      v[i] = addcmul(v[i] * b2, c2, g[i], g[i]);
+    }
+  } else {
+    for (int64_t i = 0; i < n; ++i) {
+      m[i] = lerp_large(m[i], g[i], w);
+      v[i] = addcmul(v[i] * b2, c2, g[i], g[i]);
+    }
+  }
   const double correction1 = 1 - std::pow(beta1, t), correction2 = 1 - std::pow(beta2, t);
   const double rho_inf = 2 / (1 - beta2) - 1;
   const double rho_t = rho_inf - 2 * t * std::pow(beta2, t) / correction2;
   if (rho_t > 5.0) {
     const double rect = std::sqrt((rho_t - 4) * (rho_t - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rho_t));
-    at::Tensor denom = exp_avg_sq.sqrt().add_(eps);
-    param.addcdiv_(exp_avg, denom, -lr * rect * std::sqrt(correction2) / correction1);
+    const at::Tensor root = exp_avg_sq.sqrt();
+    const float* __restrict__ r = root.data_ptr<float>();
+    const float e = static_cast<float>(eps);
+    const float value = static_cast<float>(-lr * rect * std::sqrt(correction2) / correction1);
+    for (int64_t i = 0; i < n; ++i) theta[i] = addcdiv(theta[i], value, m[i], r[i] + e);  // addcdiv_(m, √v + ε)
   } else {
-    param.add_(exp_avg, -lr / correction1);
+    const float alpha = static_cast<float>(-lr / correction1);
+    for (int64_t i = 0; i < n; ++i) theta[i] = std::fma(alpha, m[i], theta[i]);  // add_(m, alpha)
+  }
+}
+
+// fast_mlp.rmsprop_step (centered, with momentum) in three passes instead of nine: v, ḡ and v − ḡ²; its √ (torch's
+// kernel); b and θ.
+void rmsprop_step(at::Tensor param, const at::Tensor& grad, at::Tensor square_avg, at::Tensor grad_avg,
+                  at::Tensor momentum_buffer, double alpha, double eps, double momentum, double lr) {
+  at::NoGradGuard no_grad;
+  const int64_t n = param.numel();
+  float* __restrict__ theta = param.data_ptr<float>();
+  const float* __restrict__ g = grad.data_ptr<float>();
+  float* __restrict__ v = square_avg.data_ptr<float>();
+  float* __restrict__ gbar = grad_avg.data_ptr<float>();
+  float* __restrict__ b = momentum_buffer.data_ptr<float>();
+  at::Tensor spread = at::empty_like(square_avg);
+  float* __restrict__ d = spread.data_ptr<float>();
+  const float a = static_cast<float>(alpha), c = static_cast<float>(1 - alpha);
+  const bool small = std::abs(c) < 0.5f;
+  for (int64_t i = 0; i < n; ++i) {
+    const float vi = addcmul(v[i] * a, c, g[i], g[i]);  // square_avg.mul_(α).addcmul_(g, g, 1 − α)
+    const float gi = small ? lerp_small(gbar[i], g[i], c) : lerp_large(gbar[i], g[i], c);  // grad_avg.lerp_(g, 1 − α)
+    v[i] = vi;
+    gbar[i] = gi;
+    d[i] = addcmul(vi, -1.0f, gi, gi);  // square_avg.addcmul(ḡ, ḡ, value=−1)
+  }
+  spread.sqrt_();
+  const float e = static_cast<float>(eps), mu = static_cast<float>(momentum), step = static_cast<float>(-lr);
+  for (int64_t i = 0; i < n; ++i) {
+    const float bi = addcdiv(b[i] * mu, 1.0f, g[i], d[i] + e);  // b.mul_(μ).addcdiv_(g, √(v − ḡ²) + ε)
+    b[i] = bi;
+    theta[i] = std::fma(step, bi, theta[i]);  // param.add_(b, alpha=−lr)
   }
 }
 
@@ -220,4 +282,6 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
       .def("grad", &LambdaStep::grad);
   m.def("radam_step", &radam_step, arg("param"), arg("grad"), arg("exp_avg"), arg("exp_avg_sq"), arg("t"), arg("lr"),
         arg("beta1"), arg("beta2"), arg("eps"));
+  m.def("rmsprop_step", &rmsprop_step, arg("param"), arg("grad"), arg("square_avg"), arg("grad_avg"),
+        arg("momentum_buffer"), arg("alpha"), arg("eps"), arg("momentum"), arg("lr"));
 }
