@@ -120,6 +120,39 @@ def test_acting_batches_take_the_compiled_forward_the_same_numbers(
                                  torch.from_numpy(rng.normal(size=128).astype(np.float32)))
 
 
+@pytest.mark.parametrize(("preset", "obs_shape", "n_actions", "overrides"), [
+    ("minatar-breakout-pqn", (4, 10, 10), 6, dict()),  # the small CNN with LayerNorm, MinAtar grids (uint8)
+    ("minatar-breakout", (4, 10, 10), 6, dict()),  # DQN's: no LayerNorm, RMSProp, one env (one observation)
+    ("minatar-breakout-pqn", (3, 6, 7), 7, dict()),  # on Connect Four boards
+], ids=["pqn-minatar", "dqn-minatar", "connect4-boards"])
+def test_the_small_cnn_acts_through_the_compiled_forward_the_modules_numbers(
+        preset: str, obs_shape: tuple[int, ...], n_actions: int, overrides: dict[str, object]) -> None:
+    """CompiledQ (csrc's Net.q over the convolution and the dense layers) against the module itself, bit for bit:
+    batches and one observation, before and after updates move the weights; the module where it cannot be built."""
+    cfg = deepq.preset(preset, lr=1e-2, lr_decay=False, **overrides)  # type: ignore[arg-type]
+    torch.manual_seed(0)
+    agent = Agent(obs_shape, n_actions, cfg)
+    q = agent.policy._numpy
+    assert isinstance(q, fast_mlp.CompiledQ) and q.compiled is not None
+    rng = np.random.default_rng(8)
+    for _ in range(3):
+        grids = (rng.random((32, *obs_shape)) < 0.3).astype(np.uint8)
+        with torch.inference_mode():
+            module = agent.online(torch.from_numpy(grids)).numpy()
+            one = agent.online(torch.from_numpy(grids[:1])).numpy()[0]  # a batch of one: its own products
+        assert np.array_equal(agent.policy.q_values(grids), module)
+        assert np.array_equal(agent.policy.q_values(grids[0]), one)  # one observation, (A,)
+        q.compiled, kept = None, q.compiled  # as on a machine without a compiler: the module
+        assert np.array_equal(agent.policy.q_values(grids), module)
+        q.compiled = kept
+        obs, actions = torch.from_numpy(grids.astype(np.float32)), torch.from_numpy(rng.integers(0, n_actions, 32))
+        if cfg.target == "pqn":
+            agent.learner.fit_returns(obs, actions, torch.from_numpy(rng.normal(size=32).astype(np.float32)))
+        else:
+            agent.learner.update(Batch(obs, actions, torch.ones(32), obs, torch.zeros(32, dtype=torch.bool),
+                                       torch.full((32,), 0.99), None))
+
+
 def test_a_non_finite_loss_raises_and_leaves_the_weights() -> None:
     cfg = deepq.preset("cartpole-pqn")
     fast, _ = _pair(cfg, (4,), 2)

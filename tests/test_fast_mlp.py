@@ -74,7 +74,8 @@ def test_the_small_cnn_takes_the_reference_steps(obs_shape: tuple[int, ...], n_a
     torch.manual_seed(0)
     reference = Agent(obs_shape, n_actions, cfg.replace(fused=False))
     assert fast.learner.fast_returns is not None and fast.learner.fast_returns.conv is not None
-    assert fast.policy._numpy is None and reference.learner.fast_returns is None  # acting: the torch module
+    assert isinstance(fast.policy._numpy, fast_mlp.CompiledQ)  # acting: the compiled forward (or the module)
+    assert reference.policy._numpy is None and reference.learner.fast_returns is None  # the torch module
     start = [p.detach().clone() for p in reference.online.parameters()]
     rng = np.random.default_rng(5)
     for _ in range(20):

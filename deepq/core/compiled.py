@@ -1,13 +1,14 @@
 """deepq's one compiled swap-in: PQN's regression step (fast_mlp.LambdaUpdate) as a C++ function, and its forward
-pass for acting on batches (fast_mlp.NumpyMLP._batch).
+pass for acting (fast_mlp.NumpyMLP._batch's batches, fast_mlp.CompiledQ for the small CNN).
 
 deepq/core/csrc/lambda_update.cpp calls the same ATen kernels as LambdaUpdate, in the same order, so it computes the
 same numbers bit for bit (tests/test_compiled.py); what it saves is Python's overhead on each of an update's ~40
 kernel calls (benchmarks/updates.py, benchmarks/throughput.py). The optimizers' steps (fast_mlp.radam_step,
 rmsprop_step) it writes out as loops, one pass over the flat buffers where torch's kernels take several, each
-operation rounded as the kernel it replaces rounds (build_flags: -ffp-contract=off; the square roots stay torch's). torch.utils.cpp_extension builds it with the
-machine's C++ compiler the first time it is asked for (about 25 s, once per machine and source version; `make`'s
-set-up does it, or `python -m deepq.core.compiled`) and caches it under torch's extensions folder.
+operation rounded as the kernel it replaces rounds (build_flags: -ffp-contract=off; the square roots stay torch's).
+torch.utils.cpp_extension builds it with the machine's C++ compiler the first time it is asked for (about 25 s, once
+per machine and source version; `make`'s set-up does it, or `python -m deepq.core.compiled`) and caches it under
+torch's extensions folder.
 
 Where it cannot be built (no compiler, no ninja) or `DEEPQ_COMPILED=0` is set, `kernels()` returns None, the reason
 is in `unavailable()`, and LambdaUpdate runs its Python body: the same numbers, a little slower.

@@ -61,10 +61,10 @@ def td_loss(online: nn.Module, target: nn.Module | None, batch: Batch, cfg: Lear
 
 
 def acts_in_numpy(cfg: LearnerConfig, net: NetworkConfig, device: torch.device) -> bool:
-    """Whether the policy computes Q values with NumPy (fast_mlp.NumpyMLP) rather than the torch module, for deepq's
-    own MLP on CPU: where a fast path runs, and for MCTS targets (a search asks for one state's Q values at a time,
-    thousands of times a second). The learner and an actor's policy built from weights decide it here alike, so
-    both act on the same arithmetic."""
+    """Whether the policy computes Q values without the torch module (fast_mlp.fast_q: NumPy for deepq's own MLP,
+    the compiled forward for its small CNN) on CPU: where a fast path runs, and for MCTS targets (a search asks
+    for one state's Q values at a time, thousands of times a second). The learner and an actor's policy built from
+    weights decide it here alike, so both act on the same arithmetic."""
     fast = (fast_path.supports(cfg, net, device) or fast_mlp.supports(cfg, net, device)
             or fast_mlp.supports_td(cfg, net, device) or (cfg.fast and cfg.target == "mcts"))
     return fast and fast_mlp.numpy_q_supported(net, device)

@@ -3,7 +3,8 @@
 In the learner's process the policy shares the online network, so acting is always current and nothing is copied.
 `weights()` exports a snapshot as plain NumPy arrays, and `Policy.from_weights` builds a policy from one in another
 process (an actor) in one call; `load_weights` refreshes it from a newer snapshot. For deepq's own MLP on CPU the Q
-values come from NumPy on views of the weights (deepq/core/fast_mlp.py's NumpyMLP), a fraction of a torch call.
+values come from NumPy on views of the weights (deepq/core/fast_mlp.py's NumpyMLP), a fraction of a torch call; for
+its small CNN from the compiled forward pass (fast_mlp.CompiledQ), the module's numbers without its Python.
 """
 
 from __future__ import annotations
@@ -26,14 +27,14 @@ class Policy:
     def __init__(self, net: nn.Module, obs_shape: tuple[int, ...], n_actions: int, device: torch.device,
                  numpy_q: bool = False) -> None:
         self.net, self.obs_shape, self.n_actions, self.device = net, tuple(obs_shape), n_actions, device
-        self._numpy = fast_mlp.NumpyMLP(net) if numpy_q else None  # views of the weights: always current
+        self._numpy = fast_mlp.fast_q(net) if numpy_q else None  # the net's own weights: always current
 
     @classmethod
     def from_weights(cls, net: NetworkConfig, obs_shape: tuple[int, ...], n_actions: int,
                      weights: dict[str, np.ndarray], device: str | torch.device = "cpu",
                      numpy_q: bool = False) -> Policy:
         """A policy in another process: the network `net` describes, loaded with a snapshot from `weights()`.
-        `numpy_q`: Q values by NumPy, as the learner's policy computes them (learner.acts_in_numpy)."""
+        `numpy_q`: Q values without the module, as the learner's policy computes them (learner.acts_in_numpy)."""
         dev, shape = torch.device(device), tuple(obs_shape)
         policy = cls(build_network(shape, n_actions, net).to(dev), shape, n_actions, dev, numpy_q=numpy_q)
         policy.load_weights(weights)
