@@ -60,7 +60,9 @@ CASES: dict[str, Any] = {
     "pqn-minatar": lambda: deepq.preset("minatar-breakout-pqn", total_steps=12_288, eval_interval=8_192,
                                         lr_decay=False),
     "pqn-connect4": lambda: deepq.preset("connect4-pqn", total_steps=12_288, eval_interval=8_192, lr_decay=False,
-                                         eps_decay_steps=3_000_000),  # as recorded before the 60M preset
+                                         eps_decay_steps=3_000_000, mirror=False),  # as recorded before the 60M preset
+    "pqn-connect4-mirror": lambda: deepq.preset("connect4-pqn", total_steps=12_288, eval_interval=8_192,
+                                                lr_decay=False),  # the preset since 40M plies with mirror images
     "dqn-connect4": lambda: deepq.preset("connect4", total_steps=1_500, learning_starts=300, eval_interval=750),
 }
 

@@ -73,7 +73,7 @@ def test_a_mirrored_run_learns_from_twice_the_samples_and_is_reproducible(tmp_pa
     assert (tmp_path / "a" / "metrics.csv").read_text() == (tmp_path / "b" / "metrics.csv").read_text()
     assert all(torch.equal(x, y) for x, y in zip(a.online.parameters(), b.online.parameters(), strict=True))
     sizes.clear()
-    c = deepq.train(_cfg(tmp_path, "c"))
+    c = deepq.train(_cfg(tmp_path, "c", mirror=False))
     assert set(sizes) == {16 * 8}
     assert not all(torch.equal(x, y) for x, y in zip(a.online.parameters(), c.online.parameters(), strict=True))
 
