@@ -152,7 +152,7 @@ for _game in ("Breakout", "SpaceInvaders", "Freeway", "Asterix", "Seaquest"):
 # MCTS-1000 after 15M plies; this network 74 and 62 of 100, 89 and 81 after 30M, 90-95 and 84-90 after 60M on
 # three seeds: docs/results/games.md), 128 games x 32 plies, λ 0.65, 2 epochs of 32 minibatches, RAdam, lr 5e-4 to
 # 0, ε 1 -> 0.1 over the first 10%; each position also learned from as its mirror image (mirror=True: 97 and 95
-# of 100 from seed 0 after 40M plies, ~105 min on one core, against 95 and 84 after 60M plies without); 40M plies.
+# of 100 from seed 0 after 40M plies, ~100 min on one core undisturbed, against 95 and 84 after 60M plies without).
 # Evaluated during training against MCTS with 200 simulations (random stops measuring progress within 1M plies).
 PRESETS["connect4-pqn"] = PRESETS["connect4"].replace(
     name="connect4-pqn", arch="mlp", hidden_sizes=(512, 512, 512), double=False, total_steps=40_000_000,
