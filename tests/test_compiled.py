@@ -17,7 +17,7 @@ import torch
 
 import deepq
 from deepq.agent import Agent
-from deepq.core import compiled, fast_mlp
+from deepq.core import compiled, fast_mlp, fast_q
 from deepq.core.replay import Batch
 
 pytestmark = pytest.mark.skipif(shutil.which("c++") is None or shutil.which("ninja") is None,
@@ -133,7 +133,7 @@ def test_the_small_cnn_acts_through_the_compiled_forward_the_modules_numbers(
     torch.manual_seed(0)
     agent = Agent(obs_shape, n_actions, cfg)
     q = agent.policy._numpy
-    assert isinstance(q, fast_mlp.CompiledQ) and q.compiled is not None
+    assert isinstance(q, fast_q.CompiledQ) and q.compiled is not None
     rng = np.random.default_rng(8)
     for _ in range(3):
         grids = (rng.random((32, *obs_shape)) < 0.3).astype(np.uint8)

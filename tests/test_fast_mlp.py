@@ -13,7 +13,7 @@ import torch
 import deepq
 from deepq.agent import Agent
 from deepq.components import learner_config, network_config
-from deepq.core import fast_mlp
+from deepq.core import fast_mlp, fast_q
 from deepq.core.fast_mlp import radam_step
 from deepq.core.networks import resolve_arch
 
@@ -74,7 +74,7 @@ def test_the_small_cnn_takes_the_reference_steps(obs_shape: tuple[int, ...], n_a
     torch.manual_seed(0)
     reference = Agent(obs_shape, n_actions, cfg.replace(fused=False))
     assert fast.learner.fast_returns is not None and fast.learner.fast_returns.conv is not None
-    assert isinstance(fast.policy._numpy, fast_mlp.CompiledQ)  # acting: the compiled forward (or the module)
+    assert isinstance(fast.policy._numpy, fast_q.CompiledQ)  # acting: the compiled forward (or the module)
     assert reference.policy._numpy is None and reference.learner.fast_returns is None  # the torch module
     start = [p.detach().clone() for p in reference.online.parameters()]
     rng = np.random.default_rng(5)

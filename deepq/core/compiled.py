@@ -1,5 +1,5 @@
 """deepq's one compiled swap-in: PQN's regression step (fast_mlp.LambdaUpdate) as a C++ function, and its forward
-pass for acting (fast_mlp.NumpyMLP._batch's batches, fast_mlp.CompiledQ for the small CNN).
+pass for acting (fast_q.NumpyMLP._batch's batches, fast_q.CompiledQ for the small CNN).
 
 deepq/core/csrc/lambda_update.cpp calls the same ATen kernels as LambdaUpdate, in the same order, so it computes the
 same numbers bit for bit (tests/test_compiled.py); what it saves is Python's overhead on each of an update's ~40

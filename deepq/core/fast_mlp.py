@@ -1,5 +1,5 @@
-"""The fast path for PQN's update of deepq's own MLP on CPU: the λ-return regression without autograd, LayerNorm
-included; and NumPy Q values of any deepq MLP (with or without LayerNorm) for acting.
+"""The fast path for PQN's update of deepq's own MLP or small CNN on CPU: the λ-return regression without autograd,
+LayerNorm included (acting's Q values without the module: deepq/core/fast_q.py).
 
 Learner.reference_fit_returns (autograd through lambda_regression_loss) is the reference. For PQN's 256-256 MLP
 with LayerNorm, eager torch spends a third of an update in autograd's graph, the modules and the optimizer's Python
@@ -27,9 +27,7 @@ from __future__ import annotations
 
 import math
 from types import ModuleType
-from typing import NamedTuple
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -70,41 +68,7 @@ def supports_td(cfg: LearnerConfig, net: NetworkConfig, device: torch.device) ->
             and cfg.optimizer in OPTIMIZERS and device.type == "cpu")
 
 
-def numpy_q_supported(net: NetworkConfig, device: torch.device) -> bool:
-    """Whether acting can skip the torch module (fast_q): deepq's own MLP (NumpyMLP) or small CNN (CompiledQ),
-    LayerNorm or not, no Rainbow head, on CPU."""
-    return net.own_plain and net.arch in ("mlp", "small_cnn") and device.type == "cpu"
-
-
-def fast_q(net: nn.Module) -> NumpyMLP | CompiledQ:
-    """The Q values a policy acts on without the torch module: NumpyMLP for deepq's MLP, CompiledQ for its small
-    CNN (numpy_q_supported says which networks)."""
-    return CompiledQ(net) if _conv_of(net) is not None else NumpyMLP(net)
-
-
-class Layer(NamedTuple):
-    """One Linear and the LayerNorm after it (hidden layers with layer_norm), as NumPy views."""
-
-    weight: np.ndarray  # (out, in)
-    bias: np.ndarray  # (out,)
-    gamma: np.ndarray | None  # (out,) LayerNorm's scale, or None
-    beta: np.ndarray | None  # (out,) LayerNorm's shift
-    eps: float  # LayerNorm's ε
-
-
-def mlp_layers(net: nn.Module) -> list[Layer]:
-    """deepq's MLP as Layers, in order: each Linear with the LayerNorm that follows it (if any)."""
-    layers: list[Layer] = []
-    for m in net.modules():
-        if isinstance(m, nn.Linear):
-            layers.append(Layer(m.weight.detach().numpy(), m.bias.detach().numpy(), None, None, 0.0))
-        elif isinstance(m, nn.LayerNorm):
-            w, b, _, _, _ = layers[-1]
-            layers[-1] = Layer(w, b, m.weight.detach().numpy(), m.bias.detach().numpy(), float(m.eps))
-    return layers
-
-
-def _linear_and_norm(net: nn.Module) -> list[tuple[nn.Linear, nn.LayerNorm | None]]:
+def linear_and_norm(net: nn.Module) -> list[tuple[nn.Linear, nn.LayerNorm | None]]:
     """deepq's MLP in order: each Linear with the LayerNorm that follows it (hidden layers with layer_norm)."""
     pairs: list[tuple[nn.Linear, nn.LayerNorm | None]] = []
     for m in net.modules():
@@ -115,7 +79,7 @@ def _linear_and_norm(net: nn.Module) -> list[tuple[nn.Linear, nn.LayerNorm | Non
     return pairs
 
 
-def _conv_of(net: nn.Module) -> tuple[nn.Conv2d, nn.LayerNorm | None] | None:
+def conv_of(net: nn.Module) -> tuple[nn.Conv2d, nn.LayerNorm | None] | None:
     """The small CNN's convolution and the LayerNorm of its pixels' channels (ChannelNorm), or None (an MLP)."""
     if not isinstance(net, SmallCNN):
         return None
@@ -137,79 +101,6 @@ def compiled_net(kernels: ModuleType, conv: tuple[nn.Conv2d, nn.LayerNorm | None
                        [n.eps if n is not None else 0.0 for n in norms], conv is not None)
 
 
-class NumpyMLP:
-    """Q values of deepq's MLP without autograd, on the network's own (CPU) weights: always current, nothing copied.
-    Each size takes the path measured fastest (µs per call, 120-84 ReLU MLP / 256-256 LayerNorm MLP): one
-    observation (single-env acting) NumPy matrix-vector products; a small batch of a plain MLP NumPy matrix
-    products (8 rows: 10.0 against torch's 21.7); LayerNorm MLPs and batches from 128 rows torch's fused kernels
-    (addmm, layer_norm, relu_: 32 rows of the LayerNorm MLP 66 against NumPy's 113; 2,048 rows 2.2 against 4.7 ms),
-    called from C++ where compiled.kernels() builds (csrc's Net.q, the same kernels: 128 rows of PQN's 256-256
-    LayerNorm MLP 164 against 203 µs)."""
-
-    def __init__(self, net: nn.Module) -> None:
-        self.layers = mlp_layers(net)  # NumPy views, for one observation
-        self.modules = _linear_and_norm(net)  # the modules themselves, for batches
-        self.norm = any(layer.gamma is not None for layer in self.layers)
-        kernels = compiled.kernels()  # batches through the compiled forward where the machine can build it
-        self.compiled = compiled_net(kernels, None, [(m.weight, m.bias, norm) for m, norm in self.modules]) \
-            if kernels is not None else None
-
-    def q_values(self, obs: np.ndarray) -> np.ndarray:
-        """(B, A) for obs (B, *obs_shape)."""
-        x = obs.reshape(len(obs), -1)  # (B, D) float32 (Policy.q_values made it so)
-        if len(x) > 1 and (self.norm or len(x) >= 128):
-            return self._batch(torch.from_numpy(x)).numpy()
-        single = len(x) == 1
-        h = x[0] if single else x  # (D,) or (B, D)
-        last = len(self.layers) - 1
-        for i, (w, b, gamma, beta, eps) in enumerate(self.layers):
-            h = np.dot(w, h) if single else h @ w.T  # (out,) or (B, out)
-            h += b
-            if i == last:
-                break
-            if gamma is not None:  # LayerNorm over the features (one observation: batches went to torch)
-                h -= h.mean()
-                h /= np.sqrt(np.mean(h * h) + eps)  # x̂
-                h *= gamma
-                h += beta
-            np.maximum(h, 0.0, out=h)
-        return h[None] if single else h  # (B, A)
-
-    def _batch(self, x: torch.Tensor) -> torch.Tensor:
-        if self.compiled is not None:  # the loop below in C++: the same kernels, the same numbers
-            return self.compiled.q(x)
-        with torch.no_grad():
-            last = len(self.modules) - 1
-            for i, (linear, norm) in enumerate(self.modules):
-                x = torch.addmm(linear.bias, x, linear.weight.T)  # (B, out)
-                if i < last:
-                    if norm is not None:
-                        x = torch.nn.functional.layer_norm(x, norm.normalized_shape, norm.weight, norm.bias, norm.eps)
-                    x = torch.relu_(x)
-            return x  # (B, A)
-
-
-class CompiledQ:
-    """Q values of deepq's small CNN through csrc's Net.q (the forward pass of the compiled update step: the same
-    kernels as the module, bit for bit, without its Python): a batch of MinAtar grids ~0.89 against ~1.0 ms, one
-    observation (DQN's single env) a fraction of the module's call. Where the machine cannot build it, the module."""
-
-    def __init__(self, net: nn.Module) -> None:
-        self.net = net
-        kernels = compiled.kernels()
-        conv = _conv_of(net)
-        self.compiled = compiled_net(kernels, conv, [(m.weight, m.bias, norm) for m, norm in _linear_and_norm(net)]) \
-            if kernels is not None else None
-
-    def q_values(self, obs: np.ndarray) -> np.ndarray:
-        """(B, A) for obs (B, *obs_shape)."""
-        x = torch.from_numpy(obs)
-        if self.compiled is not None:
-            return self.compiled.q(x).numpy()
-        with torch.inference_mode():
-            return self.net(x).numpy()
-
-
 class LambdaUpdate:
     """Learner.fit_returns for deepq's MLP on CPU without autograd (see module doc): torch's own kernels, called
     directly in the order autograd would call them, with no graph, no modules and no Optimizer.step wrapper."""
@@ -218,8 +109,8 @@ class LambdaUpdate:
         self.loss, self.max_grad_norm, self.optimizer = loss, max_grad_norm, optimizer
         self.params: list[torch.Tensor] = list(online.parameters())  # W, b, (γ, β) per layer, in order
         self.flat_t = flatten_params(self.params)  # (P,) every parameter, in order; the net's tensors are views
-        self.conv = _conv_of(online)  # the small CNN's 3x3 convolution (stride 1, no padding), or None
-        self.layers = [(m.weight, m.bias, norm) for m, norm in _linear_and_norm(online)]
+        self.conv = conv_of(online)  # the small CNN's 3x3 convolution (stride 1, no padding), or None
+        self.layers = [(m.weight, m.bias, norm) for m, norm in linear_and_norm(online)]
         self.grad_t = torch.zeros_like(self.flat_t)  # (P,) dL/dθ, in the same layout
         grads = iter(split_like(self.grad_t, self.params))
         norms = ([self.conv[1]] if self.conv is not None else []) + [norm for _, _, norm in self.layers]

@@ -17,7 +17,7 @@ orders): tests/test_fused.py, which also runs the default CartPole and tic-tac-t
 `supports(cfg, net, device)` is the one place that decides where it runs (the learner asks it); what it does not do
 (importance weights, noisy nets, dueling, C51, custom networks, LayerNorm, RMSProp, other devices) stays on the
 reference update, and a call with importance weights raises rather than ignoring them. Acting uses
-deepq/core/fast_mlp.py's NumpyMLP on the same views of the weights (the optimizer updates them in place).
+deepq/core/fast_q.py's NumpyMLP on the same views of the weights (the optimizer updates them in place).
 """
 
 from __future__ import annotations

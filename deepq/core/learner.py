@@ -20,7 +20,7 @@ from typing import Any, NamedTuple
 import torch
 from torch import nn
 
-from deepq.core import fast_mlp, fast_path
+from deepq.core import fast_mlp, fast_path, fast_q
 from deepq.core.learner_config import LearnerConfig
 from deepq.core.losses import LossOutput, c51_loss, dqn_loss, lambda_regression_loss, mcts_regression_loss, td_target
 from deepq.core.networks import NetworkConfig
@@ -61,13 +61,13 @@ def td_loss(online: nn.Module, target: nn.Module | None, batch: Batch, cfg: Lear
 
 
 def acts_in_numpy(cfg: LearnerConfig, net: NetworkConfig, device: torch.device) -> bool:
-    """Whether the policy computes Q values without the torch module (fast_mlp.fast_q: NumPy for deepq's own MLP,
+    """Whether the policy computes Q values without the torch module (fast_q.fast_q: NumPy for deepq's own MLP,
     the compiled forward for its small CNN) on CPU: where a fast path runs, and for MCTS targets (a search asks
     for one state's Q values at a time, thousands of times a second). The learner and an actor's policy built from
     weights decide it here alike, so both act on the same arithmetic."""
     fast = (fast_path.supports(cfg, net, device) or fast_mlp.supports(cfg, net, device)
             or fast_mlp.supports_td(cfg, net, device) or (cfg.fast and cfg.target == "mcts"))
-    return fast and fast_mlp.numpy_q_supported(net, device)
+    return fast and fast_q.numpy_q_supported(net, device)
 
 
 class Learner:

@@ -3,8 +3,8 @@
 In the learner's process the policy shares the online network, so acting is always current and nothing is copied.
 `weights()` exports a snapshot as plain NumPy arrays, and `Policy.from_weights` builds a policy from one in another
 process (an actor) in one call; `load_weights` refreshes it from a newer snapshot. For deepq's own MLP on CPU the Q
-values come from NumPy on views of the weights (deepq/core/fast_mlp.py's NumpyMLP), a fraction of a torch call; for
-its small CNN from the compiled forward pass (fast_mlp.CompiledQ), the module's numbers without its Python.
+values come from NumPy on views of the weights (deepq/core/fast_q.py's NumpyMLP), a fraction of a torch call; for
+its small CNN from the compiled forward pass (fast_q.CompiledQ), the module's numbers without its Python.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from deepq.core import fast_mlp
+from deepq.core import fast_q
 from deepq.core.explore import epsilon_greedy, masked_epsilon_greedy
 from deepq.core.networks import NetworkConfig, build_network
 
@@ -27,7 +27,7 @@ class Policy:
     def __init__(self, net: nn.Module, obs_shape: tuple[int, ...], n_actions: int, device: torch.device,
                  numpy_q: bool = False) -> None:
         self.net, self.obs_shape, self.n_actions, self.device = net, tuple(obs_shape), n_actions, device
-        self._numpy = fast_mlp.fast_q(net) if numpy_q else None  # the net's own weights: always current
+        self._numpy = fast_q.fast_q(net) if numpy_q else None  # the net's own weights: always current
 
     @classmethod
     def from_weights(cls, net: NetworkConfig, obs_shape: tuple[int, ...], n_actions: int,
