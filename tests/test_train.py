@@ -178,6 +178,7 @@ def test_truncation_stores_true_final_obs_and_only_termination_stops_bootstrap(t
     assert starts in (ends, ends + 1)
 
 
+@pytest.mark.filterwarnings("error::RuntimeWarning")  # NumPy's overflow warnings stay inside the loop (one line)
 def test_a_diverging_run_stops_and_advises_resuming_only_from_a_checkpoint_that_exists(tmp_path: Path) -> None:
     # lr 1e30: the first update sends the weights to inf. A checkpoint at step 500 precedes it (learning starts
     # at 600): the advice is to resume from it with a lower lr, and doing so works.

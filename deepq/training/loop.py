@@ -218,7 +218,7 @@ def _train(cfg: Config, kind: EnvKind, mode: Experience, rng: np.random.Generato
     try:
         with interrupts.deferred() as interrupted, warnings.catch_warnings():
             # NumPy's overflow warnings from a diverging update: the non-finite loss check says it in one line
-            warnings.filterwarnings("ignore", category=RuntimeWarning, module=r"deepq\.core\.fast_(path|mlp)")
+            warnings.filterwarnings("ignore", category=RuntimeWarning, module=r"deepq\.core\.fast_(path|mlp|q)")
             while running(state, cfg, interrupted, out_of_time) and not caller_stopped:
                 prev = state.step
                 got = mode.collect(state, eps_at)  # act, step the env(s), store
